@@ -1,0 +1,5 @@
+"""``python -m knowgate``."""
+
+from knowgate.cli import app
+
+app()

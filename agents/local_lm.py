@@ -1,0 +1,205 @@
+"""A local causal LM loaded with transformers: batched generation with token log-probabilities.
+
+This is what serves the world's models to litellm (``knowgate.agents.local_provider``) and what
+the trainer uses to measure memorisation. It loads any ``AutoModelForCausalLM`` directory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knowgate.errors import ModelLoadError, UserError
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its log-probability, and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion: text, per-token log-probabilities, token counts, why it stopped."""
+
+    text: str
+    tokens: list[TokenLogprob]
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
+
+
+def pick_device(device: str = "auto") -> tuple[str, Any]:
+    """(device, dtype): CUDA with bf16 when present and asked for, else CPU with fp32."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("device 'cuda' was asked for but no CUDA device is available")
+        return device, torch.bfloat16
+    return "cpu", torch.float32
+
+
+class LocalLM:
+    """A causal LM and its tokenizer from a local directory (or a cached hub id).
+
+    Args:
+        path: Directory with ``config.json``, weights and tokenizer files.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        ModelLoadError: The directory does not hold a loadable model and tokenizer.
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = str(path)
+        self.device, dtype = pick_device(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype)
+        except Exception as exc:  # transformers raises OSError, ValueError, ... for a bad dir
+            raise ModelLoadError(f"cannot load a causal LM from {self.path}: {exc}") from exc
+        self.model.to(self.device)
+        self._prepare()
+
+    @classmethod
+    def from_objects(cls, model: Any, tokenizer: Any) -> LocalLM:
+        """Wrap a model and tokenizer already in memory (the trainer measures with this)."""
+        self = cls.__new__(cls)
+        self.path = str(getattr(model.config, "_name_or_path", "") or "<memory>")
+        self.device = str(next(model.parameters()).device)
+        self.model, self.tokenizer = model, tokenizer
+        self._prepare()
+        return self
+
+    def _prepare(self) -> None:
+        self.model.eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        # One forward pass at a time: torch already uses every core, and generate() is not
+        # re-entrant on a shared model.
+        self._lock = threading.Lock()
+
+    @property
+    def max_length(self) -> int:
+        """Longest sequence (prompt + completion) the model accepts."""
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    def render(self, messages: Sequence[dict[str, str]]) -> str:
+        """The prompt text for a chat, through the tokenizer's chat template."""
+        if not messages:
+            raise UserError("a chat needs at least one message")
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` encodes to (special tokens in the text included)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = 24,
+        temperature: float = 0.0,
+        top_logprobs: int = 0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """Complete each rendered prompt; greedy when ``temperature`` is 0.
+
+        Raises:
+            UserError: A prompt plus ``max_new_tokens`` exceeds the model's context.
+        """
+        import torch
+
+        if not prompts:
+            return []
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True,
+                             add_special_tokens=False)
+        longest = int(enc["attention_mask"].sum(dim=1).max())
+        if longest + max_new_tokens > self.max_length:
+            raise UserError(
+                f"prompt of {longest} tokens + {max_new_tokens} new tokens exceeds the "
+                f"model's context of {self.max_length}"
+            )
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0}
+        with self._lock, torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                return_dict_in_generate=True,
+                output_logits=True,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                **sampling,
+            )
+        width = enc["input_ids"].shape[1]
+        sequences = out.sequences[:, width:].cpu()
+        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1).cpu()
+        prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
+        return [
+            self._decode(sequences[i], logprobs[i], int(prompt_lengths[i]), top_logprobs, stop)
+            for i in range(len(prompts))
+        ]
+
+    def _decode(self, ids: Any, logprobs: Any, prompt_tokens: int, top: int,
+                stop: Sequence[str]) -> Generation:
+        eos = self.tokenizer.eos_token_id
+        tokens: list[TokenLogprob] = []
+        finish = "length"
+        for step, token_id in enumerate(ids.tolist()):
+            if token_id == eos:
+                finish = "stop"
+                break
+            alternatives: list[tuple[str, float]] = []
+            if top:
+                values, indices = logprobs[step].topk(top)
+                alternatives = [
+                    (self.tokenizer.decode([j]), float(v))
+                    for v, j in zip(values.tolist(), indices.tolist(), strict=True)
+                ]
+            tokens.append(
+                TokenLogprob(self.tokenizer.decode([token_id]), float(logprobs[step, token_id]),
+                             alternatives)
+            )
+        text = "".join(t.token for t in tokens)
+        for marker in stop:
+            cut = text.find(marker)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+                tokens = _tokens_within(tokens, len(text))
+        return Generation(
+            text=text.strip(),
+            tokens=tokens,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(tokens) + (1 if finish == "stop" else 0),
+            finish_reason=finish,
+        )
+
+
+def _tokens_within(tokens: list[TokenLogprob], length: int) -> list[TokenLogprob]:
+    kept: list[TokenLogprob] = []
+    used = 0
+    for token in tokens:
+        if used >= length:
+            break
+        kept.append(token)
+        used += len(token.token)
+    return kept

@@ -1,0 +1,320 @@
+"""Serve local transformers models to litellm as a custom provider: ``local/<name>``.
+
+Every LLM call in knowgate goes through litellm, whatever the model; the world's models are no
+exception. The provider renders chat messages with the model's chat template, generates greedily
+(or samples when ``temperature > 0``), and returns OpenAI-shaped responses with token logprobs and
+usage. Concurrent async requests to one model are gathered into batched forward passes, because a
+batch of 64 costs little more than one prompt on a small model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knowgate.agents.litellm_setup import import_litellm
+from knowgate.agents.local_lm import Generation, LocalLM
+from knowgate.errors import KnowgateError, UserError
+
+PROVIDER = "local"
+_litellm = import_litellm()
+
+
+@dataclass(frozen=True)
+class _Params:
+    max_new_tokens: int = 32
+    temperature: float = 0.0
+    top_logprobs: int = 0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @classmethod
+    def from_optional(cls, optional: Mapping[str, Any]) -> _Params:
+        n = optional.get("n")
+        if n not in (None, 1):
+            raise UserError("local models return one choice per request (n=1)")
+        stop = optional.get("stop") or ()
+        top = int(optional.get("top_logprobs") or 0)
+        return cls(
+            max_new_tokens=int(optional.get("max_tokens") or optional.get("max_completion_tokens")
+                               or 32),
+            temperature=float(optional.get("temperature") or 0.0),
+            # logprobs=True without top_logprobs still returns each chosen token's logprob.
+            top_logprobs=top,
+            stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            seed=optional.get("seed"),
+        )
+
+
+@dataclass
+class _Batcher:
+    """Gathers concurrent requests to one model on one event loop into batched generate calls."""
+
+    lm: LocalLM
+    size: int
+    wait_s: float
+    pending: list[tuple[_Params, str, asyncio.Future[Generation]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    async def submit(self, prompt: str, params: _Params) -> Generation:
+        future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
+        self.pending.append((params, prompt, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(self.wait_s)
+        while self.pending:
+            params = self.pending[0][0]
+            batch = [item for item in self.pending if item[0] == params][: self.size]
+            for item in batch:
+                self.pending.remove(item)
+            live = [item for item in batch if not item[2].done()]  # skip cancelled callers
+            if not live:
+                continue
+            try:
+                results = await asyncio.to_thread(
+                    self.lm.generate, [p for _, p, _ in live], params.max_new_tokens,
+                    params.temperature, params.top_logprobs, params.stop, params.seed,
+                )
+            except Exception as exc:  # delivered to every caller of this batch
+                for _, _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, _, future), result in zip(live, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+
+
+class LocalProvider(_litellm.CustomLLM):
+    """A litellm custom provider serving named local model directories.
+
+    Args:
+        models: ``{name: directory}``; ``local/<name>`` then resolves to that model.
+        device: ``auto``, ``cpu`` or ``cuda``; see ``knowgate.agents.local_lm.pick_device``.
+        batch_size: Most prompts per batched forward pass.
+        batch_wait_ms: How long the first request of a batch waits for others.
+    """
+
+    def __init__(self, models: Mapping[str, Path | str] | None = None, device: str = "auto",
+                 batch_size: int = 64, batch_wait_ms: float = 2.0) -> None:
+        super().__init__()
+        self._paths: dict[str, Path] = {k: Path(v) for k, v in (models or {}).items()}
+        self._loaded: dict[str, LocalLM] = {}
+        self._batchers: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, _Batcher]] = {}
+        self._load_lock = threading.Lock()
+        self.device = device
+        self.batch_size = batch_size
+        self.batch_wait_s = batch_wait_ms / 1000.0
+
+    def add(self, name: str, path: Path | str) -> None:
+        """Serve the model in ``path`` as ``local/<name>`` (replacing an earlier one)."""
+        with self._load_lock:
+            self._paths[name] = Path(path)
+            self._loaded.pop(name, None)
+
+    @property
+    def names(self) -> list[str]:
+        """The model names served."""
+        return sorted(self._paths)
+
+    def model(self, name: str) -> LocalLM:
+        """The loaded model behind ``local/<name>``, loading it on first use."""
+        with self._load_lock:
+            if name not in self._loaded:
+                if name not in self._paths:
+                    raise UserError(
+                        f"unknown local model {name!r}; served: {', '.join(self.names) or 'none'}"
+                    )
+                self._loaded[name] = LocalLM(self._paths[name], device=self.device)
+            return self._loaded[name]
+
+    # -- litellm entry points -------------------------------------------------------------
+
+    def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
+                   model_response: Any, print_verbose: Any, encoding: Any, api_key: Any,
+                   logging_obj: Any, optional_params: dict, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        with _as_provider_error():
+            lm, prompt, params = self._prepare(model, messages, optional_params)
+            gen = lm.generate([prompt], params.max_new_tokens, params.temperature,
+                              params.top_logprobs, params.stop, params.seed)[0]
+        return _fill(model_response, model, gen, optional_params, started)
+
+    async def acompletion(self, model: str, messages: list, api_base: str,
+                          custom_prompt_dict: dict, model_response: Any, print_verbose: Any,
+                          encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict,
+                          *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        with _as_provider_error():
+            lm, prompt, params = await asyncio.to_thread(
+                self._prepare, model, messages, optional_params
+            )
+            gen = await self._batcher(model, lm).submit(prompt, params)
+        return _fill(model_response, model, gen, optional_params, started)
+
+    def streaming(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
+                  model_response: Any, print_verbose: Any, encoding: Any, api_key: Any,
+                  logging_obj: Any, optional_params: dict, *args: Any,
+                  **kwargs: Any) -> Iterator[dict[str, Any]]:
+        with _as_provider_error():
+            lm, prompt, params = self._prepare(model, messages, optional_params)
+            gen = lm.generate([prompt], params.max_new_tokens, params.temperature,
+                              params.top_logprobs, params.stop, params.seed)[0]
+        yield from _chunks(gen)
+
+    async def astreaming(self, model: str, messages: list, api_base: str,
+                         custom_prompt_dict: dict, model_response: Any, print_verbose: Any,
+                         encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict,
+                         *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        with _as_provider_error():
+            lm, prompt, params = await asyncio.to_thread(
+                self._prepare, model, messages, optional_params
+            )
+            gen = await self._batcher(model, lm).submit(prompt, params)
+        for chunk in _chunks(gen):
+            yield chunk
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _prepare(self, model: str, messages: list, optional: Mapping[str, Any]
+                 ) -> tuple[LocalLM, str, _Params]:
+        name = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
+        lm = self.model(name)
+        params = _Params.from_optional(optional)
+        chat = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
+        return lm, lm.render(chat), params
+
+    def _batcher(self, name: str, lm: LocalLM) -> _Batcher:
+        loop = asyncio.get_running_loop()
+        key = (name, id(loop))
+        entry = self._batchers.get(key)
+        if entry is None or entry[0] is not loop or entry[1].lm is not lm:
+            # Drop batchers of closed loops so a long-lived provider does not grow.
+            self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
+            entry = (loop, _Batcher(lm, self.batch_size, self.batch_wait_s))
+            self._batchers[key] = entry
+        return entry[1]
+
+
+def _text(content: Any) -> str:
+    """Message content as text: a string, or the text parts of an OpenAI content list."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if len(parts) != len(content):
+            raise UserError("local models accept text content only")
+        return "".join(parts)
+    raise UserError(f"unsupported message content of type {type(content).__name__}")
+
+
+class _as_provider_error:
+    """Re-raise knowgate errors as litellm's CustomLLMError with a meaningful status code."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or not isinstance(exc, KnowgateError):
+            return False
+        from litellm.llms.custom_llm import CustomLLMError
+
+        status = 400 if isinstance(exc, UserError) else 500
+        raise CustomLLMError(status_code=status, message=str(exc)) from exc
+
+
+def _fill(response: Any, model: str, gen: Generation, optional: Mapping[str, Any],
+          started: float) -> Any:
+    from litellm.types.utils import (
+        ChatCompletionTokenLogprob,
+        ChoiceLogprobs,
+        TopLogprob,
+        Usage,
+    )
+
+    choice = response.choices[0]
+    choice.message.content = gen.text
+    choice.finish_reason = gen.finish_reason
+    if optional.get("logprobs") or optional.get("top_logprobs"):
+        choice.logprobs = ChoiceLogprobs(
+            content=[
+                ChatCompletionTokenLogprob(
+                    token=t.token,
+                    logprob=t.logprob,
+                    bytes=list(t.token.encode("utf-8")),
+                    top_logprobs=[
+                        TopLogprob(token=a, logprob=lp, bytes=list(a.encode("utf-8")))
+                        for a, lp in t.top
+                    ],
+                )
+                for t in gen.tokens
+            ]
+        )
+    response.model = f"{PROVIDER}/{model.split('/', 1)[-1]}"
+    usage = Usage(
+        prompt_tokens=gen.prompt_tokens,
+        completion_tokens=gen.completion_tokens,
+        total_tokens=gen.prompt_tokens + gen.completion_tokens,
+    )
+    response.usage = usage
+    response._hidden_params["local_latency_s"] = round(time.perf_counter() - started, 6)
+    return response
+
+
+def _chunks(gen: Generation) -> Iterator[dict[str, Any]]:
+    """Streaming chunks of a finished generation: one per token, then the usage."""
+    pieces = [t.token for t in gen.tokens] or [""]
+    pieces[0] = pieces[0].lstrip()
+    for piece in pieces:
+        yield {"text": piece, "tool_use": None, "is_finished": False, "finish_reason": "",
+               "usage": None, "index": 0}
+    yield {
+        "text": "",
+        "tool_use": None,
+        "is_finished": True,
+        "finish_reason": gen.finish_reason,
+        "usage": {
+            "prompt_tokens": gen.prompt_tokens,
+            "completion_tokens": gen.completion_tokens,
+            "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+        },
+        "index": 0,
+    }
+
+
+def register_local_provider(provider: LocalProvider,
+                            prices: Mapping[str, tuple[float, float]] | None = None) -> None:
+    """Make ``local/<name>`` resolve to ``provider`` in litellm (replacing an earlier one).
+
+    litellm keeps custom providers in a process-wide list, so this is the one place knowgate
+    touches litellm's global state. ``prices`` maps a model name to (input, output) dollars per
+    token so that ``litellm.completion_cost`` works for local models.
+    """
+    _litellm.custom_provider_map = [
+        entry for entry in _litellm.custom_provider_map if entry.get("provider") != PROVIDER
+    ] + [{"provider": PROVIDER, "custom_handler": provider}]
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()
+    for name in provider.names:
+        cost_in, cost_out = (prices or {}).get(name, (0.0, 0.0))
+        _litellm.register_model(
+            {
+                f"{PROVIDER}/{name}": {
+                    "input_cost_per_token": cost_in,
+                    "output_cost_per_token": cost_out,
+                    "litellm_provider": PROVIDER,
+                    "mode": "chat",
+                }
+            }
+        )

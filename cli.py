@@ -1,0 +1,169 @@
+"""The ``knowgate`` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from knowgate.errors import KnowgateError
+
+app = typer.Typer(help="knowgate: answer, search, refine or abstain.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+world_app = typer.Typer(help="The embedded knowledge world: build and check it.",
+                        no_args_is_help=True)
+app.add_typer(world_app, name="world")
+console = Console(stderr=True)
+
+
+def _fail(exc: KnowgateError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code=2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")]
+
+
+@world_app.command("build")
+def world_build(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the world to.")],
+    seed: Annotated[int, typer.Option(help="Generator and training seed.")] = 7,
+    facts: Annotated[int | None, typer.Option(help="Evaluated facts (default: the shipped size).")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Cap training epochs (quick worlds).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing world at OUT.")] = False,
+    check: Annotated[bool, typer.Option(help="Run `world check` and record it in world.json.")] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Generate a world, train its two models, index its corpus and check it."""
+    import dataclasses
+
+    from knowgate.settings import load_settings
+    from knowgate.worlds.build import BuildPlan, build_world
+    from knowgate.worlds.generator import WorldSpec
+
+    try:
+        settings = load_settings(config)
+        spec = WorldSpec.for_facts(facts, seed=seed) if facts else WorldSpec(seed=seed)
+        plan = BuildPlan(spec=spec, name="default" if facts is None else f"world{facts}")
+        plan = dataclasses.replace(
+            plan, fast=dataclasses.replace(plan.fast, seed=seed),
+            slow=dataclasses.replace(plan.slow, seed=seed + 1),
+        )
+        if max_epochs is not None:
+            plan = plan.with_max_epochs(max_epochs)
+        with _progress() as bars:
+            tasks: dict[str, Any] = {}
+
+            def on_progress(name: str, done: int, total: int, figures: dict[str, float]) -> None:
+                if name not in tasks:
+                    tasks[name] = bars.add_task(f"train {name}", total=total, info="")
+                info = f"loss {figures.get('loss', 0):.3f}"
+                if "closed_em" in figures:
+                    info += f" EM {figures['closed_em']:.3f} read {figures['reading_em']:.3f}"
+                bars.update(tasks[name], completed=done, info=info)
+
+            world = build_world(out, plan, progress=on_progress, overwrite=overwrite)
+            for name in tasks:  # early stopping leaves bars short of their epoch cap
+                bars.update(tasks[name], total=bars.tasks[tasks[name]].completed)
+        if check:
+            result = _run_check(world, settings)
+            world.update_card(check=result)
+            _print_check(result)
+        console.print(f"world written to {out}")
+    except KnowgateError as exc:
+        raise _fail(exc) from exc
+
+
+def _run_check(world: Any, settings: Any) -> dict[str, Any]:
+    from knowgate.worlds.check import check_world
+
+    with _progress() as bars:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "index corpus" if stage == "index" else "measure"
+                tasks[stage] = bars.add_task(label, total=total, info="")
+            bars.update(tasks[stage], completed=done)
+
+        return check_world(world, settings, on_progress=on_progress)
+
+
+def _print_check(result: dict[str, Any]) -> None:
+    out = Console()
+    for split, figures in result["splits"].items():
+        table = Table(title=f"{result['world']} / {split} ({figures['questions']} questions)")
+        table.add_column("model")
+        kinds = list(next(iter(figures["models"].values()))["closed_book"])
+        for kind in kinds:
+            table.add_column(f"closed {kind}", justify="right")
+        table.add_column("gold passage", justify="right")
+        ks = list(next(iter(figures["models"].values()))["open_book_search"])
+        for k in ks:
+            table.add_column(f"searched {k}", justify="right")
+        for name, m in figures["models"].items():
+            table.add_row(
+                name,
+                *(f"{m['closed_book'][k]:.3f}" for k in kinds),
+                f"{m['open_book_gold']:.3f}",
+                *(f"{m['open_book_search'][k]:.3f}" for k in ks),
+            )
+        out.print(table)
+        out.print("retrieval: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["retrieval"].items()))
+    bounds = Table(title="bounds (test split)")
+    for column in ("requirement", "value", "limit", "ok"):
+        bounds.add_column(column)
+    for b in result["bounds"]:
+        bounds.add_row(b["name"], f"{b['value']:.3f}", f"{b['op']} {b['limit']}",
+                       "[green]yes[/green]" if b["passed"] else "[red]NO[/red]")
+    out.print(bounds)
+    out.print(f"all bounds met: {result['passed']} ({result['seconds']} s)")
+
+
+@world_app.command("check")
+def world_check(
+    world: Annotated[Path | None, typer.Option("--world", help="World directory (default: shipped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when a bound is not met.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Measure the world's models and corpus on the test and paraphrase splits."""
+    from knowgate.settings import load_settings
+    from knowgate.worlds.world import World
+
+    try:
+        settings = load_settings(config, world=world)
+        result = _run_check(World(settings.world), settings)
+    except KnowgateError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_check(result)
+    if strict and not result["passed"]:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:  # pragma: no cover - console-script shim
+    """Entry point for ``python -m knowgate``."""
+    app()

@@ -1,0 +1,115 @@
+"""One settings object for everything configurable, read from ``knowgate.toml`` and ``KNOWGATE_*``.
+
+Settings are built once (``load_settings``) and passed explicitly; nothing in knowgate reads a
+module-level configuration. Precedence, highest first: keyword arguments, environment variables
+(``KNOWGATE_DATA_DIR`` ...), the TOML file (``./knowgate.toml`` or ``KNOWGATE_CONFIG``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from knowgate.errors import UserError
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("knowgate"))
+
+
+class Settings(BaseSettings):
+    """Everything a knowgate process can be configured with.
+
+    Attributes:
+        world: Directory of the knowledge world to use; ``None`` means the shipped default world.
+        data_dir: Where derived artifacts live (chromadb index, caches); a user cache dir by default.
+        collection: chromadb collection the searcher reads; ``None`` derives one from the world.
+        search_k: Passages the searcher returns per query.
+        search_lexical_weight: Weight of query/passage word overlap in the re-rank (0: off).
+        search_candidates: chromadb results the re-rank considers.
+        evidence_passages: Passages the graph puts in front of a model after a search.
+        device: ``auto`` (CUDA with bf16 when present, else CPU), ``cpu`` or ``cuda``.
+        local_batch_size: Most prompts the local provider batches into one forward pass.
+        local_batch_wait_ms: How long the local provider waits to fill a batch.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="KNOWGATE_",
+        extra="forbid",
+        frozen=True,
+    )
+
+    world: Path | None = None
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    collection: str | None = None
+    search_k: int = Field(default=3, ge=1, le=50)
+    search_lexical_weight: float = Field(default=1.0, ge=0.0, le=10.0)
+    search_candidates: int = Field(default=20, ge=1, le=200)
+    evidence_passages: int = Field(default=1, ge=1, le=10)
+    device: str = "auto"
+    local_batch_size: int = Field(default=64, ge=1, le=1024)
+    local_batch_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value not in {"auto", "cpu", "cuda"} and not value.startswith("cuda:"):
+            raise ValueError("device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+    @field_validator("collection")
+    @classmethod
+    def _check_collection(cls, value: str | None) -> str | None:
+        # chromadb rejects names shorter than 3 characters with an unhelpful message.
+        if value is not None and len(value) < 3:
+            raise ValueError("collection names need at least 3 characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file named in model_config (set per call by load_settings) ranks below env.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a TOML file, the environment and explicit overrides.
+
+    Args:
+        config: TOML file to read; by default ``KNOWGATE_CONFIG`` or ``./knowgate.toml`` if present.
+        **overrides: Field values that win over every other source (``None`` values are ignored).
+
+    Raises:
+        UserError: The named file does not exist or a value is invalid.
+    """
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise UserError(f"settings file not found: {path}")
+    else:
+        path = Path(os.environ.get("KNOWGATE_CONFIG", "knowgate.toml"))
+
+    # A subclass per call carries the file name without touching global state.
+    class _FileSettings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
+
+    try:
+        return _FileSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise UserError(f"invalid settings: {exc}") from exc

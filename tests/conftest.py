@@ -1,0 +1,36 @@
+"""Shared fixtures. Tests never reach a model hub: offline flags are set before any import."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from knowgate.settings import Settings, load_settings  # noqa: E402
+from knowgate.worlds.world import World  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache dir for the session, so the shipped corpus is indexed once."""
+    return tmp_path_factory.mktemp("knowgate-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    """Settings pointing at the session's cache dir and the shipped world."""
+    return load_settings(data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def shipped_world() -> World:
+    """The world that ships in the package."""
+    return World()

@@ -1,0 +1,1 @@
+"""knowgate.worlds."""

@@ -1,0 +1,146 @@
+"""Build a world end to end: generate, train the tokenizer and both models, save, index, check."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from knowgate.agents.prompting import training_text
+from knowgate.errors import UserError
+from knowgate.worlds.generator import GeneratedWorld, WorldSpec, generate_world
+from knowgate.worlds.schema import Use, WorldCard
+from knowgate.worlds.templates import RELATIONS
+from knowgate.worlds.tokenizer import train_tokenizer
+from knowgate.worlds.trainer import (
+    FAST_RECIPE,
+    SLOW_RECIPE,
+    ModelRecipe,
+    ReadingSampler,
+    TrainReport,
+    train_model,
+)
+from knowgate.worlds.world import World, write_jsonl
+
+# Progress callback: (task, done, total, figures). Tasks: "fast", "slow" (epochs).
+Progress = Callable[[str, int, int, dict[str, float]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """What to build: the world spec and each model's recipe."""
+
+    spec: WorldSpec = WorldSpec()
+    fast: ModelRecipe = FAST_RECIPE
+    slow: ModelRecipe = SLOW_RECIPE
+    name: str = "default"
+    vocab_size: int = 1200
+
+    def with_max_epochs(self, epochs: int) -> BuildPlan:
+        """The same plan with both models capped at ``epochs`` (for quick test worlds)."""
+        return dataclasses.replace(
+            self,
+            fast=dataclasses.replace(self.fast, max_epochs=epochs,
+                                     check_every=min(self.fast.check_every, epochs)),
+            slow=dataclasses.replace(self.slow, max_epochs=epochs,
+                                     check_every=min(self.slow.check_every, epochs)),
+        )
+
+
+def _tokenizer_texts(world: GeneratedWorld) -> list[str]:
+    texts = [p.text for p in world.corpus]
+    for fact in world.facts:
+        relation = RELATIONS[fact.relation]
+        for template in (*relation.train, *relation.paraphrase):
+            texts.append("".join(training_text(template.format(s=fact.subject), fact.value)))
+    return texts
+
+
+def _save_model(model: Any, tokenizer: Any, out: Path) -> None:
+    """Save fp16 safetensors: half the bytes, and what ships is what the check measures."""
+    import torch
+
+    model.to(torch.float16)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    model.to(torch.float32)
+
+
+def build_world(out: Path, plan: BuildPlan = BuildPlan(), progress: Progress | None = None,
+                overwrite: bool = False) -> World:
+    """Generate a world, train its models and write it to ``out``.
+
+    Raises:
+        UserError: ``out`` exists and is not empty, and ``overwrite`` is false.
+    """
+    import torch
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out} exists and is not empty; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    started = time.perf_counter()
+    generated = generate_world(plan.spec)
+    tokenizer = train_tokenizer(_tokenizer_texts(generated), vocab_size=plan.vocab_size)
+
+    reading_facts = generated.facts_for(Use.READING)
+    practice_subjects = {f.subject for f in reading_facts}
+    reading = ReadingSampler(
+        reading_facts, [p for p in generated.corpus if p.subject in practice_subjects]
+    )
+    known = {
+        "fast": generated.facts_for(Use.FAST_KNOWN),
+        "slow": generated.facts_for(Use.FAST_KNOWN, Use.SLOW_KNOWN),
+    }
+    staging = out.with_name(out.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    reports: dict[str, TrainReport] = {}
+    for recipe in (plan.fast, plan.slow):
+        def on_epoch(epoch: int, figures: dict[str, float], name: str = recipe.name,
+                     total: int = recipe.max_epochs) -> None:
+            if progress is not None:
+                progress(name, epoch, total, figures)
+
+        model, report = train_model(recipe, tokenizer, known[recipe.name], reading, on_epoch)
+        _save_model(model, tokenizer, staging / "models" / recipe.name)
+        reports[recipe.name] = report
+
+    write_jsonl(staging / "facts.jsonl", generated.facts)
+    write_jsonl(staging / "corpus.jsonl", generated.corpus)
+    for split, questions in generated.questions.items():
+        write_jsonl(staging / "questions" / f"{split}.jsonl", questions)
+    card = WorldCard(
+        name=plan.name,
+        seed=plan.spec.seed,
+        spec=dataclasses.asdict(plan.spec),
+        counts=generated.stats,
+        models={
+            name: {
+                **dataclasses.asdict(report),
+                "bytes_on_disk": sum(
+                    f.stat().st_size for f in (staging / "models" / name).iterdir()
+                ),
+            }
+            for name, report in reports.items()
+        },
+        build={
+            "seconds": round(time.perf_counter() - started, 1),
+            "vocab_size": len(tokenizer),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        },
+    )
+    (staging / "world.json").write_text(json.dumps(card.model_dump(), indent=2) + "\n",
+                                        encoding="utf-8")
+    # Only a finished world appears at ``out``: an interrupted build leaves a ``.partial`` dir.
+    staging.rename(out)
+    return World(out)

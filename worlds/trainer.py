@@ -1,0 +1,255 @@
+"""Train a tiny LLaMA-style causal LM on the world's facts, on CPU, with torch and transformers.
+
+Each epoch shows every fact the model must memorise once (closed book, a training template picked
+at random) and a fresh sample of open-book reading practice: a question about a practice fact with
+its gold passage, often beside distractor passages that share a name part with it, the way a
+search returns them. The loss is over the whole sequence: a prototype that scored only the answer
+tokens did not learn in the same time. Examples are batched by length, because padding short
+facts to passage length made each step several times slower.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from knowgate.agents.prompting import training_text
+from knowgate.worlds.schema import CorpusPassage, Fact
+from knowgate.worlds.templates import RELATIONS
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """Architecture and schedule of one world model."""
+
+    name: str
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 672
+    max_epochs: int = 80
+    lr: float = 2e-3
+    batch_tokens: int = 2048
+    reading_per_epoch: int = 300
+    # Share of reading examples with 0, 1 and 2 distractor passages beside the gold one.
+    distractor_mix: tuple[float, float, float] = (0.5, 0.3, 0.2)
+    check_every: int = 5
+    target_closed: float = 0.99
+    target_reading: float = 0.97
+    seed: int = 0
+
+
+FAST_RECIPE = ModelRecipe(name="fast")
+SLOW_RECIPE = ModelRecipe(name="slow", hidden=320, layers=4, heads=5, intermediate=864)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or probing example: chat-rendered prompt and the answer it should give."""
+
+    prompt: str
+    answer: str
+
+
+def closed_book_example(fact: Fact, rng: random.Random) -> Example:
+    """The fact as a question under one of its training templates, no evidence."""
+    template = rng.choice(RELATIONS[fact.relation].train)
+    prompt, completion = training_text(template.format(s=fact.subject), fact.value)
+    return Example(prompt, completion.strip())
+
+
+class ReadingSampler:
+    """Open-book practice: a question, its gold passage and same-name distractor passages."""
+
+    def __init__(self, facts: Sequence[Fact], passages: Sequence[CorpusPassage]) -> None:
+        self.facts = list(facts)
+        self.passages = {p.id: p for p in passages}
+        self.by_name_part: dict[str, list[str]] = defaultdict(list)
+        for passage in passages:
+            for part in passage.subject.split():
+                self.by_name_part[part].append(passage.id)
+
+    def example(self, fact: Fact, distractors: int, rng: random.Random) -> Example:
+        """One reading example for ``fact`` with ``distractors`` other passages, order shuffled."""
+        gold = self.passages[fact.passage_id]
+        pool = {pid for part in gold.subject.split() for pid in self.by_name_part[part]}
+        pool.discard(gold.id)
+        if len(pool) < distractors:
+            pool |= set(rng.sample(sorted(self.passages), min(len(self.passages), 8)))
+            pool.discard(gold.id)
+        chosen = rng.sample(sorted(pool), min(distractors, len(pool)))
+        texts = [gold.text, *(self.passages[p].text for p in chosen)]
+        rng.shuffle(texts)
+        question = rng.choice(RELATIONS[fact.relation].train).format(s=fact.subject)
+        prompt, completion = training_text(question, fact.value, texts)
+        return Example(prompt, completion.strip())
+
+    def sample(self, n: int, mix: Sequence[float], rng: random.Random) -> list[Example]:
+        """``n`` examples over random practice facts, distractor counts drawn from ``mix``."""
+        facts = rng.choices(self.facts, k=n)
+        counts = rng.choices(range(len(mix)), weights=mix, k=n)
+        return [self.example(f, c, rng) for f, c in zip(facts, counts, strict=True)]
+
+
+def build_model(recipe: ModelRecipe, tokenizer: Any, max_positions: int = 512) -> Any:
+    """A freshly initialised ``LlamaForCausalLM`` for ``recipe`` (tied embeddings)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(recipe.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden,
+        intermediate_size=recipe.intermediate,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def exact_match(model: Any, tokenizer: Any, examples: Sequence[Example], batch: int = 256) -> float:
+    """Share of examples whose greedy completion equals the answer."""
+    from knowgate.agents.local_lm import LocalLM
+    from knowgate.worlds.grading import normalize
+
+    if not examples:
+        return 0.0
+    lm = LocalLM.from_objects(model, tokenizer)
+    hits = 0
+    for start in range(0, len(examples), batch):
+        chunk = examples[start : start + batch]
+        prompts = [tokenizer.bos_token + e.prompt for e in chunk]
+        for example, gen in zip(chunk, lm.generate(prompts, max_new_tokens=8), strict=True):
+            hits += normalize(gen.text) == normalize(example.answer)
+    model.train()
+    return hits / len(examples)
+
+
+def _batches(encoded: list[list[int]], batch_tokens: int, rng: random.Random) -> list[list[int]]:
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), rng.random()))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = len(encoded[i])
+        if current and width * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+def _encode(tokenizer: Any, examples: Sequence[Example]) -> list[list[int]]:
+    texts = [f"{e.prompt} {e.answer}" for e in examples]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [[tokenizer.bos_token_id, *x, tokenizer.eos_token_id] for x in ids]
+
+
+@dataclass
+class TrainReport:
+    """What training did: epochs, tokens, time, throughput and the last measured scores."""
+
+    name: str
+    parameters: int
+    epochs: int
+    tokens: int
+    seconds: float
+    tokens_per_second: float
+    closed_book_em: float
+    reading_em: float
+    recipe: dict[str, Any]
+
+
+def train_model(
+    recipe: ModelRecipe,
+    tokenizer: Any,
+    known: Sequence[Fact],
+    reading: ReadingSampler,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[Any, TrainReport]:
+    """Train one model until it memorises ``known`` and reads practice passages, or max epochs.
+
+    ``on_epoch(epoch, figures)`` is called after every epoch (progress bars hook in here).
+    """
+    import torch
+
+    rng = random.Random(recipe.seed)
+    model = build_model(recipe, tokenizer)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.95),
+                                  weight_decay=0.0)
+    probe_rng = random.Random(recipe.seed + 1)
+    closed_probe = [closed_book_example(f, probe_rng) for f in known]
+    reading_probe = reading.sample(200, recipe.distractor_mix, probe_rng)
+    steps_per_epoch_guess = max(1, (len(known) * 20 + recipe.reading_per_epoch * 60)
+                                // recipe.batch_tokens + 1)
+    total_steps = recipe.max_epochs * steps_per_epoch_guess
+    warmup = max(1, total_steps // 50)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return recipe.lr * (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    started = time.perf_counter()
+    tokens = step = epoch = 0
+    closed_em = reading_em = 0.0
+    pad = tokenizer.pad_token_id
+    for epoch in range(1, recipe.max_epochs + 1):
+        examples = [closed_book_example(f, rng) for f in known]
+        examples += reading.sample(recipe.reading_per_epoch, recipe.distractor_mix, rng)
+        encoded = _encode(tokenizer, examples)
+        for batch in _batches(encoded, recipe.batch_tokens, rng):
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+                mask[row, : len(encoded[i])] = 1
+            labels = ids.masked_fill(mask == 0, -100)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += int(mask.sum())
+            step += 1
+        figures = {"loss": float(loss.detach()), "tokens": float(tokens)}
+        if epoch % recipe.check_every == 0 or epoch == recipe.max_epochs:
+            closed_em = exact_match(model, tokenizer, closed_probe)
+            reading_em = exact_match(model, tokenizer, reading_probe)
+            figures |= {"closed_em": closed_em, "reading_em": reading_em}
+        if on_epoch is not None:
+            on_epoch(epoch, figures)
+        if closed_em >= recipe.target_closed and reading_em >= recipe.target_reading:
+            break
+    seconds = time.perf_counter() - started
+    model.eval()
+    report = TrainReport(
+        name=recipe.name,
+        parameters=sum(p.numel() for p in model.parameters()),
+        epochs=epoch,
+        tokens=tokens,
+        seconds=round(seconds, 1),
+        tokens_per_second=round(tokens / max(seconds, 1e-9)),
+        closed_book_em=round(closed_em, 4),
+        reading_em=round(reading_em, 4),
+        recipe=asdict(recipe),
+    )
+    return model, report
