@@ -120,6 +120,12 @@ class LocalProvider(_litellm.CustomLLM):
             self._paths[name] = Path(path)
             self._loaded.pop(name, None)
 
+    def remove(self, name: str) -> None:
+        """Stop serving ``local/<name>``."""
+        with self._load_lock:
+            self._paths.pop(name, None)
+            self._loaded.pop(name, None)
+
     @property
     def names(self) -> list[str]:
         """The model names served."""

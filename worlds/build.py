@@ -89,11 +89,7 @@ def build_world(out: Path, plan: BuildPlan = BuildPlan(), progress: Progress | N
     generated = generate_world(plan.spec)
     tokenizer = train_tokenizer(_tokenizer_texts(generated), vocab_size=plan.vocab_size)
 
-    reading_facts = generated.facts_for(Use.READING)
-    practice_subjects = {f.subject for f in reading_facts}
-    reading = ReadingSampler(
-        reading_facts, [p for p in generated.corpus if p.subject in practice_subjects]
-    )
+    reading = ReadingSampler(generated.practice, generated.pools)
     known = {
         "fast": generated.facts_for(Use.FAST_KNOWN),
         "slow": generated.facts_for(Use.FAST_KNOWN, Use.SLOW_KNOWN),

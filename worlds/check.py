@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from knowgate.agents.litellm_setup import import_litellm
-from knowgate.agents.local_provider import LocalProvider, register_local_provider
 from knowgate.agents.prompting import question_with_evidence
 from knowgate.settings import Settings
 from knowgate.worlds.grading import is_correct
@@ -42,18 +41,6 @@ class Bound:
         """JSON-ready form."""
         return {"name": self.name, "value": self.value, "op": self.op, "limit": self.limit,
                 "passed": self.passed}
-
-
-def provider_for(world: World, settings: Settings) -> LocalProvider:
-    """A local provider serving this world's models, registered with litellm."""
-    provider = LocalProvider(
-        {name: world.model_dir(name) for name in MODELS},
-        device=settings.device,
-        batch_size=settings.local_batch_size,
-        batch_wait_ms=settings.local_batch_wait_ms,
-    )
-    register_local_provider(provider)
-    return provider
 
 
 async def _answers(model: str, prompts: Sequence[str], concurrency: int = 128) -> list[str]:
@@ -142,7 +129,7 @@ def check_world(world: World, settings: Settings,
     ``on_progress(stage, done, total)`` reports indexing and model passes.
     """
     started = time.perf_counter()
-    provider_for(world, settings)
+    world.serve_models(settings)
     searcher = world.searcher(
         settings.data_dir, lexical_weight=settings.search_lexical_weight,
         candidates=settings.search_candidates,

@@ -43,6 +43,8 @@ class WorldSpec:
     practice_people: int = 400
     cities: int = 60
     orgs: int = 60
+    practice_cities: int = 40
+    practice_orgs: int = 40
     first_names: int = 48
     last_names: int = 48
     unseen_share: float = 0.25
@@ -64,10 +66,37 @@ class WorldSpec:
             practice_people=practice,
             cities=cities,
             orgs=cities,
+            practice_cities=max(6, cities * 2 // 3),
+            practice_orgs=max(6, cities * 2 // 3),
             first_names=names,
             last_names=names,
             paraphrase_per_kind=max(5, min(100, facts // 32)),
         )
+
+
+@dataclass(frozen=True)
+class ValuePools:
+    """Where fact values come from: the evaluated cities, organisations and people."""
+
+    cities: tuple[str, ...]
+    orgs: tuple[str, ...]
+    people: tuple[str, ...]
+
+    def draw(self, relation: str, rng: random.Random) -> str:
+        """A random value for ``relation``."""
+        if relation in ("birth_city", "headquarters"):
+            return rng.choice(self.cities)
+        if relation == "employer":
+            return rng.choice(self.orgs)
+        if relation == "graduation_year":
+            return str(rng.randint(1920, 2019))
+        if relation == "founded_year":
+            return str(rng.randint(1800, 1999))
+        if relation == "city_founded":
+            return str(rng.randint(1000, 1799))
+        if relation == "mayor":
+            return rng.choice(self.people)
+        raise ValueError(f"unknown relation {relation!r}")
 
 
 @dataclass
@@ -78,6 +107,8 @@ class GeneratedWorld:
     facts: list[Fact]
     questions: dict[str, list[Question]]  # split name -> questions
     corpus: list[CorpusPassage]
+    pools: ValuePools
+    practice: dict[str, list[str]]  # subject type -> entities used only for reading practice
     stats: dict[str, object] = field(default_factory=dict)
 
     def facts_for(self, *uses: Use) -> list[Fact]:
@@ -116,26 +147,14 @@ def generate_world(spec: WorldSpec) -> GeneratedWorld:
     taken: set[str] = set()
     firsts = _name_pool(rng, spec.first_names, 2, taken)
     lasts = _name_pool(rng, spec.last_names, 2, taken)
-    cities = _name_pool(rng, spec.cities, 1, taken, _CITY_SUFFIXES)
-    org_stems = _name_pool(rng, spec.orgs, 2, taken)
-    orgs = [f"{stem} {rng.choice(_ORG_SUFFIXES)}" for stem in org_stems]
+    cities = _name_pool(rng, spec.cities + spec.practice_cities, 1, taken, _CITY_SUFFIXES)
+    org_stems = _name_pool(rng, spec.orgs + spec.practice_orgs, 2, taken)
+    org_names = [f"{stem} {rng.choice(_ORG_SUFFIXES)}" for stem in org_stems]
+    orgs, practice_orgs = org_names[: spec.orgs], org_names[spec.orgs :]
+    cities, practice_cities = cities[: spec.cities], cities[spec.cities :]
     names = _person_names(rng, firsts, lasts, spec.people + spec.practice_people)
     people, practice = names[: spec.people], names[spec.people :]
-
-    def value(relation: str) -> str:
-        if relation in ("birth_city", "headquarters"):
-            return rng.choice(cities)
-        if relation == "employer":
-            return rng.choice(orgs)
-        if relation == "graduation_year":
-            return str(rng.randint(1920, 2019))
-        if relation == "founded_year":
-            return str(rng.randint(1800, 1999))
-        if relation == "city_founded":
-            return str(rng.randint(1000, 1799))
-        if relation == "mayor":
-            return rng.choice(people)
-        raise AssertionError(relation)
+    pools = ValuePools(tuple(cities), tuple(orgs), tuple(people))
 
     facts: list[Fact] = []
 
@@ -143,7 +162,7 @@ def generate_world(spec: WorldSpec) -> GeneratedWorld:
         """Add every relation of ``subject``; ``weights=None`` marks reading practice."""
         for relation in RELATIONS_BY_TYPE[subject_type]:
             fact_use = Use.READING if weights is None else _pick_use(rng, weights)
-            obj = value(relation)
+            obj = pools.draw(relation, rng)
             facts.append(
                 Fact(
                     id=f"f{len(facts):05d}",
@@ -163,12 +182,17 @@ def generate_world(spec: WorldSpec) -> GeneratedWorld:
         add(org, "org", _FAMILIAR_WEIGHTS)
     for city in cities:
         add(city, "city", _FAMILIAR_WEIGHTS)
-    for person in practice:
-        add(person, "person", None)
+    for subject_type, subjects in (("person", practice), ("org", practice_orgs),
+                                   ("city", practice_cities)):
+        for subject in subjects:
+            add(subject, subject_type, None)
 
     facts, corpus = _corpus(rng, facts)
     questions = _questions(rng, spec, facts)
-    world = GeneratedWorld(spec=spec, facts=facts, questions=questions, corpus=corpus)
+    world = GeneratedWorld(
+        spec=spec, facts=facts, questions=questions, corpus=corpus, pools=pools,
+        practice={"person": practice, "org": practice_orgs, "city": practice_cities},
+    )
     world.stats = _stats(world, firsts, lasts, unseen)
     return world
 

@@ -18,7 +18,12 @@ class Kind(StrEnum):
 
 
 class Use(StrEnum):
-    """Where a fact goes. Evaluated facts carry a ``Kind``; practice facts teach reading only."""
+    """Where a fact goes. Evaluated facts carry a ``Kind``.
+
+    ``READING`` facts belong to practice entities that no question asks about: the models practise
+    reading on those entities (with fresh values every time), and the facts stand in the corpus as
+    background documents, the distractors a search also finds.
+    """
 
     FAST_KNOWN = "fast-known"
     SLOW_KNOWN = "slow-known"

@@ -163,6 +163,22 @@ class World:
             searcher.add((Passage(id=p.id, text=p.text) for p in self.corpus), on_batch=advance)
         return searcher
 
+    def serve_models(self, settings: Any) -> Any:
+        """Serve this world's models to litellm as ``local/fast`` and ``local/slow``.
+
+        Returns the registered ``LocalProvider``; device and batching come from ``settings``.
+        """
+        from knowgate.agents.local_provider import LocalProvider, register_local_provider
+
+        provider = LocalProvider(
+            {name: self.model_dir(name) for name in MODELS},
+            device=settings.device,
+            batch_size=settings.local_batch_size,
+            batch_wait_ms=settings.local_batch_wait_ms,
+        )
+        register_local_provider(provider)
+        return provider
+
     def update_card(self, **sections: dict[str, Any]) -> None:
         """Merge sections (``check=...``, ``build=...``) into ``world.json`` and save it."""
         data = self.card.model_dump()
