@@ -28,6 +28,15 @@ app.add_typer(world_app, name="world")
 console = Console(stderr=True)
 
 
+@app.callback()
+def _quiet_libraries() -> None:
+    """Keep the console for knowgate's own progress bars and tables."""
+    # transformers draws a bar per model load; knowgate's own rich bars already show progress.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _fail(exc: KnowgateError) -> typer.Exit:
     console.print(f"[red]error:[/red] {exc}")
     return typer.Exit(code=2)
@@ -109,19 +118,28 @@ def _run_check(world: Any, settings: Any) -> dict[str, Any]:
         return check_world(world, settings, on_progress=on_progress)
 
 
+_SHORT_KIND = {"fast-known": "fast", "slow-known": "slow", "searchable": "search",
+               "unanswerable": "none"}
+
+
 def _print_check(result: dict[str, Any]) -> None:
     out = Console()
     for split, figures in result["splits"].items():
-        table = Table(title=f"{result['world']} / {split} ({figures['questions']} questions)")
+        table = Table(
+            title=f"{result['world']} / {split} ({figures['questions']} questions)",
+            caption="closed book: exact match per class; open book: exact match on searchable "
+                    "questions with the gold passage or the searcher's top-k passages",
+        )
         table.add_column("model")
-        kinds = list(next(iter(figures["models"].values()))["closed_book"])
+        models = figures["models"]
+        kinds = list(next(iter(models.values()))["closed_book"])
+        ks = list(next(iter(models.values()))["open_book_search"])
         for kind in kinds:
-            table.add_column(f"closed {kind}", justify="right")
-        table.add_column("gold passage", justify="right")
-        ks = list(next(iter(figures["models"].values()))["open_book_search"])
+            table.add_column(f"closed\n{_SHORT_KIND.get(kind, kind)}", justify="right")
+        table.add_column("open\ngold", justify="right")
         for k in ks:
-            table.add_column(f"searched {k}", justify="right")
-        for name, m in figures["models"].items():
+            table.add_column(f"open\ntop-{k.removeprefix('k=')}", justify="right")
+        for name, m in models.items():
             table.add_row(
                 name,
                 *(f"{m['closed_book'][k]:.3f}" for k in kinds),

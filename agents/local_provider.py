@@ -3,8 +3,9 @@
 Every LLM call in knowgate goes through litellm, whatever the model; the world's models are no
 exception. The provider renders chat messages with the model's chat template, generates greedily
 (or samples when ``temperature > 0``), and returns OpenAI-shaped responses with token logprobs and
-usage. Concurrent async requests to one model are gathered into batched forward passes, because a
-batch of 64 costs little more than one prompt on a small model.
+usage. Concurrent async requests to one model are gathered into batched forward passes: on the
+2-core development machine, 256 concurrent async calls ran 3.5x (fast) and 4.2x (slow) faster than
+the same calls made one by one (``bench/local_provider.py``), with identical answers.
 """
 
 from __future__ import annotations
@@ -319,6 +320,9 @@ def register_local_provider(provider: LocalProvider,
                 f"{PROVIDER}/{name}": {
                     "input_cost_per_token": cost_in,
                     "output_cost_per_token": cost_out,
+                    # Local models have no prompt cache; saying so keeps litellm from warning.
+                    "cache_creation_input_token_cost": 0.0,
+                    "cache_read_input_token_cost": 0.0,
                     "litellm_provider": PROVIDER,
                     "mode": "chat",
                 }
