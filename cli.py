@@ -104,6 +104,7 @@ def world_build(
 
 
 def _run_check(world: Any, settings: Any) -> dict[str, Any]:
+    from knowgate.aio import run_sync
     from knowgate.worlds.check import check_world
 
     with _progress() as bars:
@@ -115,7 +116,7 @@ def _run_check(world: Any, settings: Any) -> dict[str, Any]:
                 tasks[stage] = bars.add_task(label, total=total, info="")
             bars.update(tasks[stage], completed=done)
 
-        return check_world(world, settings, on_progress=on_progress)
+        return run_sync(check_world(world, settings, on_progress=on_progress))
 
 
 _SHORT_KIND = {"fast-known": "fast", "slow-known": "slow", "searchable": "search",

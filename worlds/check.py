@@ -65,7 +65,9 @@ def _share(flags: Sequence[bool]) -> float:
 async def _measure_split(world: World, questions: list[Question], searcher: Any,
                          evidence_k: int, tick: Callable[[], None]) -> dict[str, Any]:
     searchable = [q for q in questions if q.kind == Kind.SEARCHABLE]
-    hits = searcher.search_many([q.question for q in searchable], max(*RETRIEVAL_KS, evidence_k))
+    hits = await asyncio.to_thread(
+        searcher.search_many, [q.question for q in searchable], max(*RETRIEVAL_KS, evidence_k)
+    )
     gold_ids = [world.facts[q.fact_id].passage_id for q in searchable]
     retrieval = {
         f"recall@{k}": _share([g in [p.id for p in h[:k]] for g, h in zip(gold_ids, hits, strict=True)])
@@ -122,16 +124,18 @@ def bounds_for(test: dict[str, Any], evidence_k: int) -> list[Bound]:
     return out
 
 
-def check_world(world: World, settings: Settings,
-                on_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+async def check_world(world: World, settings: Settings,
+                      on_progress: Callable[[str, int, int], None] | None = None
+                      ) -> dict[str, Any]:
     """Measure the world on its test and paraphrase splits; bounds apply to the test split.
 
-    ``on_progress(stage, done, total)`` reports indexing and model passes.
+    ``on_progress(stage, done, total)`` reports indexing and model passes. Synchronous callers
+    use ``knowgate.aio.run_sync(check_world(...))``.
     """
     started = time.perf_counter()
     world.serve_models(settings)
-    searcher = world.searcher(
-        settings.data_dir, lexical_weight=settings.search_lexical_weight,
+    searcher = await asyncio.to_thread(
+        world.searcher, settings.data_dir, lexical_weight=settings.search_lexical_weight,
         candidates=settings.search_candidates,
         on_progress=(lambda d, t: on_progress("index", d, t)) if on_progress else None,
     )
@@ -146,11 +150,8 @@ def check_world(world: World, settings: Settings,
         if on_progress is not None:
             on_progress("measure", done, total)
 
-    async def run() -> dict[str, Any]:
-        return {name: await _measure_split(world, qs, searcher, evidence_k, tick)
+    measured = {name: await _measure_split(world, qs, searcher, evidence_k, tick)
                 for name, qs in splits.items()}
-
-    measured = asyncio.run(run())
     bounds = bounds_for(measured["test"], evidence_k)
     return {
         "world": world.name,
