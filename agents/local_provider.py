@@ -23,6 +23,7 @@ from knowgate.agents.local_lm import Generation, LocalLM
 from knowgate.errors import KnowgateError, UserError
 
 PROVIDER = "local"
+_ROLES = ("system", "user", "assistant")  # what the world models' chat template renders
 _litellm = import_litellm()
 
 
@@ -149,10 +150,7 @@ class LocalProvider(_litellm.CustomLLM):
                    model_response: Any, print_verbose: Any, encoding: Any, api_key: Any,
                    logging_obj: Any, optional_params: dict, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        with _as_provider_error():
-            lm, prompt, params = self._prepare(model, messages, optional_params)
-            gen = lm.generate([prompt], params.max_new_tokens, params.temperature,
-                              params.top_logprobs, params.stop, params.seed)[0]
+        gen = self._generate(model, messages, optional_params)
         return _fill(model_response, model, gen, optional_params, started)
 
     async def acompletion(self, model: str, messages: list, api_base: str,
@@ -160,43 +158,48 @@ class LocalProvider(_litellm.CustomLLM):
                           encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict,
                           *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        with _as_provider_error():
-            lm, prompt, params = await asyncio.to_thread(
-                self._prepare, model, messages, optional_params
-            )
-            gen = await self._batcher(model, lm).submit(prompt, params)
+        gen = await self._agenerate(model, messages, optional_params)
         return _fill(model_response, model, gen, optional_params, started)
 
     def streaming(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
                   model_response: Any, print_verbose: Any, encoding: Any, api_key: Any,
                   logging_obj: Any, optional_params: dict, *args: Any,
                   **kwargs: Any) -> Iterator[dict[str, Any]]:
-        with _as_provider_error():
-            lm, prompt, params = self._prepare(model, messages, optional_params)
-            gen = lm.generate([prompt], params.max_new_tokens, params.temperature,
-                              params.top_logprobs, params.stop, params.seed)[0]
-        yield from _chunks(gen)
+        yield from _chunks(self._generate(model, messages, optional_params))
 
     async def astreaming(self, model: str, messages: list, api_base: str,
                          custom_prompt_dict: dict, model_response: Any, print_verbose: Any,
                          encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict,
                          *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
-        with _as_provider_error():
-            lm, prompt, params = await asyncio.to_thread(
-                self._prepare, model, messages, optional_params
-            )
-            gen = await self._batcher(model, lm).submit(prompt, params)
-        for chunk in _chunks(gen):
+        for chunk in _chunks(await self._agenerate(model, messages, optional_params)):
             yield chunk
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _generate(self, model: str, messages: list, optional: Mapping[str, Any]) -> Generation:
+        with _as_provider_error():
+            lm, prompt, params = self._prepare(model, messages, optional)
+            return lm.generate([prompt], params.max_new_tokens, params.temperature,
+                               params.top_logprobs, params.stop, params.seed)[0]
+
+    async def _agenerate(self, model: str, messages: list,
+                         optional: Mapping[str, Any]) -> Generation:
+        with _as_provider_error():
+            # Loading a model or rendering a long chat must not block the event loop.
+            lm, prompt, params = await asyncio.to_thread(self._prepare, model, messages, optional)
+            return await self._batcher(model, lm).submit(prompt, params)
 
     def _prepare(self, model: str, messages: list, optional: Mapping[str, Any]
                  ) -> tuple[LocalLM, str, _Params]:
         name = model.split("/", 1)[1] if model.startswith(f"{PROVIDER}/") else model
         lm = self.model(name)
         params = _Params.from_optional(optional)
-        chat = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
+        chat = []
+        for m in messages:
+            role = m.get("role") if isinstance(m, dict) else None
+            if role not in _ROLES:
+                raise UserError(f"local models take {', '.join(_ROLES)} messages, not {role!r}")
+            chat.append({"role": role, "content": _text(m.get("content"))})
         return lm, lm.render(chat), params
 
     def _batcher(self, name: str, lm: LocalLM) -> _Batcher:

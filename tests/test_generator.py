@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import pytest
 
+from knowgate.errors import UserError
 from knowgate.worlds.generator import WorldSpec, generate_world
 from knowgate.worlds.schema import Kind, Use
 from knowgate.worlds.templates import RELATIONS
@@ -82,6 +83,8 @@ def test_question_answers_are_the_fact_values(world) -> None:
         assert q.kind.value == by_id[q.fact_id].use.value
 
 
-def test_too_small_a_world_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 40"):
+def test_impossible_specs_are_user_errors() -> None:
+    with pytest.raises(UserError, match="at least 40"):
         WorldSpec.for_facts(10)
+    with pytest.raises(UserError, match="name pairs"):
+        generate_world(WorldSpec(people=90, practice_people=20, first_names=10, last_names=10))

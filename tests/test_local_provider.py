@@ -96,6 +96,9 @@ def test_misuse_is_a_400_and_the_provider_keeps_serving(provider) -> None:
         litellm.completion(model="local/fast", messages=[{"role": "user", "content": "hi"}], n=2)
     with pytest.raises(litellm.BadRequestError, match="at least one message"):
         litellm.completion(model="local/fast", messages=[])
+    with pytest.raises(litellm.BadRequestError, match="not 'tool'"):
+        litellm.completion(model="local/fast",
+                           messages=[{"role": "tool", "content": "x", "tool_call_id": "1"}])
     assert ask("When did Lina Lemas graduate?").choices[0].message.content
 
 

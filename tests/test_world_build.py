@@ -76,3 +76,15 @@ def test_check_on_a_missing_world_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["world", "check", "--world", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
     assert "not a knowgate world" in result.output
+
+
+def test_impossible_build_requests_are_clear_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["world", "build", "--out", str(tmp_path / "w"), "--facts", "10"])
+    assert result.exit_code == 2
+    assert "at least 40 evaluated facts" in result.output
+    a_file = tmp_path / "file"
+    a_file.write_text("not a directory")
+    result = runner.invoke(app, ["world", "build", "--out", str(a_file), "--facts", "100"])
+    assert result.exit_code == 2
+    assert "needs a directory" in result.output
+    assert not (tmp_path / "w").exists()

@@ -75,16 +75,18 @@ def build_world(out: Path, plan: BuildPlan = BuildPlan(), progress: Progress | N
                 overwrite: bool = False) -> World:
     """Generate a world, train its models and write it to ``out``.
 
+    The world is written to ``<out>.partial`` and moved to ``out`` only once complete.
+
     Raises:
         UserError: ``out`` exists and is not empty, and ``overwrite`` is false.
     """
     import torch
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; --out needs a directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out} exists and is not empty; pass --overwrite to replace it")
     started = time.perf_counter()
     generated = generate_world(plan.spec)
     tokenizer = train_tokenizer(_tokenizer_texts(generated), vocab_size=plan.vocab_size)
@@ -137,6 +139,9 @@ def build_world(out: Path, plan: BuildPlan = BuildPlan(), progress: Progress | N
     )
     (staging / "world.json").write_text(json.dumps(card.model_dump(), indent=2) + "\n",
                                         encoding="utf-8")
-    # Only a finished world appears at ``out``: an interrupted build leaves a ``.partial`` dir.
+    # Only a finished world appears at ``out``: an interrupted build leaves a ``.partial`` dir
+    # and, with --overwrite, the previous world stays in place until this point.
+    if out.exists():
+        shutil.rmtree(out)
     staging.rename(out)
     return World(out)

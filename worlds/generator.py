@@ -16,6 +16,7 @@ import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from knowgate.errors import UserError
 from knowgate.worlds.schema import CorpusPassage, Fact, Kind, Question, Use
 from knowgate.worlds.templates import RELATIONS, RELATIONS_BY_TYPE
 
@@ -55,7 +56,7 @@ class WorldSpec:
     def for_facts(cls, facts: int, seed: int = 7) -> WorldSpec:
         """A spec with about ``facts`` evaluated facts (3 per person, 2 per city and org)."""
         if facts < 40:
-            raise ValueError("a world needs at least 40 evaluated facts")
+            raise UserError(f"a world needs at least 40 evaluated facts, not {facts}")
         cities = max(8, facts // 54)
         people = max(10, (facts - 4 * cities) // 3)
         practice = max(40, int(people * 0.4))
@@ -132,7 +133,7 @@ def _name_pool(rng: random.Random, n: int, syllables: int, taken: set[str],
 def _person_names(rng: random.Random, firsts: list[str], lasts: list[str], n: int) -> list[str]:
     pairs = [f"{a} {b}" for a in firsts for b in lasts]
     if n > len(pairs):
-        raise ValueError(f"{n} people need more than {len(firsts)}x{len(lasts)} name pairs")
+        raise UserError(f"{n} people need more than {len(firsts)}x{len(lasts)} name pairs")
     return rng.sample(pairs, n)
 
 
