@@ -88,3 +88,16 @@ def test_impossible_build_requests_are_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "needs a directory" in result.output
     assert not (tmp_path / "w").exists()
+
+
+def test_same_seed_builds_the_same_world(small_world: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    result = runner.invoke(
+        app,
+        ["world", "build", "--out", str(again), "--facts", "240", "--max-epochs", "2",
+         "--seed", "11", "--no-check"],
+    )
+    assert result.exit_code == 0, result.output
+    for relative in ("models/fast/model.safetensors", "models/slow/model.safetensors",
+                     "models/fast/tokenizer.json", "corpus.jsonl", "questions/test.jsonl"):
+        assert (again / relative).read_bytes() == (small_world / relative).read_bytes(), relative
