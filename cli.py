@@ -64,22 +64,12 @@ def world_build(
     config: ConfigOpt = None,
 ) -> None:
     """Generate a world, train its two models, index its corpus and check it."""
-    import dataclasses
-
     from knowgate.settings import load_settings
     from knowgate.worlds.build import BuildPlan, build_world
-    from knowgate.worlds.generator import WorldSpec
 
     try:
         settings = load_settings(config)
-        spec = WorldSpec.for_facts(facts, seed=seed) if facts else WorldSpec(seed=seed)
-        plan = BuildPlan(spec=spec, name="default" if facts is None else f"world{facts}")
-        plan = dataclasses.replace(
-            plan, fast=dataclasses.replace(plan.fast, seed=seed),
-            slow=dataclasses.replace(plan.slow, seed=seed + 1),
-        )
-        if max_epochs is not None:
-            plan = plan.with_max_epochs(max_epochs)
+        plan = BuildPlan.create(seed=seed, facts=facts, max_epochs=max_epochs)
         with _progress() as bars:
             tasks: dict[str, Any] = {}
 

@@ -33,8 +33,6 @@ class Settings(BaseSettings):
     Attributes:
         world: Directory of the knowledge world to use; ``None`` means the shipped default world.
         data_dir: Where derived artifacts live (chromadb index, caches); a user cache dir by default.
-        collection: chromadb collection the searcher reads; ``None`` derives one from the world.
-        search_k: Passages the searcher returns per query.
         search_lexical_weight: Weight of query/passage word overlap in the re-rank (0: off).
         search_candidates: chromadb results the re-rank considers.
         evidence_passages: Passages the graph puts in front of a model after a search.
@@ -51,8 +49,6 @@ class Settings(BaseSettings):
 
     world: Path | None = None
     data_dir: Path = Field(default_factory=_default_data_dir)
-    collection: str | None = None
-    search_k: int = Field(default=3, ge=1, le=50)
     search_lexical_weight: float = Field(default=1.0, ge=0.0, le=10.0)
     search_candidates: int = Field(default=20, ge=1, le=200)
     evidence_passages: int = Field(default=1, ge=1, le=10)
@@ -65,14 +61,6 @@ class Settings(BaseSettings):
     def _check_device(cls, value: str) -> str:
         if value not in {"auto", "cpu", "cuda"} and not value.startswith("cuda:"):
             raise ValueError("device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        return value
-
-    @field_validator("collection")
-    @classmethod
-    def _check_collection(cls, value: str | None) -> str | None:
-        # chromadb rejects names shorter than 3 characters with an unhelpful message.
-        if value is not None and len(value) < 3:
-            raise ValueError("collection names need at least 3 characters")
         return value
 
     @classmethod

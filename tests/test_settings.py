@@ -12,12 +12,13 @@ from knowgate.settings import load_settings
 
 def test_precedence_overrides_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "knowgate.toml"
-    config.write_text('search_k = 7\nevidence_passages = 2\ncollection = "from-file"\n')
+    config.write_text('search_candidates = 7\nevidence_passages = 2\ndevice = "cuda"\n')
     monkeypatch.setenv("KNOWGATE_EVIDENCE_PASSAGES", "3")
-    settings = load_settings(config, collection="from-call")
-    assert settings.search_k == 7  # file
+    monkeypatch.setenv("KNOWGATE_DEVICE", "cuda:1")
+    settings = load_settings(config, device="cpu")
+    assert settings.search_candidates == 7  # file
     assert settings.evidence_passages == 3  # env beats file
-    assert settings.collection == "from-call"  # explicit beats env
+    assert settings.device == "cpu"  # explicit beats env
 
 
 def test_default_data_dir_is_a_user_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,8 +33,8 @@ def test_default_data_dir_is_a_user_cache_dir(monkeypatch: pytest.MonkeyPatch) -
 def test_invalid_values_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="evidence_passages"):
         load_settings(evidence_passages=0)
-    with pytest.raises(UserError, match="at least 3 characters"):
-        load_settings(collection="ab")
+    with pytest.raises(UserError, match="search_candidates"):
+        load_settings(search_candidates="many")
     with pytest.raises(UserError, match="device"):
         load_settings(device="tpu")
     with pytest.raises(UserError, match="not found"):
@@ -47,4 +48,4 @@ def test_invalid_values_are_user_errors(tmp_path: Path) -> None:
 def test_settings_are_immutable() -> None:
     settings = load_settings()
     with pytest.raises(Exception, match="frozen"):
-        settings.search_k = 9  # type: ignore[misc]
+        settings.search_candidates = 9  # type: ignore[misc]

@@ -53,3 +53,19 @@ def test_paraphrase_split_is_reported_and_bounds_all_met(figures) -> None:
 def test_shipped_world_fits_the_size_budget(shipped_world) -> None:
     size = sum(f.stat().st_size for f in shipped_world.path.rglob("*") if f.is_file())
     assert size <= 30 * 1024 * 1024
+
+
+def test_default_build_plan_is_the_one_that_made_the_shipped_world(shipped_world) -> None:
+    """Changing a recipe without rebuilding the shipped world would make `world build` lie."""
+    import dataclasses
+
+    from knowgate.worlds.build import BuildPlan
+
+    plan = BuildPlan.create()
+    card = shipped_world.card
+    assert dataclasses.asdict(plan.spec) == card.spec
+    assert plan.name == card.name
+    for recipe in (plan.fast, plan.slow):
+        recorded = dict(card.models[recipe.name]["recipe"])
+        recorded["distractor_mix"] = tuple(recorded["distractor_mix"])
+        assert dataclasses.asdict(recipe) == recorded, recipe.name

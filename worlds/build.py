@@ -33,13 +33,32 @@ Progress = Callable[[str, int, int, dict[str, float]], None]
 
 @dataclasses.dataclass(frozen=True)
 class BuildPlan:
-    """What to build: the world spec and each model's recipe."""
+    """What to build: the world spec and each model's recipe. ``create`` makes the usual ones."""
 
-    spec: WorldSpec = WorldSpec()
-    fast: ModelRecipe = FAST_RECIPE
-    slow: ModelRecipe = SLOW_RECIPE
-    name: str = "default"
+    spec: WorldSpec
+    fast: ModelRecipe
+    slow: ModelRecipe
+    name: str
     vocab_size: int = 1200
+
+    @classmethod
+    def create(cls, seed: int = 7, facts: int | None = None,
+               max_epochs: int | None = None) -> BuildPlan:
+        """The plan ``knowgate world build`` runs; the defaults build the shipped world.
+
+        Args:
+            seed: Seeds the generator, the fast model (``seed``) and the slow model (``seed + 1``).
+            facts: About this many evaluated facts; ``None`` is the shipped size.
+            max_epochs: Cap on training epochs (quick worlds for tests).
+        """
+        spec = WorldSpec.for_facts(facts, seed=seed) if facts else WorldSpec(seed=seed)
+        plan = cls(
+            spec=spec,
+            fast=dataclasses.replace(FAST_RECIPE, seed=seed),
+            slow=dataclasses.replace(SLOW_RECIPE, seed=seed + 1),
+            name="default" if facts is None else f"world{facts}",
+        )
+        return plan if max_epochs is None else plan.with_max_epochs(max_epochs)
 
     def with_max_epochs(self, epochs: int) -> BuildPlan:
         """The same plan with both models capped at ``epochs`` (for quick test worlds)."""
@@ -71,9 +90,9 @@ def _save_model(model: Any, tokenizer: Any, out: Path) -> None:
     model.to(torch.float32)
 
 
-def build_world(out: Path, plan: BuildPlan = BuildPlan(), progress: Progress | None = None,
+def build_world(out: Path, plan: BuildPlan | None = None, progress: Progress | None = None,
                 overwrite: bool = False) -> World:
-    """Generate a world, train its models and write it to ``out``.
+    """Generate a world, train its models and write it to ``out`` (``plan``: ``BuildPlan.create()``).
 
     The world is written to ``<out>.partial`` and moved to ``out`` only once complete.
 
@@ -87,6 +106,7 @@ def build_world(out: Path, plan: BuildPlan = BuildPlan(), progress: Progress | N
         raise UserError(f"{out} is a file; --out needs a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    plan = plan or BuildPlan.create()
     started = time.perf_counter()
     generated = generate_world(plan.spec)
     tokenizer = train_tokenizer(_tokenizer_texts(generated), vocab_size=plan.vocab_size)
