@@ -14,7 +14,6 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from knowgate.settings import Settings, load_settings  # noqa: E402
 from knowgate.worlds.world import World  # noqa: E402
 
 
@@ -22,12 +21,6 @@ from knowgate.worlds.world import World  # noqa: E402
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache dir for the session, so the shipped corpus is indexed once."""
     return tmp_path_factory.mktemp("knowgate-data")
-
-
-@pytest.fixture(scope="session")
-def settings(data_dir: Path) -> Settings:
-    """Settings pointing at the session's cache dir and the shipped world."""
-    return load_settings(data_dir=data_dir)
 
 
 @pytest.fixture(scope="session")
