@@ -104,10 +104,6 @@ class LocalLM:
             list(messages), tokenize=False, add_generation_prompt=True
         )
 
-    def count_tokens(self, text: str) -> int:
-        """Number of tokens ``text`` encodes to (special tokens in the text included)."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def generate(
         self,
         prompts: Sequence[str],

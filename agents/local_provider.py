@@ -37,16 +37,23 @@ class _Params:
 
     @classmethod
     def from_optional(cls, optional: Mapping[str, Any]) -> _Params:
-        n = optional.get("n")
-        if n not in (None, 1):
+        """Validate litellm's optional params; misuse raises ``UserError`` (a 400)."""
+        if optional.get("n") not in (None, 1):
             raise UserError("local models return one choice per request (n=1)")
-        stop = optional.get("stop") or ()
+        max_tokens = optional.get("max_tokens") or optional.get("max_completion_tokens") or 32
+        temperature = float(optional.get("temperature") or 0.0)
+        # logprobs=True without top_logprobs still returns each chosen token's logprob.
         top = int(optional.get("top_logprobs") or 0)
+        if not 1 <= int(max_tokens) <= 4096:
+            raise UserError(f"max_tokens must be between 1 and 4096, not {max_tokens}")
+        if not 0.0 <= temperature <= 2.0:
+            raise UserError(f"temperature must be between 0 and 2, not {temperature}")
+        if not 0 <= top <= 20:
+            raise UserError(f"top_logprobs must be between 0 and 20, not {top}")
+        stop = optional.get("stop") or ()
         return cls(
-            max_new_tokens=int(optional.get("max_tokens") or optional.get("max_completion_tokens")
-                               or 32),
-            temperature=float(optional.get("temperature") or 0.0),
-            # logprobs=True without top_logprobs still returns each chosen token's logprob.
+            max_new_tokens=int(max_tokens),
+            temperature=temperature,
             top_logprobs=top,
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
             seed=optional.get("seed"),

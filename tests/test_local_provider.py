@@ -94,6 +94,10 @@ def test_misuse_is_a_400_and_the_provider_keeps_serving(provider) -> None:
         ask("Where was Lina Lemas born? " * 200)
     with pytest.raises(litellm.BadRequestError, match="one choice"):
         litellm.completion(model="local/fast", messages=[{"role": "user", "content": "hi"}], n=2)
+    with pytest.raises(litellm.BadRequestError, match="max_tokens must be"):
+        ask("When did Lina Lemas graduate?", max_tokens=-3)
+    with pytest.raises(litellm.BadRequestError, match="top_logprobs must be"):
+        ask("When did Lina Lemas graduate?", logprobs=True, top_logprobs=50)
     with pytest.raises(litellm.BadRequestError, match="at least one message"):
         litellm.completion(model="local/fast", messages=[])
     with pytest.raises(litellm.BadRequestError, match="not 'tool'"):
@@ -109,3 +113,13 @@ def test_a_broken_model_directory_is_a_500(provider, tmp_path) -> None:
             litellm.completion(model="local/broken", messages=[{"role": "user", "content": "hi"}])
     finally:
         provider.remove("broken")
+
+
+def test_sampling_with_a_seed_is_repeatable(provider, known) -> None:
+    q = known[3].question
+    first = ask(q, temperature=1.5, seed=123, logprobs=True)
+    again = ask(q, temperature=1.5, seed=123, logprobs=True)
+    assert first.choices[0].message.content == again.choices[0].message.content
+    assert [t.logprob for t in first.choices[0].logprobs.content] == [
+        t.logprob for t in again.choices[0].logprobs.content
+    ]
