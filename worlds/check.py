@@ -62,6 +62,10 @@ def _share(flags: Sequence[bool]) -> float:
     return round(sum(flags) / len(flags), 4) if flags else 0.0
 
 
+def _accuracy(questions: Sequence[Question], answers: Sequence[str]) -> float:
+    return _share([is_correct(a, q.answers) for q, a in zip(questions, answers, strict=True)])
+
+
 async def _measure_split(world: World, questions: list[Question], searcher: Any,
                          evidence_k: int, tick: Callable[[], None]) -> dict[str, Any]:
     searchable = [q for q in questions if q.kind == Kind.SEARCHABLE]
@@ -91,16 +95,11 @@ async def _measure_split(world: World, questions: list[Question], searcher: Any,
         for k in sorted({*RETRIEVAL_KS, evidence_k}):
             prompts = [question_with_evidence(q.question, [p.text for p in h[:k]])
                        for q, h in zip(searchable, hits, strict=True)]
-            answers = await _answers(model, prompts)
-            searched[f"k={k}"] = _share(
-                [is_correct(a, q.answers) for q, a in zip(searchable, answers, strict=True)]
-            )
+            searched[f"k={k}"] = _accuracy(searchable, await _answers(model, prompts))
         tick()
         result["models"][name] = {
             "closed_book": {kind.value: _share(by_kind[kind.value]) for kind in Kind},
-            "open_book_gold": _share(
-                [is_correct(a, q.answers) for q, a in zip(searchable, gold, strict=True)]
-            ),
+            "open_book_gold": _accuracy(searchable, gold),
             "open_book_search": searched,
         }
     return result

@@ -194,13 +194,17 @@ def _batches(encoded: list[list[int]], batch_tokens: int, rng: random.Random) ->
 
 
 def _encode(tokenizer: Any, examples: Sequence[Example]) -> tuple[list[list[int]], list[int]]:
-    """Token ids of each example (BOS ... EOS) and where its answer starts."""
-    texts = [f"{e.prompt} {e.answer}" for e in examples]
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    prompt_lengths = [len(x) for x in
-                      tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]]
-    encoded = [[tokenizer.bos_token_id, *x, tokenizer.eos_token_id] for x in ids]
-    return encoded, [1 + n for n in prompt_lengths]
+    """Token ids of each example (BOS ... EOS) and where its answer starts.
+
+    Prompt and answer are tokenized apart and joined: the byte-level pre-tokenizer splits at the
+    space before the answer, so this equals tokenizing the whole text, and it gives the answer's
+    position without a second pass over every prompt.
+    """
+    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
+    answers = tokenizer([f" {e.answer}" for e in examples], add_special_tokens=False)["input_ids"]
+    encoded = [[tokenizer.bos_token_id, *p, *a, tokenizer.eos_token_id]
+               for p, a in zip(prompts, answers, strict=True)]
+    return encoded, [1 + len(p) for p in prompts]
 
 
 @dataclass
@@ -261,13 +265,12 @@ def train_model(
         for batch in _batches(encoded, recipe.batch_tokens, rng):
             width = max(len(encoded[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            weights = torch.zeros((len(batch), width))
+            weights = torch.zeros((len(batch), width))  # 0 on padding, so it is also the mask
             for row, i in enumerate(batch):
                 ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                mask[row, : len(encoded[i])] = 1
                 weights[row, : len(encoded[i])] = 1.0
                 weights[row, answer_starts[i] : len(encoded[i])] = recipe.answer_weight
+            mask = (weights > 0).long()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]

@@ -16,12 +16,17 @@ import json
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from knowgate.errors import WorldError
 from knowgate.worlds.schema import CorpusPassage, Fact, Question, WorldCard
+
+if TYPE_CHECKING:  # heavy imports (chromadb, litellm, torch) stay out of import time
+    from knowgate.agents.local_provider import LocalProvider
+    from knowgate.settings import Settings
+    from knowgate.tools.searcher import ChromaSearcher
 
 SPLITS = ("calibration", "test", "paraphrase")
 MODELS = ("fast", "slow")
@@ -134,7 +139,7 @@ class World:
 
     def searcher(self, data_dir: Path, device: str = "cpu", lexical_weight: float = 0.0,
                  candidates: int = 20,
-                 on_progress: Callable[[int, int], None] | None = None) -> Any:
+                 on_progress: Callable[[int, int], None] | None = None) -> ChromaSearcher:
         """A ``ChromaSearcher`` over this world's corpus, indexing it on first use.
 
         Args:
@@ -163,7 +168,7 @@ class World:
             searcher.add((Passage(id=p.id, text=p.text) for p in self.corpus), on_batch=advance)
         return searcher
 
-    def serve_models(self, settings: Any) -> Any:
+    def serve_models(self, settings: Settings) -> LocalProvider:
         """Serve this world's models to litellm as ``local/fast`` and ``local/slow``.
 
         Returns the registered ``LocalProvider``; device and batching come from ``settings``.
