@@ -4,6 +4,7 @@ The public surface is small and re-exported here; heavy dependencies (torch, tra
 chromadb, litellm) load lazily inside the functions that need them.
 """
 
+from knowgate.asking import ask, ask_sync
 from knowgate.errors import (
     KnowgateError,
     MissingExtraError,
@@ -13,12 +14,18 @@ from knowgate.errors import (
     UserError,
     WorldError,
 )
+from knowgate.graphs.compose import GRAPHS, build_triage_graph, register_graph
+from knowgate.graphs.compose import compile_graph as build_graph
+from knowgate.graphs.runtime import AskResult, Knowgate, build_context
 from knowgate.settings import Settings, load_settings
 from knowgate.worlds.world import World, default_world_dir
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRAPHS",
+    "AskResult",
+    "Knowgate",
     "KnowgateError",
     "MissingExtraError",
     "ModelLoadError",
@@ -29,6 +36,12 @@ __all__ = [
     "World",
     "WorldError",
     "__version__",
+    "ask",
+    "ask_sync",
+    "build_context",
+    "build_graph",
+    "build_triage_graph",
     "default_world_dir",
     "load_settings",
+    "register_graph",
 ]

@@ -25,6 +25,9 @@ app = typer.Typer(help="knowgate: answer, search, refine or abstain.", no_args_i
 world_app = typer.Typer(help="The embedded knowledge world: build and check it.",
                         no_args_is_help=True)
 app.add_typer(world_app, name="world")
+index_app = typer.Typer(help="Your own documents in a chromadb collection: add and count them.",
+                        no_args_is_help=True)
+app.add_typer(index_app, name="index")
 console = Console(stderr=True)
 
 
@@ -171,6 +174,68 @@ def world_check(
         _print_check(result)
     if strict and not result["passed"]:
         raise typer.Exit(code=1)
+
+
+CollectionOpt = Annotated[
+    str | None,
+    typer.Option("--collection", help="chromadb collection (default: KNOWGATE_COLLECTION)."),
+]
+
+
+def _open_collection(settings: Any) -> Any:
+    """The ``ChromaSearcher`` over ``settings.collection`` in ``settings.data_dir``."""
+    from knowgate.errors import UserError
+    from knowgate.tools.searcher import ChromaSearcher, chroma_client
+
+    if settings.collection is None:
+        raise UserError("no collection given: pass --collection NAME or set KNOWGATE_COLLECTION")
+    # No device argument: the embedder runs on CPU exactly as for the world's corpus
+    # (World.searcher), so the passages and the queries later searched against them are
+    # embedded the same way.
+    return ChromaSearcher(chroma_client(settings.data_dir / "chroma"), settings.collection,
+                          lexical_weight=settings.search_lexical_weight,
+                          candidates=settings.search_candidates)
+
+
+@index_app.command("add")
+def index_add(
+    path: Annotated[Path, typer.Argument(help="A .jsonl, .txt or .md file, or a directory of them.")],
+    collection: CollectionOpt = None,
+    chunk_chars: Annotated[int, typer.Option(help="Most characters in one text chunk.")] = 1000,
+    config: ConfigOpt = None,
+) -> None:
+    """Add (or update, by id) your documents in a collection the searcher can read."""
+    from knowgate.errors import UserError
+    from knowgate.settings import load_settings
+    from knowgate.tools.ingest import read_documents
+
+    try:
+        settings = load_settings(config, collection=collection)
+        # Read and check everything first, so a bad line leaves the collection untouched.
+        passages = list(read_documents(path, chunk_chars=chunk_chars))
+        if not passages:
+            raise UserError(f"no documents found in {path} (.jsonl, .txt, .md or .markdown)")
+        searcher = _open_collection(settings)
+        with _progress() as bars:
+            task = bars.add_task(f"index {searcher.name}", total=len(passages), info="")
+            added = searcher.add(passages, on_batch=lambda n: bars.advance(task, n))
+        total = searcher.count()
+    except KnowgateError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"added {added} passages to {searcher.name!r}; it now holds {total}")
+    typer.echo(f"search it with KNOWGATE_COLLECTION={searcher.name}")
+
+
+@index_app.command("count")
+def index_count(collection: CollectionOpt = None, config: ConfigOpt = None) -> None:
+    """Print how many passages a collection holds."""
+    from knowgate.settings import load_settings
+
+    try:
+        count = _open_collection(load_settings(config, collection=collection)).count()
+    except KnowgateError as exc:
+        raise _fail(exc) from exc
+    typer.echo(count)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

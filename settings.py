@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
@@ -39,6 +39,24 @@ class Settings(BaseSettings):
         device: ``auto`` (CUDA with bf16 when present, else CPU), ``cpu`` or ``cuda``.
         local_batch_size: Most prompts the local provider batches into one forward pass.
         local_batch_wait_ms: How long the local provider waits to fill a batch.
+        collection: chromadb collection the searcher reads; ``None`` means the world's corpus.
+        answerer: litellm model id of the fast answerer (``local/fast``, ``openai/gpt-4o-mini``).
+        critic: litellm model id of the slow critic.
+        prober: Hugging Face model id or path the prober loads; ``None`` means the world's fast
+            model, ``"off"`` runs without a prober.
+        answerer_format: How the answerer is prompted: ``json`` (hosted models: a JSON answer
+            with a confidence), ``logprobs`` (a bare answer scored by its token probabilities) or
+            ``auto`` (``logprobs`` for ``local/`` models, else ``json``). Same for ``critic_format``.
+        local_prices: Dollars per million (input, output) tokens of each ``local/<name>`` model.
+        search_price_usd: Dollars charged per search call.
+        llm_timeout_s: Timeout of one LLM request.
+        llm_retries: Retries (with backoff) after a 429, a 5xx or a timeout.
+        fallbacks: Model id -> model ids litellm's Router tries when it keeps failing.
+        litellm_params: Model id -> extra litellm parameters (``api_base``, ``api_key`` ...).
+        role_timeout_s: Longest any role call may take, retries included, before it counts
+            as failed.
+        policy: Policy file (JSON); ``None`` means the defaults fitted for the shipped world.
+        checkpoint_db: SQLite file for LangGraph checkpoints; ``None`` runs without one.
     """
 
     model_config = SettingsConfigDict(
@@ -55,6 +73,26 @@ class Settings(BaseSettings):
     device: str = "auto"
     local_batch_size: int = Field(default=64, ge=1, le=1024)
     local_batch_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    collection: str | None = Field(default=None, min_length=3, max_length=512)
+    answerer: str = Field(default="local/fast", min_length=1)
+    critic: str = Field(default="local/slow", min_length=1)
+    prober: str | None = None
+    answerer_format: Literal["auto", "json", "logprobs"] = "auto"
+    critic_format: Literal["auto", "json", "logprobs"] = "auto"
+    # Defaults make a critic call 50x a fast call (same tokens) and a search about 10x one
+    # fast call on the shipped world (a closed-book fast call there is about 12 prompt and 2
+    # completion tokens: $0.000003).
+    local_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"fast": (0.15, 0.60), "slow": (7.5, 30.0)}
+    )
+    search_price_usd: float = Field(default=0.00003, ge=0.0)
+    llm_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    llm_retries: int = Field(default=2, ge=0, le=10)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    litellm_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    role_timeout_s: float = Field(default=120.0, gt=0.0, le=3600.0)
+    policy: Path | None = None
+    checkpoint_db: Path | None = None
 
     @field_validator("device")
     @classmethod

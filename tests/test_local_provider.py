@@ -8,7 +8,7 @@ import litellm
 import pytest
 
 from knowgate.agents.local_provider import LocalProvider, register_local_provider
-from knowgate.worlds.grading import is_correct
+from knowgate.grading import is_correct
 from knowgate.worlds.schema import Kind
 
 

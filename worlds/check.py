@@ -15,8 +15,8 @@ from typing import Any
 
 from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.prompting import question_with_evidence
+from knowgate.grading import is_correct
 from knowgate.settings import Settings
-from knowgate.worlds.grading import is_correct
 from knowgate.worlds.schema import Kind, Question
 from knowgate.worlds.world import MODELS, World
 

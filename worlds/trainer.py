@@ -162,7 +162,7 @@ def build_model(recipe: ModelRecipe, tokenizer: Any, max_positions: int = 512) -
 def exact_match(model: Any, tokenizer: Any, examples: Sequence[Example], batch: int = 256) -> float:
     """Share of examples whose greedy completion equals the answer."""
     from knowgate.agents.local_lm import LocalLM
-    from knowgate.worlds.grading import normalize
+    from knowgate.grading import normalize
 
     if not examples:
         return 0.0

@@ -171,7 +171,8 @@ class World:
     def serve_models(self, settings: Settings) -> LocalProvider:
         """Serve this world's models to litellm as ``local/fast`` and ``local/slow``.
 
-        Returns the registered ``LocalProvider``; device and batching come from ``settings``.
+        Returns the registered ``LocalProvider``; device, batching and prices (dollars per
+        million tokens, ``settings.local_prices``) come from ``settings``.
         """
         from knowgate.agents.local_provider import LocalProvider, register_local_provider
 
@@ -181,7 +182,9 @@ class World:
             batch_size=settings.local_batch_size,
             batch_wait_ms=settings.local_batch_wait_ms,
         )
-        register_local_provider(provider)
+        per_token = {name: (p_in / 1e6, p_out / 1e6)
+                     for name, (p_in, p_out) in settings.local_prices.items()}
+        register_local_provider(provider, per_token)
         return provider
 
     def update_card(self, **sections: dict[str, Any]) -> None:

@@ -1,0 +1,113 @@
+"""The fast answerer: any litellm model, answering with a confidence.
+
+Two ways to get the confidence, chosen by ``Settings.answerer_format``:
+
+* ``logprobs`` (the default for ``local/`` models): the model answers in plain text, exactly as the
+  world's models were trained, and the confidence is the probability of the whole answer under
+  the model (the product of its token probabilities).
+* ``json`` (hosted chat models): the model is asked for ``{"answer", "confidence", "label"}``,
+  validated by pydantic, with one repair turn (``knowgate.agents.structured``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from knowgate.agents.llm import bill, complete
+from knowgate.agents.prompting import question_with_evidence
+from knowgate.agents.roles import Draft, Label, RoleError, Turn
+from knowgate.agents.structured import complete_json
+from knowgate.tools.passage import Passage
+
+Format = Literal["json", "logprobs"]
+SURE_AT = 0.5  # a logprob-scored answer is labelled "sure" from this probability up
+
+JSON_INSTRUCTIONS = (
+    "Answer the user's question with a short answer (a name, a place, a year). "
+    "If passages are given, use them when they answer the question. "
+    "Reply with only a JSON object: "
+    '{"answer": "<short answer>", "confidence": <probability from 0 to 1 that the answer is '
+    'right>, "label": "sure" or "unsure"}.'
+)
+
+
+class _JsonAnswer(BaseModel):
+    answer: str = Field(min_length=1)
+    confidence: float = Field(ge=0.0, le=1.0)
+    label: Label
+
+
+def resolve_format(model: str, setting: str) -> Format:
+    """``auto`` means ``logprobs`` for ``local/`` models and ``json`` for everything else."""
+    if setting == "auto":
+        return "logprobs" if model.startswith("local/") else "json"
+    if setting not in ("json", "logprobs"):
+        raise ValueError(f"unknown format {setting!r}")
+    return setting  # type: ignore[return-value]
+
+
+def _user_prompt(question: str, evidence: Sequence[Passage], fmt: Format) -> str:
+    if fmt == "logprobs":
+        return question_with_evidence(question, [p.text for p in evidence])
+    if not evidence:
+        return f"Question: {question}"
+    listed = "\n".join(f"[{p.id}] {p.text}" for p in evidence)
+    return f"Passages:\n{listed}\n\nQuestion: {question}"
+
+
+class LiteLLMAnswerer:
+    """The ``Answerer`` role over a litellm Router.
+
+    Args:
+        router: A litellm Router (``knowgate.agents.llm.build_router``).
+        model: The model id to call.
+        fmt: ``json`` or ``logprobs`` (see the module docstring).
+        timeout_s: Bound on one answer, retries included.
+        max_tokens: Longest answer.
+    """
+
+    role = "answerer"
+
+    def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
+                 max_tokens: int = 24) -> None:
+        self.router = router
+        self.model = model
+        self.fmt = fmt
+        self.timeout_s = timeout_s
+        self.max_tokens = max_tokens
+
+    async def __call__(self, question: str, evidence: Sequence[Passage] = (),
+                       history: Sequence[Turn] = ()) -> Draft:
+        """Answer ``question`` (see ``knowgate.agents.roles.Answerer``)."""
+        messages = [{"role": t.role, "content": t.content} for t in history]
+        messages.append({"role": "user", "content": _user_prompt(question, evidence, self.fmt)})
+        if self.fmt == "logprobs":
+            return await self._logprob_answer(messages, bool(evidence))
+        messages.insert(0, {"role": "system", "content": JSON_INSTRUCTIONS})
+        parsed, completions = await complete_json(
+            self.router, self.role, self.model, messages, _JsonAnswer, self.timeout_s,
+            max_tokens=max(self.max_tokens, 96), temperature=0,
+        )
+        usage, cost = bill(completions)
+        return Draft(answer=parsed.answer.strip(), confidence=parsed.confidence,
+                     label=parsed.label, with_evidence=bool(evidence),
+                     model=completions[-1].model, usage=usage, cost_usd=cost)
+
+    async def _logprob_answer(self, messages: list[dict[str, str]], with_evidence: bool) -> Draft:
+        done = await complete(self.router, self.role, self.model, messages, self.timeout_s,
+                              max_tokens=self.max_tokens, temperature=0, logprobs=True)
+        answer = done.text.strip()
+        if not answer:
+            raise RoleError(self.role, f"{self.model} returned an empty answer", done.cost_usd)
+        if done.probability is None:
+            raise RoleError(self.role, f"{self.model} returned no token logprobs; "
+                                       "use answerer_format = 'json' for this model",
+                            done.cost_usd)
+        confidence = done.probability
+        return Draft(answer=answer, confidence=confidence,
+                     label="sure" if confidence >= SURE_AT else "unsure",
+                     logprobs=done.logprobs, with_evidence=with_evidence, model=done.model,
+                     usage=done.usage, cost_usd=done.cost_usd)

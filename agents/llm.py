@@ -1,0 +1,141 @@
+"""Every LLM call in knowgate goes through one litellm ``Router`` built from the settings.
+
+The Router does what it is good at: retries with exponential backoff on 429s, 5xx and timeouts,
+per-request timeouts, and fallbacks to other models. This module adds only what a role needs on
+top: the text, the token logprobs, usage and cost of one call, and one typed error
+(``RoleError``) whatever went wrong underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from knowgate.agents.litellm_setup import import_litellm
+from knowgate.agents.roles import RoleError, TokenLogprob, Usage
+from knowgate.settings import Settings
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one chat completion returned."""
+
+    text: str
+    logprobs: list[TokenLogprob]
+    usage: Usage
+    cost_usd: float
+    model: str
+
+    @property
+    def probability(self) -> float | None:
+        """Probability of the whole generated sequence, when token logprobs came back."""
+        if not self.logprobs:
+            return None
+        return math.exp(sum(t.logprob for t in self.logprobs))
+
+
+def bill(completions: Sequence[Completion]) -> tuple[Usage, float]:
+    """Total usage and dollars of several completions (a repair turn, two critic passes)."""
+    usage = Usage(prompt_tokens=sum(c.usage.prompt_tokens for c in completions),
+                  completion_tokens=sum(c.usage.completion_tokens for c in completions))
+    return usage, sum(c.cost_usd for c in completions)
+
+
+def build_router(settings: Settings) -> Any:
+    """A litellm ``Router`` with one deployment per model the settings name.
+
+    The answerer, the critic and every fallback model get a deployment whose ``model_name`` is
+    the model id itself, so callers keep using ordinary litellm ids.
+    """
+    litellm = import_litellm()
+    names = [settings.answerer, settings.critic]
+    for source, targets in settings.fallbacks.items():
+        names += [source, *targets]
+    model_list = [
+        {
+            "model_name": name,
+            "litellm_params": {"model": name, "timeout": settings.llm_timeout_s,
+                               **settings.litellm_params.get(name, {})},
+        }
+        for name in dict.fromkeys(names)
+    ]
+    return litellm.Router(
+        model_list=model_list,
+        num_retries=settings.llm_retries,
+        timeout=settings.llm_timeout_s,
+        fallbacks=[{source: list(targets)} for source, targets in settings.fallbacks.items()],
+        # One deployment per name: cooling it down after a failure would only turn a
+        # transient error into "no deployments available" for every request that follows.
+        disable_cooldowns=True,
+    )
+
+
+def _logprobs(choice: Any) -> list[TokenLogprob]:
+    content = getattr(getattr(choice, "logprobs", None), "content", None) or []
+    out = []
+    for item in content:
+        token = getattr(item, "token", None)
+        logprob = getattr(item, "logprob", None)
+        if token is None or logprob is None:
+            continue
+        out.append(TokenLogprob(token=token, logprob=float(logprob)))
+    return out
+
+
+def _cost(response: Any) -> float:
+    litellm = import_litellm()
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    if cost is None:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:  # a model without a price in litellm's map or in the settings
+            cost = 0.0
+    return max(0.0, float(cost or 0.0))
+
+
+async def complete(router: Any, role: str, model: str, messages: Sequence[dict[str, str]],
+                   timeout_s: float, **params: Any) -> Completion:
+    """One chat completion through ``router``.
+
+    Args:
+        router: From ``build_router``.
+        role: Who is calling (``answerer``, ``critic``), for error messages.
+        model: The model id (a deployment name in the router).
+        messages: OpenAI-style chat messages.
+        timeout_s: Bound on the whole call, retries and fallbacks included.
+        **params: Completion parameters (``max_tokens``, ``temperature``, ``logprobs`` ...).
+
+    Raises:
+        RoleError: The provider failed after retries and fallbacks, or timed out.
+    """
+    try:
+        response = await asyncio.wait_for(
+            router.acompletion(model=model, messages=list(messages), **params), timeout_s
+        )
+    except TimeoutError as exc:
+        raise RoleError(role, f"{model} timed out after {timeout_s:g} s") from exc
+    except Exception as exc:  # litellm maps every provider failure to its exception types
+        raise RoleError(role, f"{model} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+    try:
+        choice = response.choices[0]
+        text = choice.message.content or ""
+    except (AttributeError, IndexError) as exc:
+        raise RoleError(role, f"{model} returned no choices") from exc
+    usage = getattr(response, "usage", None)
+    return Completion(
+        text=text,
+        logprobs=_logprobs(choice),
+        usage=Usage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                    completion_tokens=getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=_cost(response),
+        model=getattr(response, "model", None) or model,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""

@@ -1,0 +1,107 @@
+"""Graphs composed from the nodes: the triage graph, the baselines, and a registry by name.
+
+Evaluations, the server and ``knowgate ask`` look graphs up by name in ``GRAPHS``; developers
+register their own with ``register_graph`` or compose nodes directly as these builders do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from knowgate.errors import UserError
+from knowgate.graphs import nodes
+from knowgate.graphs.nodes import TriageContext
+from knowgate.graphs.state import TriageState
+
+GraphBuilder = Callable[..., Any]
+
+
+def _graph() -> StateGraph:
+    return StateGraph(TriageState, context_schema=TriageContext)
+
+
+def build_triage_graph(checkpointer: Any = None) -> Any:
+    """The full policy graph: probe, then let the policy choose until it answers or abstains.
+
+    Shape: ``START -> probe -> decide``; ``decide`` routes to ``draft``, ``search``, ``refine``,
+    ``answer`` or ``abstain``; a draft is probed and decided on again, a search is read by a new
+    draft, a refinement is decided on again.
+
+    Args:
+        checkpointer: A LangGraph checkpointer (e.g. ``AsyncSqliteSaver``) to persist threads.
+    """
+    graph = _graph()
+    for name in ("probe", "decide", "draft", "search", "refine", "answer", "abstain"):
+        graph.add_node(name, getattr(nodes, name))
+    graph.add_edge(START, "probe")
+    graph.add_edge("probe", "decide")
+    graph.add_conditional_edges("decide", nodes.route)
+    graph.add_edge("draft", "probe")
+    graph.add_conditional_edges("search", nodes.after_search)
+    graph.add_edge("refine", "decide")
+    graph.add_edge("answer", END)
+    graph.add_edge("abstain", END)
+    return graph.compile(checkpointer=checkpointer, name="triage")
+
+
+def _pipeline(name: str, stages: list[str], checkpointer: Any) -> Any:
+    """A fixed sequence of nodes that ends in answer-or-abstain."""
+    graph = _graph()
+    for stage in [*stages, "answer", "abstain"]:
+        graph.add_node(stage, getattr(nodes, stage))
+    graph.add_edge(START, stages[0])
+    for before, after in zip(stages, stages[1:], strict=False):
+        graph.add_edge(before, after)
+    graph.add_conditional_edges(stages[-1], nodes.answer_or_abstain)
+    graph.add_edge("answer", END)
+    graph.add_edge("abstain", END)
+    return graph.compile(checkpointer=checkpointer, name=name)
+
+
+def build_fast_only_graph(checkpointer: Any = None) -> Any:
+    """Baseline: the fast answerer's closed-book draft, always given."""
+    return _pipeline("fast-only", ["draft"], checkpointer)
+
+
+def build_always_search_graph(checkpointer: Any = None) -> Any:
+    """Baseline (RAG): search every question, then draft from the passages."""
+    return _pipeline("always-search", ["search", "draft"], checkpointer)
+
+
+def build_always_refine_graph(checkpointer: Any = None) -> Any:
+    """Baseline: draft, then have the critic check every draft; its verdict is final."""
+    return _pipeline("always-refine", ["draft", "refine"], checkpointer)
+
+
+GRAPHS: dict[str, GraphBuilder] = {
+    "triage": build_triage_graph,
+    "fast-only": build_fast_only_graph,
+    "always-search": build_always_search_graph,
+    "always-refine": build_always_refine_graph,
+}
+
+
+def register_graph(name: str, builder: GraphBuilder) -> None:
+    """Add a graph under ``name`` (``builder(checkpointer=None)`` returns a compiled graph)."""
+    if not name or name in GRAPHS:
+        raise UserError(f"graph name {name!r} is empty or taken")
+    GRAPHS[name] = builder
+
+
+def compile_graph(name: str, checkpointer: Any = None) -> Any:
+    """The compiled graph registered as ``name``.
+
+    Raises:
+        UserError: No graph has that name.
+    """
+    if name not in GRAPHS:
+        raise UserError(f"unknown graph {name!r}; choose one of {', '.join(sorted(GRAPHS))}")
+    return GRAPHS[name](checkpointer=checkpointer)
+
+
+def mermaid(name: str) -> str:
+    """The Mermaid drawing of a registered graph."""
+    return compile_graph(name).get_graph().draw_mermaid()

@@ -1,0 +1,233 @@
+"""The nodes every knowgate graph is built from, and the routers between them.
+
+Each node is an async function ``(state, runtime) -> partial update`` that calls at most one
+role through its protocol (roles travel in ``runtime.context``, a ``TriageContext``). A role that
+fails or times out does not end the question: the node records a step with ``error=True`` and the
+reason, adds the role to ``failed``, and the policy carries on without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from langgraph.runtime import Runtime
+
+from knowgate.agents.roles import Answerer, Critic, Prober, RoleError, Searcher, Signals
+from knowgate.grading import normalize
+from knowgate.graphs.policy import Policy, Prices
+from knowgate.graphs.state import Candidate, Choice, Outcome, Step, TriageState, validated
+from knowgate.tools.passage import Passage
+
+_Result = TypeVar("_Result")
+
+
+@dataclass(frozen=True)
+class TriageContext:
+    """The dependencies of a graph run: roles, policy, prices and limits (immutable).
+
+    A role left as ``None`` is absent: graphs that need it skip it and the policy never picks it.
+    """
+
+    answerer: Answerer | None
+    policy: Policy
+    prices: Prices = Prices()
+    searcher: Searcher | None = None
+    critic: Critic | None = None
+    prober: Prober | None = None
+    role_timeout_s: float = 120.0
+    evidence_passages: int = 1
+
+
+async def _call(role: str, work: Awaitable[_Result], timeout_s: float
+                ) -> tuple[_Result | None, RoleError | None, float]:
+    """Run one role call, bounded in time; failures come back as a ``RoleError``, not raised."""
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(work, timeout_s)
+    except RoleError as exc:
+        return None, exc, time.perf_counter() - started
+    except TimeoutError:
+        error = RoleError(role, f"no answer within {timeout_s:g} s")
+        return None, error, time.perf_counter() - started
+    except Exception as exc:  # a user's role raising anything else still only fails that role
+        error = RoleError(role, f"{type(exc).__name__}: {exc}")
+        return None, error, time.perf_counter() - started
+    return result, None, time.perf_counter() - started
+
+
+def _failure(state: TriageState, action: Any, error: RoleError, latency: float) -> dict[str, Any]:
+    step = Step(action=action, role=error.role, error=True, reason=f"failed: {error.reason}",
+                cost_usd=error.cost_usd, latency_s=round(latency, 6))
+    return {"failed": sorted({*state.failed, error.role}), "steps": [step]}
+
+
+def _merge(state: TriageState, **values: float) -> Signals:
+    return Signals(values={**state.signals.values, **values})
+
+
+def _why(state: TriageState, default: str) -> str:
+    return state.decision.reason if state.decision is not None else default
+
+
+def citations(answer: str, passages: Sequence[Passage]) -> list[str]:
+    """Ids of the passages that contain ``answer`` (normalised), i.e. that back it up."""
+    wanted = normalize(answer)
+    if not wanted:
+        return []
+    return [p.id for p in passages if f" {wanted} " in f" {normalize(p.text)} "]
+
+
+def _context(runtime: Runtime[TriageContext]) -> TriageContext:
+    return runtime.context
+
+
+@validated
+async def probe(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Read the prober's signals: of the question before a draft exists, else of the draft."""
+    ctx = _context(runtime)
+    if ctx.prober is None or "prober" in state.failed:
+        return {}
+    answer = state.draft.answer if state.draft is not None else None
+    signals, error, latency = await _call("prober", ctx.prober(state.question, answer),
+                                          ctx.role_timeout_s)
+    if error is not None:
+        return _failure(state, "probe", error, latency)
+    assert signals is not None
+    what = "the draft" if answer is not None else "the question, before any answer"
+    shown = ", ".join(f"{k}={v:.3f}" for k, v in sorted(signals.values.items()))
+    step = Step(action="probe", role="prober", cost_usd=signals.cost_usd,
+                latency_s=round(latency, 6), reason=f"signals of {what}: {shown}")
+    return {"signals": _merge(state, **signals.values), "steps": [step]}
+
+
+@validated
+async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Ask the answerer, with the latest evidence in the prompt when there is some."""
+    ctx = _context(runtime)
+    if ctx.answerer is None:
+        return _failure(state, "draft", RoleError("answerer", "no answerer configured"), 0.0)
+    passages = state.evidence.passages[:ctx.evidence_passages] if state.evidence else []
+    result, error, latency = await _call(
+        "answerer", ctx.answerer(state.question, passages, state.history), ctx.role_timeout_s
+    )
+    if error is not None:
+        return _failure(state, "draft", error, latency)
+    assert result is not None
+    reason = (f"read {len(passages)} passage(s) found by the search" if passages
+              else _why(state, "answer closed-book"))
+    step = Step(action="draft", role="answerer", cost_usd=result.cost_usd,
+                latency_s=round(latency, 6),
+                reason=f"{reason} -> {result.answer!r} ({result.label}, {result.confidence:.3f})")
+    candidate = Candidate(answer=result.answer,
+                          source="open_book" if passages else "closed_book",
+                          citations=citations(result.answer, passages))
+    return {"draft": result, "candidate": candidate, "steps": [step],
+            "signals": _merge(state, answerer_confidence=result.confidence)}
+
+
+@validated
+async def search(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Search for the question; the passages go to the next draft."""
+    ctx = _context(runtime)
+    if ctx.searcher is None:
+        return _failure(state, "search", RoleError("searcher", "no searcher configured"), 0.0)
+    result, error, latency = await _call("searcher", ctx.searcher(state.question),
+                                         ctx.role_timeout_s)
+    if error is not None:
+        return _failure(state, "search", error, latency)
+    assert result is not None
+    top = result.passages[0] if result.passages else None
+    found = (f"{len(result.passages)} passage(s), top {top.id} (support {result.support:.2f})"
+             if top else "nothing found")
+    cached = " [cached]" if result.cached else ""
+    step = Step(action="search", role="searcher", cost_usd=result.cost_usd,
+                latency_s=round(latency, 6), reason=f"{_why(state, 'search')} -> {found}{cached}")
+    signals = _merge(state, search_support=result.support,
+                     search_top_score=float(top.score or 0.0) if top else 0.0)
+    return {"evidence": result, "signals": signals, "steps": [step]}
+
+
+@validated
+async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Ask the critic to check the draft with the signals and evidence gathered so far."""
+    ctx = _context(runtime)
+    if ctx.critic is None:
+        return _failure(state, "refine", RoleError("critic", "no critic configured"), 0.0)
+    passages = state.evidence.passages[:ctx.evidence_passages] if state.evidence else []
+    result, error, latency = await _call(
+        "critic", ctx.critic(state.question, state.draft, state.signals, passages),
+        ctx.role_timeout_s,
+    )
+    if error is not None:
+        return _failure(state, "refine", error, latency)
+    assert result is not None
+    step = Step(action="refine", role="critic", cost_usd=result.cost_usd,
+                latency_s=round(latency, 6),
+                reason=f"{_why(state, 'check the draft')} -> {result.verdict} "
+                       f"{result.answer!r} ({result.confidence:.3f})")
+    update: dict[str, Any] = {"verdict": result, "steps": [step],
+                              "signals": _merge(state, critic_confidence=result.confidence)}
+    if result.verdict != "abstain" and result.answer.strip():
+        update["candidate"] = Candidate(answer=result.answer, source="critic",
+                                        citations=citations(result.answer, passages))
+    else:
+        update["candidate"] = None
+    return update
+
+
+@validated
+async def decide(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """Let the policy choose the next action."""
+    ctx = _context(runtime)
+    decision = ctx.policy.decide(
+        state, ctx.prices,
+        can_search=ctx.searcher is not None and ctx.answerer is not None,
+        can_refine=ctx.critic is not None,
+    )
+    return {"decision": decision}
+
+
+@validated
+async def answer(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """End with the candidate answer and its calibrated confidence."""
+    ctx = _context(runtime)
+    assert state.candidate is not None  # routers only come here with a candidate
+    p = ctx.policy.p_correct(state)
+    outcome = Outcome(kind="answered", answer=state.candidate.answer, confidence=round(p, 6),
+                      citations=state.candidate.citations)
+    step = Step(action="answer", reason=_why(state, f"P(correct)={p:.3f}"))
+    return {"outcome": outcome, "steps": [step]}
+
+
+@validated
+async def abstain(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+    """End without an answer."""
+    ctx = _context(runtime)
+    p = ctx.policy.p_correct(state)
+    reason = _why(state, "no answer to stand behind")
+    if state.decision is None and state.failed:
+        reason = f"{', '.join(state.failed)} failed; no answer to stand behind"
+    step = Step(action="abstain", reason=reason)
+    return {"outcome": Outcome(kind="abstained", confidence=round(p, 6)), "steps": [step]}
+
+
+def route(state: TriageState) -> Choice:
+    """Follow the policy's decision."""
+    assert state.decision is not None
+    return state.decision.action
+
+
+def after_search(state: TriageState) -> Literal["draft", "decide"]:
+    """Read what a search found, unless it failed or found nothing."""
+    found = state.evidence is not None and bool(state.evidence.passages)
+    return "draft" if found and not state.steps[-1].error else "decide"
+
+
+def answer_or_abstain(state: TriageState) -> Literal["answer", "abstain"]:
+    """For fixed pipelines: answer when there is a candidate answer, else abstain."""
+    has = state.candidate is not None and bool(state.candidate.answer.strip())
+    return "answer" if has else "abstain"

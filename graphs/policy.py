@@ -1,0 +1,200 @@
+"""The policy: choose the next action by expected utility, within rounds and a dollar budget.
+
+At each decision the policy estimates P(correct) of the current candidate answer with a
+calibrated logistic map of the signals (one map per kind of candidate), then compares, in dollars:
+
+* answer now:  ``reward * p - penalty * (1 - p)``
+* abstain:     ``abstain_usd`` (0 by default)
+* search:      ``s * reward + (1 - s) * abstain_usd - price(search + draft)``
+* refine:      ``s * reward + (1 - s) * abstain_usd - price(critic)``
+
+where ``s`` is the chance that the action produces an answer the policy will then trust (a rate
+measured on a calibration run; it depends on what was tried already). An action is available only
+while its rounds last, its role has not failed, and its price fits the remaining budget; when
+nothing else is left the choice is answer-or-abstain, never an error. Before any answer exists the
+query-level map can send a question straight to search (``search_first_below``).
+
+Policy files are JSON of ``Policy``; ``knowgate calibrate`` writes them, and the defaults shipped
+for the default world are in ``graphs/default_policy.json`` (how they were fitted is recorded in
+its ``source`` field).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from knowgate.errors import UserError
+from knowgate.graphs.state import Decision, TriageState
+
+MapName = Literal["query", "closed_book", "open_book", "critic"]
+DEFAULT_POLICY = Path(__file__).resolve().parent / "default_policy.json"
+_EPS = 1e-6
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)), clamped so that 0 and 1 stay finite."""
+    p = min(1.0 - _EPS, max(_EPS, p))
+    return math.log(p / (1.0 - p))
+
+class LogisticMap(BaseModel):
+    """P(correct) = sigmoid(bias + sum(weight * feature)); missing features count as 0."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bias: float = 0.0
+    weights: dict[str, float] = Field(default_factory=dict)
+
+    def probability(self, features: dict[str, float]) -> float:
+        """The calibrated probability for these features."""
+        z = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+class SuccessRates(BaseModel):
+    """Chance that an action yields an answer the policy then trusts, by what was tried."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_first: float = Field(default=0.3, ge=0.0, le=1.0)
+    search_again: float = Field(default=0.02, ge=0.0, le=1.0)
+    refine_unsearched: float = Field(default=0.3, ge=0.0, le=1.0)
+    refine_searched: float = Field(default=0.4, ge=0.0, le=1.0)
+    refine_again: float = Field(default=0.02, ge=0.0, le=1.0)
+
+class Prices(BaseModel):
+    """Expected dollars of one call of each role (from the cost map and the settings)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    draft: float = 0.0
+    search: float = 0.0
+    refine: float = 0.0
+
+class Policy(BaseModel):
+    """Everything the policy decides with.
+
+    Attributes:
+        reward_usd: Value of a correct answer.
+        penalty_usd: Cost of a wrong answer.
+        abstain_usd: Value of abstaining (0, or a small negative number to discourage it).
+        max_searches: Search rounds per question.
+        max_refines: Critic rounds per question.
+        budget_usd: Most a question may spend.
+        search_first_below: Search before drafting when the query-level P(correct) is below
+            this (``None``: always draft first).
+        maps: P(correct) maps: ``query`` (before any answer), ``closed_book`` and ``open_book``
+            drafts, and ``critic`` answers. Features are signal names plus ``draft_logit`` and
+            ``critic_logit`` (logits of the stated confidences).
+        success: See ``SuccessRates``.
+        source: How these numbers were set.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reward_usd: float = Field(default=0.01, gt=0.0)
+    penalty_usd: float = Field(default=0.02, ge=0.0)
+    abstain_usd: float = 0.0
+    max_searches: int = Field(default=1, ge=0, le=10)
+    max_refines: int = Field(default=1, ge=0, le=10)
+    budget_usd: float = Field(default=0.01, gt=0.0)
+    search_first_below: float | None = Field(default=None, ge=0.0, le=1.0)
+    maps: dict[MapName, LogisticMap] = Field(default_factory=lambda: {
+        "query": LogisticMap(weights={"query_top_prob": 0.0}),
+        "closed_book": LogisticMap(weights={"draft_logit": 1.0}),
+        "open_book": LogisticMap(weights={"draft_logit": 1.0}),
+        "critic": LogisticMap(weights={"critic_logit": 1.0}),
+    })
+    success: SuccessRates = Field(default_factory=SuccessRates)
+    source: str = "built-in defaults (uncalibrated)"
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Policy:
+        """Read a policy file; ``None`` means the defaults fitted for the shipped world.
+
+        Raises:
+            UserError: The file is missing or invalid.
+        """
+        path = Path(path) if path is not None else DEFAULT_POLICY
+        if not path.is_file():
+            raise UserError(f"policy file not found: {path}")
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            raise UserError(f"{path}: invalid policy: {exc}") from exc
+
+    def features(self, state: TriageState) -> dict[str, float]:
+        """Signals plus the logits of the stated confidences."""
+        out = dict(state.signals.values)
+        if state.draft is not None:
+            out["draft_logit"] = logit(state.draft.confidence)
+        if state.verdict is not None:
+            out["critic_logit"] = logit(state.verdict.confidence)
+        return out
+
+    def p_correct(self, state: TriageState) -> float:
+        """Calibrated P(correct) of the current candidate (0 when there is none)."""
+        candidate = state.candidate
+        if candidate is None or not candidate.answer.strip():
+            return 0.0
+        return self.maps[candidate.source].probability(self.features(state))
+
+    def decide(self, state: TriageState, prices: Prices, can_search: bool = True,
+               can_refine: bool = True) -> Decision:
+        """The next action for ``state``.
+
+        Args:
+            state: The question so far.
+            prices: Expected price of each action.
+            can_search: Whether the graph has a searcher (and an answerer to read with).
+            can_refine: Whether the graph has a critic.
+        """
+        left = self.budget_usd - state.spent_usd
+        failed = set(state.failed)
+        searched, refined = state.count("search"), state.count("refine")
+        search_ok = (can_search and searched < self.max_searches and "searcher" not in failed
+                     and "answerer" not in failed and prices.search + prices.draft <= left)
+        refine_ok = can_refine and refined < self.max_refines and "critic" not in failed \
+            and prices.refine <= left
+
+        if state.draft is None and state.count("draft") == 0 and "answerer" not in failed:
+            return self._first(state, prices, left, search_ok)
+
+        p = self.p_correct(state)
+        values = {"answer": self.reward_usd * p - self.penalty_usd * (1.0 - p),
+                  "abstain": self.abstain_usd}
+        if state.candidate is None or not state.candidate.answer.strip():
+            values.pop("answer")
+        if search_ok:
+            s = self.success.search_first if searched == 0 else self.success.search_again
+            values["search"] = self._gamble(s) - prices.search - prices.draft
+        if refine_ok:
+            s = (self.success.refine_again if refined else
+                 self.success.refine_searched if searched else self.success.refine_unsearched)
+            values["refine"] = self._gamble(s) - prices.refine
+        # Highest value wins; on a tie the cheaper, more final action (dict order) wins.
+        action = max(values, key=lambda a: values[a])
+        rounded = {k: round(v, 8) for k, v in values.items()}
+        shown = ", ".join(f"{k} {v:+.5f}" for k, v in sorted(rounded.items(), key=lambda kv: -kv[1]))
+        return Decision(action=action, p_correct=round(p, 6), values=rounded,
+                        reason=f"P(correct)={p:.3f}; expected value: {shown}")
+
+    def _gamble(self, success: float) -> float:
+        return success * self.reward_usd + (1.0 - success) * self.abstain_usd
+
+    def _first(self, state: TriageState, prices: Prices, left: float,
+               search_ok: bool) -> Decision:
+        features = self.features(state)
+        p_query = self.maps["query"].probability(features) if "query_top_prob" in features \
+            else None
+        shown = f"query-level P(correct)={p_query:.3f}" if p_query is not None \
+            else "no query-level signal"
+        if prices.draft > left:
+            return Decision(action="abstain", reason=f"budget left ${left:.6f} cannot pay a draft")
+        if (search_ok and p_query is not None and self.search_first_below is not None
+                and p_query < self.search_first_below):
+            return Decision(action="search", p_correct=round(p_query, 6),
+                            reason=f"{shown} < {self.search_first_below}: search before drafting")
+        return Decision(action="draft", p_correct=round(p_query or 0.0, 6),
+                        reason=f"{shown}: ask the answerer")

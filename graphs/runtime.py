@@ -1,0 +1,267 @@
+"""From settings to answers: build the roles once, run any registered graph, return a trace.
+
+``Knowgate`` is the long-lived object (the server and batch runs hold one); ``knowgate.ask`` is the
+one-call convenience over a ``Knowgate`` kept per settings in this process.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from knowgate.agents.roles import Turn
+from knowgate.errors import KnowgateError, UserError
+from knowgate.graphs.compose import compile_graph
+from knowgate.graphs.nodes import TriageContext
+from knowgate.graphs.policy import Policy, Prices
+from knowgate.graphs.state import Step, TriageState
+from knowgate.settings import Settings, load_settings
+
+MAX_QUESTION_CHARS = 8000
+# Typical tokens of one call, for the price estimates the policy compares before it calls:
+# a short question (with one passage when searching) and a short answer; hosted models also
+# read the JSON instructions and write the JSON.
+_LOCAL_CALL_TOKENS = (30, 4)
+_HOSTED_CALL_TOKENS = (250, 30)
+
+
+class AskResult(BaseModel):
+    """What one question came to.
+
+    Attributes:
+        question: The question asked.
+        graph: The graph that ran.
+        outcome: ``answered``, ``abstained``, or ``error`` (the graph itself could not run).
+        answer: The answer, when answered.
+        confidence: Calibrated P(correct) of the answer (or of the best rejected one).
+        steps: What was done, with reasons, dollars and seconds.
+        cost_usd: Dollars spent in total.
+        latency_s: Wall-clock seconds.
+        citations: Ids of the passages that back the answer.
+        signals: Every signal gathered, by name.
+        ledger: Dollars and calls by role.
+        error: What went wrong, for ``error`` outcomes.
+        thread_id: The checkpointer thread, when one was used.
+    """
+
+    question: str
+    graph: str
+    outcome: Literal["answered", "abstained", "error"]
+    answer: str | None = None
+    confidence: float = 0.0
+    steps: list[Step] = Field(default_factory=list)
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    citations: list[str] = Field(default_factory=list)
+    signals: dict[str, float] = Field(default_factory=dict)
+    ledger: dict[str, dict[str, float]] = Field(default_factory=dict)
+    error: str | None = None
+    thread_id: str | None = None
+
+    @property
+    def path(self) -> list[str]:
+        """The actions taken, in order."""
+        return [step.action for step in self.steps]
+
+
+def estimate_prices(settings: Settings) -> Prices:
+    """Expected dollars of one call per role: local prices from settings, hosted ones from
+    litellm's cost map (0 for a model the map does not know)."""
+
+    def per_call(model: str, fmt: str, calls: int) -> float:
+        if model.startswith("local/"):
+            p_in, p_out = settings.local_prices.get(model.split("/", 1)[1], (0.0, 0.0))
+            tokens_in, tokens_out = _LOCAL_CALL_TOKENS
+            return calls * (tokens_in * p_in + tokens_out * p_out) / 1e6
+        from knowgate.agents.litellm_setup import import_litellm
+
+        tokens_in, tokens_out = _HOSTED_CALL_TOKENS
+        try:
+            cost_in, cost_out = import_litellm().cost_per_token(
+                model=model, prompt_tokens=tokens_in, completion_tokens=tokens_out)
+        except Exception:  # not in the cost map
+            return 0.0
+        return calls * (cost_in + cost_out)
+
+    from knowgate.agents.answerer import resolve_format
+
+    critic_fmt = resolve_format(settings.critic, settings.critic_format)
+    return Prices(
+        draft=per_call(settings.answerer, settings.answerer_format, 1),
+        search=settings.search_price_usd,
+        # A logprob-scored critic answers twice when there is evidence (closed and open book).
+        refine=per_call(settings.critic, critic_fmt, 2 if critic_fmt == "logprobs" else 1),
+    )
+
+
+def build_context(settings: Settings) -> TriageContext:
+    """Build every role the settings describe (this loads models and opens the index).
+
+    Raises:
+        KnowgateError: A model, the world or the index could not be loaded.
+    """
+    from knowgate.agents.answerer import LiteLLMAnswerer, resolve_format
+    from knowgate.agents.critic import LiteLLMCritic
+    from knowgate.agents.llm import build_router
+    from knowgate.worlds.world import World
+
+    world = World(settings.world)
+    models = {settings.answerer, settings.critic, *settings.fallbacks,
+              *(m for targets in settings.fallbacks.values() for m in targets)}
+    if any(m.startswith("local/") for m in models):
+        world.serve_models(settings)
+    router = build_router(settings)
+    answerer = LiteLLMAnswerer(router, settings.answerer,
+                               resolve_format(settings.answerer, settings.answerer_format),
+                               settings.role_timeout_s)
+    critic = LiteLLMCritic(router, settings.critic,
+                           resolve_format(settings.critic, settings.critic_format),
+                           settings.role_timeout_s)
+    return TriageContext(
+        answerer=answerer,
+        critic=critic,
+        searcher=_searcher(settings, world),
+        prober=_prober(settings, world),
+        policy=Policy.load(settings.policy),
+        prices=estimate_prices(settings),
+        role_timeout_s=settings.role_timeout_s,
+        evidence_passages=settings.evidence_passages,
+    )
+
+
+def _searcher(settings: Settings, world: Any) -> Any:
+    from knowgate.tools.search_role import PricedSearcher
+    from knowgate.tools.searcher import ChromaSearcher, chroma_client
+
+    if settings.collection:
+        backend = ChromaSearcher(chroma_client(settings.data_dir / "chroma"), settings.collection,
+                                 lexical_weight=settings.search_lexical_weight,
+                                 candidates=settings.search_candidates)
+    else:
+        backend = world.searcher(settings.data_dir, lexical_weight=settings.search_lexical_weight,
+                                 candidates=settings.search_candidates)
+    return PricedSearcher(backend, settings.search_price_usd, k=settings.evidence_passages,
+                          timeout_s=settings.role_timeout_s)
+
+
+def _prober(settings: Settings, world: Any) -> Any:
+    if settings.prober == "off":
+        return None
+    from knowgate.agents.local_lm import LocalLM
+    from knowgate.agents.prober import TransformersProber
+
+    source = settings.prober or world.model_dir("fast")
+    return TransformersProber(LocalLM(source, settings.device))
+
+
+def _check_question(question: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise UserError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise UserError(f"the question has {len(question)} characters; at most "
+                        f"{MAX_QUESTION_CHARS} are accepted")
+    return question.strip()
+
+
+class Knowgate:
+    """Roles built once from settings, ready to run any registered graph many times.
+
+    Args:
+        settings: Settings to build roles from (``load_settings()`` when omitted).
+        context: Prebuilt roles (fakes from ``knowgate.testing``, or your own); skips building.
+    """
+
+    def __init__(self, settings: Settings | None = None,
+                 context: TriageContext | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._context = context
+        self._graphs: dict[str, Any] = {}
+
+    @property
+    def context(self) -> TriageContext:
+        """The roles, built on first use."""
+        if self._context is None:
+            self._context = build_context(self.settings)
+        return self._context
+
+    def graph(self, name: str) -> Any:
+        """The compiled graph ``name`` (without a checkpointer), compiled once."""
+        if name not in self._graphs:
+            self._graphs[name] = compile_graph(name)
+        return self._graphs[name]
+
+    async def ask(self, question: str, graph: str = "triage", history: Sequence[Turn] = (),
+                  thread_id: str | None = None) -> AskResult:
+        """Run ``question`` through ``graph`` and return the outcome with its trace.
+
+        With ``settings.checkpoint_db`` set, the run is checkpointed to that SQLite file under
+        ``thread_id`` (a new id when omitted), so it can be inspected or resumed later.
+
+        Raises:
+            UserError: The question is empty or too long, or the graph is unknown.
+        """
+        question = _check_question(question)
+        compiled = self.graph(graph)  # raises UserError for an unknown name before any work
+        started = time.perf_counter()
+        state = TriageState(question=question, history=list(history))
+        try:
+            context = self.context
+            if self.settings.checkpoint_db is None:
+                final = await compiled.ainvoke(state, context=context)
+                before = 0
+            else:
+                thread_id = thread_id or uuid.uuid4().hex
+                final, before = await self._checkpointed(graph, state, context, thread_id)
+        except UserError:
+            raise
+        except KnowgateError as exc:  # roles failing is handled in the graph; this is setup
+            return AskResult(question=question, graph=graph, outcome="error",
+                             error=str(exc), latency_s=round(time.perf_counter() - started, 6))
+        result = TriageState.model_validate(final)
+        return _result(result, graph, time.perf_counter() - started, before, thread_id)
+
+    async def _checkpointed(self, graph: str, state: TriageState, context: TriageContext,
+                            thread_id: str) -> tuple[Any, int]:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        path = self.settings.checkpoint_db
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = {"configurable": {"thread_id": thread_id}}
+        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+            compiled = compile_graph(graph, checkpointer=saver)
+            previous = await compiled.aget_state(config)
+            before = len(previous.values.get("steps", [])) if previous.values else 0
+            # A new question on an old thread starts with a clean slate, except the steps
+            # channel, which appends: the result reports only this question's steps.
+            final = await compiled.ainvoke(state, config=config, context=context)
+        return final, before
+
+
+def _result(state: TriageState, graph: str, seconds: float, skip_steps: int,
+            thread_id: str | None) -> AskResult:
+    steps = state.steps[skip_steps:]
+    outcome = state.outcome
+    if outcome is None:  # a composed graph that ended without answer/abstain
+        return AskResult(question=state.question, graph=graph, outcome="error", steps=steps,
+                         error="the graph ended without an outcome",
+                         cost_usd=round(sum(s.cost_usd for s in steps), 10),
+                         latency_s=round(seconds, 6), thread_id=thread_id)
+    return AskResult(
+        question=state.question,
+        graph=graph,
+        outcome=outcome.kind,
+        answer=outcome.answer,
+        confidence=outcome.confidence,
+        steps=steps,
+        cost_usd=round(sum(s.cost_usd for s in steps), 10),
+        latency_s=round(seconds, 6),
+        citations=outcome.citations,
+        signals=state.signals.values,
+        ledger=state.ledger(),
+        thread_id=thread_id,
+    )

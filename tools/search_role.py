@@ -1,0 +1,68 @@
+"""The ``Searcher`` role: a search backend with a price per call and a cache by query.
+
+LangGraph re-runs an interrupted node when a thread resumes, and a conversation asks the same
+thing twice often enough, so results are cached by query: a repeat is free and says so
+(``Evidence.cached``). The cache is bounded and per process; batch runs add a persistent one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Protocol
+
+from knowgate.agents.roles import Evidence, RoleError
+from knowgate.tools.passage import Passage
+
+
+class SearchBackend(Protocol):
+    """What the role needs from a backend (``ChromaSearcher`` is one)."""
+
+    async def search(self, query: str, k: int) -> list[Passage]:
+        """Top-``k`` passages for ``query``, best first."""
+        ...
+
+
+class PricedSearcher:
+    """A search backend as the ``Searcher`` role.
+
+    Args:
+        backend: Where passages come from.
+        price_usd: Dollars per (uncached) call.
+        k: Passages per search.
+        timeout_s: Bound on one search.
+        cache_size: Queries remembered.
+    """
+
+    role = "searcher"
+
+    def __init__(self, backend: SearchBackend, price_usd: float, k: int, timeout_s: float,
+                 cache_size: int = 4096) -> None:
+        self.backend = backend
+        self.price_usd = price_usd
+        self.k = k
+        self.timeout_s = timeout_s
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, list[Passage]] = OrderedDict()
+
+    async def __call__(self, query: str) -> Evidence:
+        """Search ``query`` (see ``knowgate.agents.roles.Searcher``)."""
+        key = " ".join(query.split())
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._evidence(query, self._cache[key], cached=True)
+        try:
+            passages = await asyncio.wait_for(self.backend.search(key, self.k), self.timeout_s)
+        except TimeoutError as exc:
+            raise RoleError(self.role, f"search timed out after {self.timeout_s:g} s") from exc
+        except Exception as exc:  # any backend failure becomes one typed error
+            raise RoleError(self.role, f"search failed: {type(exc).__name__}: {exc}") from exc
+        self._cache[key] = passages
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return self._evidence(query, passages, cached=False)
+
+    def _evidence(self, query: str, passages: list[Passage], cached: bool) -> Evidence:
+        support = passages[0].support if passages and passages[0].support is not None else 0.0
+        return Evidence(query=query, passages=passages, support=min(1.0, max(0.0, support)),
+                        cached=cached, cost_usd=0.0 if cached else self.price_usd)
