@@ -1,0 +1,125 @@
+"""The triage graph on the default world's test split: the per-class table, latency, overhead.
+
+Part 1 runs every test question through ``knowgate.ask`` (concurrently, as a batch would) and
+prints, per class, how questions ended and the bounds issue 3 sets. Part 2 asks questions one at a
+time after a warm-up and splits each question's wall time into role time (the steps' latencies:
+model calls, search, probing) and orchestration overhead (everything else: LangGraph, state
+validation, the policy). Run: ``python bench/triage_world.py [--limit N] [--latency N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections import Counter, defaultdict
+
+import knowgate
+from knowgate.grading import is_correct
+from knowgate.worlds.world import World
+
+KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")
+
+
+def classify(kind: str, result: knowgate.AskResult, answers: list[str]) -> dict[str, bool]:
+    """What the issue's bounds count for one question."""
+    path = result.path
+    answered = result.outcome == "answered"
+    right = answered and is_correct(result.answer or "", answers)
+    return {
+        "answered": answered,
+        "right": right,
+        "wrong": answered and not right,
+        "abstained": result.outcome == "abstained",
+        "right_without_help": right and "search" not in path and "refine" not in path,
+        "right_after_search": right and "search" in path and "refine" not in path,
+        "right_after_critic": right and "refine" in path,
+    }
+
+
+async def run_split(settings: knowgate.Settings, limit: int | None, concurrency: int = 64):
+    questions = World(settings.world).questions("test")[:limit]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(q):
+        async with gate:
+            return q, await knowgate.ask(q.question, settings)
+
+    return await asyncio.gather(*(one(q) for q in questions))
+
+
+def table(pairs) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    totals: Counter = Counter()
+    cost: dict[str, float] = defaultdict(float)
+    for q, result in pairs:
+        flags = classify(q.kind.value, result, q.answers)
+        counts[q.kind.value].update({k: int(v) for k, v in flags.items()})
+        counts[q.kind.value]["n"] += 1
+        totals.update({k: int(v) for k, v in flags.items()})
+        totals["n"] += 1
+        cost[q.kind.value] += result.cost_usd
+    rows = {kind: {k: c[k] / c["n"] for k in c if k != "n"} | {"n": c["n"],
+                   "usd_per_q": cost[kind] / c["n"]} for kind, c in counts.items()}
+    overall = {k: totals[k] / totals["n"] for k in totals if k != "n"} | {"n": totals["n"]}
+    return rows, overall
+
+
+async def latency(settings: knowgate.Settings, n: int) -> None:
+    questions = World(settings.world).questions("test")
+    for q in questions[:20]:  # warm-up: caches, lazy imports, first-call allocations
+        await knowgate.ask(q.question, settings)
+    walls, overheads = [], []
+    for q in questions[-n:]:  # not the warm-up questions, so no cached searches or probes
+        started = time.perf_counter()
+        result = await knowgate.ask(q.question, settings)
+        wall = time.perf_counter() - started
+        roles = sum(s.latency_s for s in result.steps)
+        walls.append(wall)
+        overheads.append(max(0.0, wall - roles))
+    walls.sort()
+    print(f"\nask latency, one question at a time, after warm-up (n={n}):")
+    print(f"  p50 {statistics.median(walls) * 1000:.1f} ms   "
+          f"p95 {walls[int(0.95 * (n - 1))] * 1000:.1f} ms   mean {statistics.mean(walls) * 1000:.1f} ms")
+    share = sum(overheads) / sum(walls)
+    print(f"  orchestration overhead (wall - role time): mean "
+          f"{statistics.mean(overheads) * 1000:.2f} ms per question = {share:.1%} of the total")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--limit", type=int, default=None, help="first N test questions")
+    parser.add_argument("--latency", type=int, default=100, help="questions timed one by one")
+    args = parser.parse_args()
+    settings = knowgate.load_settings()
+    started = time.perf_counter()
+    pairs = asyncio.run(run_split(settings, args.limit))
+    seconds = time.perf_counter() - started
+    rows, overall = table(pairs)
+    print(f"test split: {overall['n']} questions through knowgate.ask in {seconds:.0f} s")
+    header = ("class", "n", "right", "wrong", "abstained", "no-help", "after-search",
+              "after-critic", "$/question")
+    print("  ".join(f"{h:>12s}" for h in header))
+    for kind in KINDS:
+        r = rows.get(kind)
+        if r:
+            print("  ".join([f"{kind:>12s}", f"{r['n']:>12d}"] + [f"{r[k]:>12.3f}" for k in (
+                "right", "wrong", "abstained", "right_without_help", "right_after_search",
+                "right_after_critic")] + [f"{r['usd_per_q']:>12.6f}"]))
+    bounds = [
+        ("fast-known right without search or critic", rows["fast-known"]["right_without_help"], ">=", 0.90),
+        ("searchable right after a search", rows["searchable"]["right_after_search"], ">=", 0.80),
+        ("slow-known right after the critic", rows["slow-known"]["right_after_critic"], ">=", 0.80),
+        ("unanswerable abstained", rows["unanswerable"]["abstained"], ">=", 0.80),
+        ("wrong answers overall", overall["wrong"], "<=", 0.10),
+    ]
+    for name, value, op, limit in bounds:
+        ok = value >= limit if op == ">=" else value <= limit
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value:.3f} ({op} {limit})")
+    if args.latency:
+        asyncio.run(latency(settings, args.latency))
+
+
+if __name__ == "__main__":
+    main()
