@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/knowgate world check
+	$(BIN)/knowgate demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,6 +28,8 @@ app.add_typer(world_app, name="world")
 index_app = typer.Typer(help="Your own documents in a chromadb collection: add and count them.",
                         no_args_is_help=True)
 app.add_typer(index_app, name="index")
+graph_app = typer.Typer(help="The registered graphs: show their shape.", no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
 console = Console(stderr=True)
 
 
@@ -236,6 +238,107 @@ def index_count(collection: CollectionOpt = None, config: ConfigOpt = None) -> N
     except KnowgateError as exc:
         raise _fail(exc) from exc
     typer.echo(count)
+
+
+GraphOpt = Annotated[str, typer.Option("--graph", help="A registered graph name.")]
+
+
+def _print_result(result: Any) -> None:
+    """A human-readable trace of one ``AskResult`` on stdout."""
+    out = Console()
+    if result.outcome == "answered":
+        out.print(f"[bold]{result.answer}[/bold]  (confidence {result.confidence:.3f})")
+    elif result.outcome == "abstained":
+        out.print(f"[bold]I don't know.[/bold]  (best guess confidence {result.confidence:.3f})")
+    else:
+        out.print(f"[red]error:[/red] {result.error}")
+    out.print(f"path: {' -> '.join(result.path)}")
+    out.print(f"cost: ${result.cost_usd:.6f}   latency: {result.latency_s:.3f} s   "
+              f"citations: {', '.join(result.citations) or '-'}")
+    table = Table("action", "reason", "$", "s", box=None)
+    for step in result.steps:
+        reason = f"[red]{step.reason}[/red]" if step.error else step.reason
+        table.add_row(step.action, reason, f"{step.cost_usd:.6f}", f"{step.latency_s:.3f}")
+    out.print(table)
+
+
+@app.command("ask")
+def ask_command(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    graph: GraphOpt = "triage",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Answer QUESTION or abstain, and show the path taken, confidence, cost and citations."""
+    from knowgate.aio import run_sync
+    from knowgate.graphs.runtime import Knowgate
+    from knowgate.settings import load_settings
+
+    try:
+        result = run_sync(Knowgate(load_settings(config)).ask(question, graph=graph))
+    except KnowgateError as exc:
+        if as_json:
+            typer.echo(json.dumps({"outcome": "error", "error": str(exc), "answer": None,
+                                   "confidence": 0.0, "steps": [], "cost_usd": 0.0,
+                                   "citations": []}))
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(result.model_dump(mode="json") | {"path": result.path}))
+    else:
+        _print_result(result)
+    if result.outcome == "error":
+        raise typer.Exit(code=1)
+
+
+@app.command("demo")
+def demo(
+    per_class: Annotated[int, typer.Option("--per-class", min=1, max=20)] = 1,
+    graph: GraphOpt = "triage",
+    config: ConfigOpt = None,
+) -> None:
+    """Ask a few of the world's test questions, PER_CLASS of each class, and print each trace."""
+    from knowgate.aio import run_sync
+    from knowgate.grading import is_correct
+    from knowgate.graphs.runtime import Knowgate
+    from knowgate.settings import load_settings
+    from knowgate.worlds.world import World
+
+    try:
+        settings = load_settings(config)
+        questions = World(settings.world).questions("test")
+        picked = [q for kind in dict.fromkeys(q.kind for q in questions)
+                  for q in [x for x in questions if x.kind == kind][:per_class]]
+        session = Knowgate(settings)
+        out = Console()
+        for q in picked:
+            result = run_sync(session.ask(q.question, graph=graph))
+            verdict = ("right" if result.outcome == "answered" and is_correct(result.answer or "",
+                                                                                q.answers)
+                       else "wrong" if result.outcome == "answered" else result.outcome)
+            out.rule(f"{q.kind.value}: {q.question}  (gold: {q.answers[0]}; {verdict})")
+            _print_result(result)
+    except KnowgateError as exc:
+        raise _fail(exc) from None
+
+
+@graph_app.command("show")
+def graph_show(name: Annotated[str, typer.Argument(help="A registered graph name.")]) -> None:
+    """Print the Mermaid drawing of graph NAME."""
+    from knowgate.graphs.compose import mermaid
+
+    try:
+        typer.echo(mermaid(name))
+    except KnowgateError as exc:
+        raise _fail(exc) from None
+
+
+@graph_app.command("list")
+def graph_list() -> None:
+    """Print the registered graph names."""
+    from knowgate.graphs.compose import GRAPHS
+
+    for name in sorted(GRAPHS):
+        typer.echo(name)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression

@@ -62,7 +62,7 @@ async def _call(role: str, work: Awaitable[_Result], timeout_s: float
 def _failure(state: TriageState, action: Any, error: RoleError, latency: float) -> dict[str, Any]:
     step = Step(action=action, role=error.role, error=True, reason=f"failed: {error.reason}",
                 cost_usd=error.cost_usd, latency_s=round(latency, 6))
-    return {"failed": sorted({*state.failed, error.role}), "steps": [step]}
+    return {"failed": sorted({*state.failed, error.role}), "steps": [*state.steps, step]}
 
 
 def _merge(state: TriageState, **values: float) -> Signals:
@@ -101,7 +101,7 @@ async def probe(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     shown = ", ".join(f"{k}={v:.3f}" for k, v in sorted(signals.values.items()))
     step = Step(action="probe", role="prober", cost_usd=signals.cost_usd,
                 latency_s=round(latency, 6), reason=f"signals of {what}: {shown}")
-    return {"signals": _merge(state, **signals.values), "steps": [step]}
+    return {"signals": _merge(state, **signals.values), "steps": [*state.steps, step]}
 
 
 @validated
@@ -125,7 +125,7 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     candidate = Candidate(answer=result.answer,
                           source="open_book" if passages else "closed_book",
                           citations=citations(result.answer, passages))
-    return {"draft": result, "candidate": candidate, "steps": [step],
+    return {"draft": result, "candidate": candidate, "steps": [*state.steps, step],
             "signals": _merge(state, answerer_confidence=result.confidence)}
 
 
@@ -148,7 +148,7 @@ async def search(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
                 latency_s=round(latency, 6), reason=f"{_why(state, 'search')} -> {found}{cached}")
     signals = _merge(state, search_support=result.support,
                      search_top_score=float(top.score or 0.0) if top else 0.0)
-    return {"evidence": result, "signals": signals, "steps": [step]}
+    return {"evidence": result, "signals": signals, "steps": [*state.steps, step]}
 
 
 @validated
@@ -169,7 +169,7 @@ async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
                 latency_s=round(latency, 6),
                 reason=f"{_why(state, 'check the draft')} -> {result.verdict} "
                        f"{result.answer!r} ({result.confidence:.3f})")
-    update: dict[str, Any] = {"verdict": result, "steps": [step],
+    update: dict[str, Any] = {"verdict": result, "steps": [*state.steps, step],
                               "signals": _merge(state, critic_confidence=result.confidence)}
     if result.verdict != "abstain" and result.answer.strip():
         update["candidate"] = Candidate(answer=result.answer, source="critic",
@@ -200,7 +200,7 @@ async def answer(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     outcome = Outcome(kind="answered", answer=state.candidate.answer, confidence=round(p, 6),
                       citations=state.candidate.citations)
     step = Step(action="answer", reason=_why(state, f"P(correct)={p:.3f}"))
-    return {"outcome": outcome, "steps": [step]}
+    return {"outcome": outcome, "steps": [*state.steps, step]}
 
 
 @validated
@@ -212,7 +212,8 @@ async def abstain(state: TriageState, runtime: Runtime[TriageContext]) -> dict[s
     if state.decision is None and state.failed:
         reason = f"{', '.join(state.failed)} failed; no answer to stand behind"
     step = Step(action="abstain", reason=reason)
-    return {"outcome": Outcome(kind="abstained", confidence=round(p, 6)), "steps": [step]}
+    outcome = Outcome(kind="abstained", confidence=round(p, 6))
+    return {"outcome": outcome, "steps": [*state.steps, step]}
 
 
 def route(state: TriageState) -> Choice:

@@ -212,39 +212,54 @@ class Knowgate:
             context = self.context
             if self.settings.checkpoint_db is None:
                 final = await compiled.ainvoke(state, context=context)
-                before = 0
             else:
                 thread_id = thread_id or uuid.uuid4().hex
-                final, before = await self._checkpointed(graph, state, context, thread_id)
+                final = await self._checkpointed(graph, state, context, thread_id)
         except UserError:
             raise
         except KnowgateError as exc:  # roles failing is handled in the graph; this is setup
             return AskResult(question=question, graph=graph, outcome="error",
                              error=str(exc), latency_s=round(time.perf_counter() - started, 6))
         result = TriageState.model_validate(final)
-        return _result(result, graph, time.perf_counter() - started, before, thread_id)
+        return _result(result, graph, time.perf_counter() - started, thread_id)
 
     async def _checkpointed(self, graph: str, state: TriageState, context: TriageContext,
-                            thread_id: str) -> tuple[Any, int]:
+                            thread_id: str) -> Any:
+        import aiosqlite
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         path = self.settings.checkpoint_db
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {"configurable": {"thread_id": thread_id}}
-        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        async with aiosqlite.connect(str(path)) as conn:
+            saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
             compiled = compile_graph(graph, checkpointer=saver)
-            previous = await compiled.aget_state(config)
-            before = len(previous.values.get("steps", [])) if previous.values else 0
-            # A new question on an old thread starts with a clean slate, except the steps
-            # channel, which appends: the result reports only this question's steps.
-            final = await compiled.ainvoke(state, config=config, context=context)
-        return final, before
+            # Every field is passed explicitly so that a new question on an old thread starts
+            # from a clean slate rather than the last question's draft and steps.
+            fresh = {name: getattr(state, name) for name in TriageState.model_fields}
+            return await compiled.ainvoke(fresh, config=config, context=context)
 
 
-def _result(state: TriageState, graph: str, seconds: float, skip_steps: int,
+def checkpoint_serde() -> Any:
+    """LangGraph's serializer, allowed to restore knowgate's own state types (and only them)."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from knowgate.agents import roles
+    from knowgate.graphs import state
+    from knowgate.tools import passage
+
+    allowed = [(module.__name__, name) for module, names in (
+        (roles, ("Draft", "Signals", "Evidence", "Verdict", "Turn", "TokenLogprob", "Usage")),
+        (state, ("Step", "Candidate", "Decision", "Outcome")),
+        (passage, ("Passage",)),
+    ) for name in names]
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
+
+
+def _result(state: TriageState, graph: str, seconds: float,
             thread_id: str | None) -> AskResult:
-    steps = state.steps[skip_steps:]
+    steps = state.steps
     outcome = state.outcome
     if outcome is None:  # a composed graph that ended without answer/abstain
         return AskResult(question=state.question, graph=graph, outcome="error", steps=steps,

@@ -7,9 +7,8 @@ because LangGraph validates a pydantic state only on input, not the updates node
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -86,7 +85,8 @@ class TriageState(BaseModel):
         candidate: The answer the graph would give now.
         decision: The policy's latest choice.
         failed: Roles that failed during this question (the policy stops asking them).
-        steps: Everything done, in order (appended by each node).
+        steps: Everything done for this question, in order. Nodes return the whole list (no
+            reducer), so a new question on a checkpointed thread starts with none.
         outcome: Set when the graph ends.
     """
 
@@ -99,7 +99,7 @@ class TriageState(BaseModel):
     candidate: Candidate | None = None
     decision: Decision | None = None
     failed: list[str] = Field(default_factory=list)
-    steps: Annotated[list[Step], operator.add] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
     outcome: Outcome | None = None
 
     @property

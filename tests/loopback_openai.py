@@ -301,8 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = _tokens(" ".join(m["content"] for m in seen.messages))
         completion = _tokens(reply)
         make = anthropic_body if path == "/v1/messages" else openai_body
-        if self._send(200, make(reply, seen.model, prompt, completion)):
-            state._bill(Billed(path, seen.model, prompt, completion))
+        # Recorded before sending, so a client that has the reply always finds it recorded.
+        state._bill(Billed(path, seen.model, prompt, completion))
+        self._send(200, make(reply, seen.model, prompt, completion))
 
     def _send(self, status: int, payload: dict[str, Any]) -> bool:
         """Send one JSON response; False when the client had already hung up."""
