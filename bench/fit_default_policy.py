@@ -25,6 +25,7 @@ from knowgate.settings import load_settings
 from knowgate.worlds.world import World
 
 FEATURES = {
+    "query": ["query_top_prob"],
     "closed_book": ["draft_logit"],
     "open_book": ["draft_logit", "search_support"],
     "critic": ["critic_logit"],
@@ -36,6 +37,7 @@ async def gather_rows(context, questions, concurrency: int = 64) -> list[dict]:
 
     async def one(q) -> dict:
         async with gate:
+            probed = await context.prober(q.question)
             closed = await context.answerer(q.question)
             evidence = await context.searcher(q.question)
             passages = evidence.passages[:context.evidence_passages]
@@ -45,6 +47,7 @@ async def gather_rows(context, questions, concurrency: int = 64) -> list[dict]:
             critic_closed = await context.critic(q.question, closed, Signals())
         return {
             "kind": q.kind.value,
+            "query": [probed.values["query_top_prob"], is_correct(closed.answer, q.answers)],
             "closed": [logit(closed.confidence), is_correct(closed.answer, q.answers)],
             "open": [logit(opened.confidence), evidence.support,
                      is_correct(opened.answer, q.answers)],
@@ -77,12 +80,13 @@ def main() -> None:
     base = Policy()
     threshold = base.penalty_usd / (base.reward_usd + base.penalty_usd)
 
+    query = np.array([r["query"] for r in rows], dtype=float)
     closed = np.array([r["closed"] for r in rows], dtype=float)
     opened = np.array([r["open"] for r in rows], dtype=float)
     critic = np.array([r["critic_open"] for r in rows] + [r["critic_closed"] for r in rows],
                       dtype=float)
     maps = {
-        "query": base.maps["query"],
+        "query": fit(query[:, :1], query[:, 1], FEATURES["query"]),
         "closed_book": fit(closed[:, :1], closed[:, 1], FEATURES["closed_book"]),
         "open_book": fit(opened[:, :2], opened[:, 2], FEATURES["open_book"]),
         "critic": fit(critic[:, :1], critic[:, 1], FEATURES["critic"]),
