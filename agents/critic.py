@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from knowgate.agents.answerer import SURE_AT, Format
-from knowgate.agents.llm import Completion, bill, complete
+from knowgate.agents.llm import Completion, Deadline, bill, complete
 from knowgate.agents.prompting import question_with_evidence
 from knowgate.agents.roles import Draft, RoleError, Signals, Verdict, VerdictKind
 from knowgate.agents.structured import complete_json
@@ -101,10 +101,11 @@ class LiteLLMCritic:
             prompts.append(question_with_evidence(question, [p.text for p in evidence]))
         completions: list[Completion] = []
         spent = 0.0
+        deadline = Deadline(self.timeout_s)  # both passes share the role's time budget
         for prompt in prompts:
             try:
                 done = await complete(self.router, self.role, self.model,
-                                      [{"role": "user", "content": prompt}], self.timeout_s,
+                                      [{"role": "user", "content": prompt}], deadline.left(),
                                       max_tokens=self.max_tokens, temperature=0, logprobs=True)
             except RoleError as exc:
                 exc.cost_usd += spent

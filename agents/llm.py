@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.roles import RoleError, TokenLogprob, Usage
+from knowgate.errors import UserError
 from knowgate.settings import Settings
 
 
@@ -62,15 +64,30 @@ def build_router(settings: Settings) -> Any:
         }
         for name in dict.fromkeys(names)
     ]
-    return litellm.Router(
-        model_list=model_list,
-        num_retries=settings.llm_retries,
-        timeout=settings.llm_timeout_s,
-        fallbacks=[{source: list(targets)} for source, targets in settings.fallbacks.items()],
-        # One deployment per name: cooling it down after a failure would only turn a
-        # transient error into "no deployments available" for every request that follows.
-        disable_cooldowns=True,
-    )
+    try:
+        return litellm.Router(
+            model_list=model_list,
+            num_retries=settings.llm_retries,
+            timeout=settings.llm_timeout_s,
+            fallbacks=[{source: list(targets)} for source, targets in settings.fallbacks.items()],
+            # One deployment per name: cooling it down after a failure would only turn a
+            # transient error into "no deployments available" for every request that follows.
+            disable_cooldowns=True,
+        )
+    except Exception as exc:  # litellm rejects model ids it cannot route
+        raise UserError(f"cannot build the model router: {_first_line(exc)}") from exc
+
+
+class Deadline:
+    """One time budget shared by the several calls of one role (a repair turn, two passes)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._ends = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self._ends - time.monotonic())
 
 
 def _logprobs(choice: Any) -> list[TokenLogprob]:
@@ -117,7 +134,7 @@ async def complete(router: Any, role: str, model: str, messages: Sequence[dict[s
             router.acompletion(model=model, messages=list(messages), **params), timeout_s
         )
     except TimeoutError as exc:
-        raise RoleError(role, f"{model} timed out after {timeout_s:g} s") from exc
+        raise RoleError(role, f"{model} timed out after {timeout_s:.3g} s") from exc
     except Exception as exc:  # litellm maps every provider failure to its exception types
         raise RoleError(role, f"{model} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
     try:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from knowgate.agents.llm import Completion, complete
+from knowgate.agents.llm import Completion, Deadline, complete
 from knowgate.agents.roles import MalformedOutputError
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -48,7 +48,8 @@ async def complete_json(router: Any, role: str, model: str, messages: Sequence[d
         RoleError: The provider failed.
         MalformedOutputError: The reply was still not valid after the repair turn.
     """
-    first = await complete(router, role, model, messages, timeout_s, **params)
+    deadline = Deadline(timeout_s)  # the repair turn shares the role's time budget
+    first = await complete(router, role, model, messages, deadline.left(), **params)
     try:
         return parse_json_object(first.text, schema), [first]
     except ValueError as exc:
@@ -59,8 +60,11 @@ async def complete_json(router: Any, role: str, model: str, messages: Sequence[d
         {"role": "user", "content": f"That reply was not usable ({problem}). "
                                     "Reply again with only the JSON object."},
     ]
+    if deadline.left() <= 0:
+        raise MalformedOutputError(role, f"{model} gave no valid JSON ({problem}) and no time "
+                                         "was left for a repair", cost_usd=first.cost_usd)
     try:
-        second = await complete(router, role, model, repair, timeout_s, **params)
+        second = await complete(router, role, model, repair, deadline.left(), **params)
     except MalformedOutputError:
         raise
     except Exception as exc:

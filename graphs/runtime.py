@@ -115,12 +115,13 @@ def build_context(settings: Settings) -> TriageContext:
     if any(m.startswith("local/") for m in models):
         world.serve_models(settings)
     router = build_router(settings)
+    # Roles time themselves out a little before the graph's bound on a node, so that their own
+    # typed error (which keeps the cost of calls already billed) is the one that fires.
+    budget = settings.role_timeout_s * 0.95
     answerer = LiteLLMAnswerer(router, settings.answerer,
-                               resolve_format(settings.answerer, settings.answerer_format),
-                               settings.role_timeout_s)
+                               resolve_format(settings.answerer, settings.answerer_format), budget)
     critic = LiteLLMCritic(router, settings.critic,
-                           resolve_format(settings.critic, settings.critic_format),
-                           settings.role_timeout_s)
+                           resolve_format(settings.critic, settings.critic_format), budget)
     return TriageContext(
         answerer=answerer,
         critic=critic,

@@ -8,13 +8,15 @@ It speaks enough of two wire protocols for litellm's providers:
 Non-streaming only. What it replies is scripted per test: ``script(...)`` queues replies that are
 used first come, first served; when the queue is empty the ``default`` function of the request
 decides. A reply is a content string, an ``Error`` (an HTTP status with a provider error body) or
-a ``Delay`` (sleep, then reply). Every request body is recorded in ``requests``.
+a ``Delay`` (sleep, then reply). Every request is recorded in ``requests`` (path and JSON body),
+and the usage of every reply in ``billed`` (a crude, deterministic count: words), so a test can
+price exactly what a provider would have billed.
 
 Usage::
 
-    with LoopbackLLM(default=lambda req: '{"answer": "Kudal"}') as server:
-        server.script(Error(500), '{"answer": "Oslo"}')
-        ... litellm with api_base=server.api_base ...
+    with LoopbackLLM(default=lambda seen: '{"answer": "Kudal"}') as server:
+        server.script(Error(500), Delay(0.1, '{"answer": "Oslo"}'))
+        ... litellm with api_base=server.api_base (OpenAI) or server.url (Anthropic) ...
         assert len(server.requests) == 2
 """
 
@@ -87,7 +89,8 @@ class Seen:
 
 @dataclass(frozen=True)
 class Billed:
-    """The usage one successful reply reported (what a provider would bill)."""
+    """The usage one successful reply reported (what a provider would bill); recorded just
+    before the reply is sent, so a client that read the reply always finds it here."""
 
     path: str
     model: str
@@ -173,6 +176,8 @@ class LoopbackLLM:
 
     def start(self) -> LoopbackLLM:
         """Listen on a free port of 127.0.0.1 and serve in a daemon thread."""
+        assert self._httpd is None, "already started"
+        self._stopping.clear()
         handler = type("_BoundHandler", (_Handler,), {"server_state": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
@@ -211,7 +216,12 @@ class LoopbackLLM:
 
     def _reply_for(self, seen: Seen) -> Reply:
         scripted = self._script.next()
-        return scripted if scripted is not None else self.default(seen)
+        if scripted is not None:
+            return scripted
+        try:
+            return self.default(seen)
+        except Exception as exc:  # a broken test script shows up as a 500 that says why
+            return Error(500, f"the default reply raised {type(exc).__name__}: {exc}")
 
     def _resolve(self, reply: Reply) -> str | Error:
         """Follow delays (bounded: at most a few nested, each at most ``MAX_DELAY_S``)."""
@@ -286,7 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
-            self._send(400, {"error": {"message": "invalid JSON", "type": "invalid_request"}})
+            body = None
+        if not isinstance(body, dict):
+            self._send(400, {"error": {"message": "the body is not a JSON object",
+                                       "type": "invalid_request"}})
             return
         if path not in ("/v1/chat/completions", "/chat/completions", "/v1/messages"):
             self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
@@ -295,6 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
         seen = Seen(path=path, body=body)
         state._record(seen)
         reply = state._resolve(state._reply_for(seen))
+        if not isinstance(reply, str | Error):
+            reply = Error(500, f"a scripted reply must be str, Error or Delay, not {reply!r}")
         if isinstance(reply, Error):
             self._send(reply.status, _error_body(path, reply))
             return
