@@ -88,8 +88,8 @@ class LocalLM:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # One forward pass at a time: torch already uses every core, and generate() is not
-        # re-entrant on a shared model.
-        self._lock = threading.Lock()
+        # re-entrant on a shared model. Other readers of the model (the prober) take it too.
+        self.lock = threading.Lock()
 
     @property
     def max_length(self) -> int:
@@ -134,7 +134,7 @@ class LocalLM:
         sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             sampling = {"do_sample": True, "temperature": temperature, "top_k": 0}
-        with self._lock, torch.inference_mode():
+        with self.lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(

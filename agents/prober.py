@@ -112,7 +112,7 @@ class TransformersProber:
         if len(ids) > self.lm.max_length:
             raise RoleError(self.role, f"input of {len(ids)} tokens exceeds the model's context "
                                        f"of {self.lm.max_length}")
-        with self.lm._lock, torch.inference_mode():
+        with self.lm.lock, torch.inference_mode():
             out = self.lm.model(torch.tensor([ids], device=self.lm.device),
                                 output_hidden_states=True)
         logprobs = out.logits[0].float().log_softmax(dim=-1)

@@ -14,9 +14,9 @@ while its rounds last, its role has not failed, and its price fits the remaining
 nothing else is left the choice is answer-or-abstain, never an error. Before any answer exists the
 query-level map can send a question straight to search (``search_first_below``).
 
-Policy files are JSON of ``Policy``; ``knowgate calibrate`` writes them, and the defaults shipped
-for the default world are in ``graphs/default_policy.json`` (how they were fitted is recorded in
-its ``source`` field).
+Policy files are JSON of ``Policy``. The defaults shipped for the default world are in
+``graphs/default_policy.json``, fitted by ``bench/fit_default_policy.py`` on the calibration split
+(how is recorded in its ``source`` field); batch evaluation will calibrate them from run logs.
 """
 
 from __future__ import annotations

@@ -72,3 +72,12 @@ def test_cli_ask_prints_the_trace(data_dir: Path, monkeypatch) -> None:
     empty = CliRunner().invoke(app, ["ask", "  ", "--json"])
     assert empty.exit_code == 2
     assert json.loads(empty.output.splitlines()[0])["outcome"] == "error"
+
+
+def test_demo_prints_one_trace_per_class(data_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("KNOWGATE_DATA_DIR", str(data_dir))
+    shown = CliRunner().invoke(app, ["demo", "--per-class", "1"])
+    assert shown.exit_code == 0, shown.output
+    for kind in ("fast-known", "slow-known", "searchable", "unanswerable"):
+        assert f"{kind}:" in shown.output
+    assert shown.output.count("path: ") == 4
