@@ -1,0 +1,99 @@
+"""The concrete roles on the shipped world: prober signals, the priced searcher, the local critic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from knowgate import Knowgate, load_settings
+from knowgate.agents.local_lm import LocalLM
+from knowgate.agents.prober import TransformersProber
+from knowgate.agents.roles import Answerer, Critic, Prober, Searcher, Signals
+from knowgate.cli import app
+from knowgate.tools.searcher import support_scores
+from knowgate.worlds.schema import Kind
+from knowgate.worlds.world import World
+
+
+@pytest.fixture(scope="module")
+def context(data_dir: Path):
+    return Knowgate(load_settings(data_dir=data_dir)).context
+
+
+def test_the_built_roles_implement_the_protocols(context) -> None:
+    assert isinstance(context.answerer, Answerer)
+    assert isinstance(context.critic, Critic)
+    assert isinstance(context.searcher, Searcher)
+    assert isinstance(context.prober, Prober)
+    # Default prices: a critic call about 50x a fast call, a search about 10x.
+    assert context.prices.refine / 2 == pytest.approx(50 * context.prices.draft)
+    assert 5 <= context.prices.search / 0.000003 <= 15
+
+
+async def test_prober_signals_separate_known_from_unknown(shipped_world: World) -> None:
+    prober = TransformersProber(LocalLM(shipped_world.model_dir("fast"), "cpu"))
+    questions = shipped_world.questions("test")
+    known = next(q for q in questions if q.kind == Kind.FAST_KNOWN)
+    unknown = next(q for q in questions if q.kind == Kind.UNANSWERABLE)
+    before = await prober(known.question)
+    assert set(before.values) == {"query_top_prob", "query_entropy"}
+    assert before.values["query_top_prob"] > (await prober(unknown.question)).values[
+        "query_top_prob"]
+    right = await prober(known.question, known.answers[0])
+    wrong = await prober(known.question, "Nowhere Else Entirely")
+    assert right.values["answer_mean_logprob"] > wrong.values["answer_mean_logprob"]
+    assert right.values["answer_min_logprob"] >= wrong.values["answer_min_logprob"]
+    assert right.values["query_top_prob"] == pytest.approx(before.values["query_top_prob"],
+                                                           abs=1e-4)
+    assert await prober(known.question) is before  # cached per input
+
+
+async def test_search_is_priced_once_and_cached(context, shipped_world: World) -> None:
+    question = next(q for q in shipped_world.questions("test") if q.kind == Kind.SEARCHABLE)
+    first = await context.searcher(question.question + " ")  # whitespace is not a new query
+    again = await context.searcher(question.question)
+    gold = shipped_world.facts[question.fact_id].passage_id
+    assert first.passages[0].id == gold and first.support > 0.9
+    assert (first.cached, again.cached) == (False, True)
+    assert first.cost_usd > 0 and again.cost_usd == 0
+
+
+def test_support_weighs_rare_words() -> None:
+    texts = ["Ada Vell was born in Kedal.", "Ada Roth was born in Piton.",
+             "Bo Roth was born in Suton.", "Cy Vale was born in Madal."]
+    support = support_scores("Where was Ada Vell born?", texts)
+    # Shared words ("was", "born") weigh little; one of two name parts is not enough.
+    assert support[0] == 1.0
+    assert 0.3 < support[1] < 0.6
+    assert support[2] == support[3] < 0.2
+
+
+async def test_local_critic_revises_with_what_the_slow_model_knows(context,
+                                                                   shipped_world: World) -> None:
+    question = next(q for q in shipped_world.questions("test") if q.kind == Kind.SLOW_KNOWN)
+    draft = await context.answerer(question.question)
+    verdict = await context.critic(question.question, draft, Signals())
+    assert verdict.verdict == "revise" and verdict.answer == question.answers[0]
+    assert verdict.confidence > 0.9 and verdict.cost_usd > 10 * draft.cost_usd
+    unknown = next(q for q in shipped_world.questions("test") if q.kind == Kind.UNANSWERABLE)
+    doubt = await context.critic(unknown.question, None, Signals())
+    assert doubt.confidence < verdict.confidence
+
+
+async def test_your_own_documents_answer_questions(tmp_path: Path, data_dir: Path,
+                                                   monkeypatch) -> None:
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"id": "memo-1", "text": "Zorin Quell was born in Haiora."})
+                    + "\n" + json.dumps({"id": "memo-2", "text": "Tam Brisk works for Vell."})
+                    + "\n")
+    chroma = tmp_path / "data"
+    monkeypatch.setenv("KNOWGATE_DATA_DIR", str(chroma))
+    added = CliRunner().invoke(app, ["index", "add", str(docs), "--collection", "my-docs"])
+    assert added.exit_code == 0, added.output
+    kg = Knowgate(load_settings(data_dir=chroma, collection="my-docs"))
+    result = await kg.ask("Where was Zorin Quell born?", graph="always-search")
+    assert result.outcome == "answered" and result.answer == "Haiora"
+    assert result.citations == ["memo-1"]
