@@ -37,9 +37,14 @@ console = Console(stderr=True)
 def _quiet_libraries() -> None:
     """Keep the console for knowgate's own progress bars and tables."""
     # transformers draws a bar per model load; knowgate's own rich bars already show progress.
+    import logging
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    # litellm's Router logs every failed request itself; knowgate already reports a failure as
+    # a step of the trace (and as the exit code), so the CLI keeps its output to that.
+    logging.getLogger("LiteLLM Router").setLevel(logging.CRITICAL)
 
 
 def _fail(exc: KnowgateError) -> typer.Exit:

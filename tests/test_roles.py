@@ -97,3 +97,29 @@ async def test_your_own_documents_answer_questions(tmp_path: Path, data_dir: Pat
     result = await kg.ask("Where was Zorin Quell born?", graph="always-search")
     assert result.outcome == "answered" and result.answer == "Haiora"
     assert result.citations == ["memo-1"]
+
+
+async def test_a_search_backend_gone_away_is_a_typed_failure_in_the_trace(tmp_path: Path) -> None:
+    from knowgate.graphs.nodes import TriageContext
+    from knowgate.graphs.policy import Policy
+    from knowgate.testing import ScriptedAnswerer, ScriptedCritic
+    from knowgate.tools.passage import Passage
+    from knowgate.tools.search_role import PricedSearcher
+    from knowgate.tools.searcher import ChromaSearcher, chroma_client
+
+    client = chroma_client(tmp_path / "chroma")
+    backend = ChromaSearcher(client, "gone-soon")
+    backend.add([Passage(id="a", text="Ada Vell was born in Kedal.")])
+    client.delete_collection("gone-soon")  # the backend disappears under a live searcher
+    question = "Where was Ada Vell born?"
+    context = TriageContext(
+        answerer=ScriptedAnswerer(closed={question: ("Badal", 0.3)}),
+        searcher=PricedSearcher(backend, price_usd=0.00003, k=1, timeout_s=10),
+        critic=ScriptedCritic(verdicts={question: ("revise", "Kedal", 0.999)}),
+        policy=Policy.load(),
+    )
+    result = await Knowgate(context=context).ask(question)
+    failed = [s for s in result.steps if s.error]
+    assert [s.action for s in failed] == ["search"]
+    assert "search failed" in failed[0].reason and failed[0].cost_usd == 0
+    assert result.outcome == "answered" and result.answer == "Kedal"
