@@ -4,7 +4,7 @@ The public surface is small and re-exported here; heavy dependencies (torch, tra
 chromadb, litellm) load lazily inside the functions that need them.
 """
 
-from knowgate.asking import ask, ask_sync
+from knowgate.asking import ask, ask_sync, build_graph
 from knowgate.errors import (
     KnowgateError,
     MissingExtraError,
@@ -15,8 +15,7 @@ from knowgate.errors import (
     WorldError,
 )
 from knowgate.graphs.compose import GRAPHS, build_triage_graph, register_graph
-from knowgate.graphs.compose import compile_graph as build_graph
-from knowgate.graphs.runtime import AskResult, Knowgate, build_context
+from knowgate.graphs.runtime import AskResult, ComposedGraph, Knowgate, build_context
 from knowgate.settings import Settings, load_settings
 from knowgate.worlds.world import World, default_world_dir
 
@@ -25,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GRAPHS",
     "AskResult",
+    "ComposedGraph",
     "Knowgate",
     "KnowgateError",
     "MissingExtraError",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from knowgate.agents.roles import Turn
 from knowgate.aio import run_sync
-from knowgate.graphs.runtime import AskResult, Knowgate
+from knowgate.graphs.runtime import AskResult, ComposedGraph, Knowgate
 from knowgate.settings import Settings, load_settings
 
 _SESSIONS: dict[str, Knowgate] = {}
@@ -47,3 +47,15 @@ def ask_sync(question: str, settings: Settings | None = None, *, graph: str = "t
              history: Sequence[Turn] = (), thread_id: str | None = None) -> AskResult:
     """``ask`` for synchronous callers."""
     return run_sync(ask(question, settings, graph=graph, history=history, thread_id=thread_id))
+
+
+def build_graph(name: str, settings: Settings | None = None) -> ComposedGraph:
+    """The registered graph ``name`` with the roles ``settings`` describe, for composing.
+
+    ``graph.graph`` is the compiled LangGraph graph and ``graph.context`` its roles;
+    ``await graph.run(question)`` returns the final ``TriageState``.
+
+    Raises:
+        UserError: No graph has that name.
+    """
+    return session(settings).graph(name)

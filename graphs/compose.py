@@ -91,15 +91,24 @@ def register_graph(name: str, builder: GraphBuilder) -> None:
     GRAPHS[name] = builder
 
 
-def compile_graph(name: str, checkpointer: Any = None) -> Any:
-    """The compiled graph registered as ``name``.
+def require_graph(name: str) -> GraphBuilder:
+    """The builder registered as ``name``.
 
     Raises:
         UserError: No graph has that name.
     """
     if name not in GRAPHS:
         raise UserError(f"unknown graph {name!r}; choose one of {', '.join(sorted(GRAPHS))}")
-    return GRAPHS[name](checkpointer=checkpointer)
+    return GRAPHS[name]
+
+
+def compile_graph(name: str, checkpointer: Any = None) -> Any:
+    """The compiled graph registered as ``name`` (roles come at run time, as its context).
+
+    Raises:
+        UserError: No graph has that name.
+    """
+    return require_graph(name)(checkpointer=checkpointer)
 
 
 def mermaid(name: str) -> str:

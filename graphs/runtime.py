@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from knowgate.agents.roles import Turn
 from knowgate.errors import KnowgateError, UserError
-from knowgate.graphs.compose import compile_graph
+from knowgate.graphs.compose import compile_graph, require_graph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import Step, TriageState
@@ -168,6 +169,28 @@ def _check_question(question: str) -> str:
     return question.strip()
 
 
+@dataclass(frozen=True)
+class ComposedGraph:
+    """A compiled graph together with the roles it runs with.
+
+    Attributes:
+        name: The registered name.
+        graph: The compiled LangGraph graph (``graph.get_graph().draw_mermaid()``, streaming ...).
+        context: The roles, policy and prices every run gets as its runtime context.
+    """
+
+    name: str
+    graph: Any
+    context: TriageContext
+
+    async def run(self, question: str, history: Sequence[Turn] = (),
+                  config: dict[str, Any] | None = None) -> TriageState:
+        """Run one question to the end and return the final state (steps, outcome ...)."""
+        state = TriageState(question=_check_question(question), history=list(history))
+        final = await self.graph.ainvoke(state, config=config, context=self.context)
+        return TriageState.model_validate(final)
+
+
 class Knowgate:
     """Roles built once from settings, ready to run any registered graph many times.
 
@@ -189,11 +212,15 @@ class Knowgate:
             self._context = build_context(self.settings)
         return self._context
 
-    def graph(self, name: str) -> Any:
-        """The compiled graph ``name`` (without a checkpointer), compiled once."""
+    def graph(self, name: str) -> ComposedGraph:
+        """The registered graph ``name`` with these roles (compiled once, no checkpointer).
+
+        Raises:
+            UserError: No graph has that name.
+        """
         if name not in self._graphs:
             self._graphs[name] = compile_graph(name)
-        return self._graphs[name]
+        return ComposedGraph(name, self._graphs[name], self.context)
 
     async def ask(self, question: str, graph: str = "triage", history: Sequence[Turn] = (),
                   thread_id: str | None = None) -> AskResult:
@@ -206,26 +233,24 @@ class Knowgate:
             UserError: The question is empty or too long, or the graph is unknown.
         """
         question = _check_question(question)
-        compiled = self.graph(graph)  # raises UserError for an unknown name before any work
+        require_graph(graph)  # an unknown name is a UserError before any model loads
         started = time.perf_counter()
-        state = TriageState(question=question, history=list(history))
         try:
-            context = self.context
+            composed = self.graph(graph)
             if self.settings.checkpoint_db is None:
-                final = await compiled.ainvoke(state, context=context)
+                final = await composed.run(question, history)
             else:
                 thread_id = thread_id or uuid.uuid4().hex
-                final = await self._checkpointed(graph, state, context, thread_id)
+                final = await self._checkpointed(composed, question, history, thread_id)
         except UserError:
             raise
         except KnowgateError as exc:  # roles failing is handled in the graph; this is setup
             return AskResult(question=question, graph=graph, outcome="error",
                              error=str(exc), latency_s=round(time.perf_counter() - started, 6))
-        result = TriageState.model_validate(final)
-        return _result(result, graph, time.perf_counter() - started, thread_id)
+        return _result(final, graph, time.perf_counter() - started, thread_id)
 
-    async def _checkpointed(self, graph: str, state: TriageState, context: TriageContext,
-                            thread_id: str) -> Any:
+    async def _checkpointed(self, composed: ComposedGraph, question: str,
+                            history: Sequence[Turn], thread_id: str) -> TriageState:
         import aiosqlite
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -233,13 +258,15 @@ class Knowgate:
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {"configurable": {"thread_id": thread_id}}
+        state = TriageState(question=question, history=list(history))
         async with aiosqlite.connect(str(path)) as conn:
             saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
-            compiled = compile_graph(graph, checkpointer=saver)
+            compiled = compile_graph(composed.name, checkpointer=saver)
             # Every field is passed explicitly so that a new question on an old thread starts
             # from a clean slate rather than the last question's draft and steps.
             fresh = {name: getattr(state, name) for name in TriageState.model_fields}
-            return await compiled.ainvoke(fresh, config=config, context=context)
+            final = await compiled.ainvoke(fresh, config=config, context=composed.context)
+        return TriageState.model_validate(final)
 
 
 def checkpoint_serde() -> Any:

@@ -232,3 +232,65 @@ async def test_concurrent_questions_do_not_share_state() -> None:
     kg = make(ScriptedAnswerer(closed=questions))
     results = await asyncio.gather(*(kg.ask(q) for q in questions))
     assert [r.answer for r in results] == [a for a, _ in questions.values()]
+
+
+# --- composing: developers build their own graphs from the same nodes -----------------------
+
+
+def _search_then_refine(checkpointer=None):
+    from langgraph.graph import END, START, StateGraph
+
+    from knowgate.graphs import nodes
+    from knowgate.graphs.state import TriageState
+
+    graph = StateGraph(TriageState, context_schema=TriageContext)
+    for name in ("search", "refine", "answer", "abstain"):
+        graph.add_node(name, getattr(nodes, name))
+    graph.add_edge(START, "search")
+    graph.add_edge("search", "refine")
+    graph.add_conditional_edges("refine", nodes.answer_or_abstain)
+    graph.add_edge("answer", END)
+    graph.add_edge("abstain", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+async def test_a_composed_graph_registers_and_runs() -> None:
+    from knowgate import register_graph
+
+    register_graph("test-search-then-refine", _search_then_refine)
+    try:
+        critic = ScriptedCritic(verdicts={Q: ("revise", "Kedal", 0.99)})
+        kg = make(searcher=ScriptedSearcher(results={Q: ([GOLD], 1.0)}), critic=critic)
+        result = await kg.ask(Q, graph="test-search-then-refine")
+        assert result.path == ["search", "refine", "answer"]
+        assert (result.answer, result.citations) == ("Kedal", ["p1"])
+        with pytest.raises(UserError, match="taken"):
+            register_graph("test-search-then-refine", _search_then_refine)
+    finally:
+        GRAPHS.pop("test-search-then-refine")
+
+
+async def test_node_updates_are_validated() -> None:
+    from langgraph.graph import END, START, StateGraph
+    from pydantic import ValidationError
+
+    from knowgate.graphs.state import TriageState, validated
+
+    @validated
+    async def broken(state, runtime):
+        return {"steps": ["not a step"]}
+
+    graph = StateGraph(TriageState, context_schema=TriageContext)
+    graph.add_node("broken", broken)
+    graph.add_edge(START, "broken")
+    graph.add_edge("broken", END)
+    composed = make().graph("triage")
+    with pytest.raises(ValidationError):
+        await graph.compile().ainvoke(TriageState(question=Q), context=composed.context)
+
+
+async def test_composed_graph_runs_to_a_final_state() -> None:
+    composed = make(ScriptedAnswerer(closed={Q: ("Kedal", 0.999)})).graph("triage")
+    final = await composed.run(Q)
+    assert final.outcome is not None and final.outcome.answer == "Kedal"
+    assert "decide" in composed.graph.get_graph().nodes

@@ -81,3 +81,14 @@ def test_demo_prints_one_trace_per_class(data_dir: Path, monkeypatch) -> None:
     for kind in ("fast-known", "slow-known", "searchable", "unanswerable"):
         assert f"{kind}:" in shown.output
     assert shown.output.count("path: ") == 4
+
+
+async def test_build_graph_from_settings(data_dir: Path, shipped_world: World) -> None:
+    from knowgate import ComposedGraph, build_graph
+
+    composed = build_graph("always-search", load_settings(data_dir=data_dir))
+    assert isinstance(composed, ComposedGraph)
+    question = next(q for q in shipped_world.questions("test") if q.kind.value == "searchable")
+    final = await composed.run(question.question)
+    assert final.outcome is not None and is_correct(final.outcome.answer, question.answers)
+    assert [s.action for s in final.steps] == ["search", "draft", "answer"]
