@@ -73,7 +73,7 @@ def estimate_prices(settings: Settings) -> Prices:
     """Expected dollars of one call per role: local prices from settings, hosted ones from
     litellm's cost map (0 for a model the map does not know)."""
 
-    def per_call(model: str, fmt: str, calls: int) -> float:
+    def per_call(model: str, calls: int) -> float:
         if model.startswith("local/"):
             p_in, p_out = settings.local_prices.get(model.split("/", 1)[1], (0.0, 0.0))
             tokens_in, tokens_out = _LOCAL_CALL_TOKENS
@@ -92,10 +92,10 @@ def estimate_prices(settings: Settings) -> Prices:
 
     critic_fmt = resolve_format(settings.critic, settings.critic_format)
     return Prices(
-        draft=per_call(settings.answerer, settings.answerer_format, 1),
+        draft=per_call(settings.answerer, 1),
         search=settings.search_price_usd,
         # A logprob-scored critic answers twice when there is evidence (closed and open book).
-        refine=per_call(settings.critic, critic_fmt, 2 if critic_fmt == "logprobs" else 1),
+        refine=per_call(settings.critic, 2 if critic_fmt == "logprobs" else 1),
     )
 
 
