@@ -189,21 +189,6 @@ CollectionOpt = Annotated[
 ]
 
 
-def _open_collection(settings: Any) -> Any:
-    """The ``ChromaSearcher`` over ``settings.collection`` in ``settings.data_dir``."""
-    from knowgate.errors import UserError
-    from knowgate.tools.searcher import ChromaSearcher, chroma_client
-
-    if settings.collection is None:
-        raise UserError("no collection given: pass --collection NAME or set KNOWGATE_COLLECTION")
-    # No device argument: the embedder runs on CPU exactly as for the world's corpus
-    # (World.searcher), so the passages and the queries later searched against them are
-    # embedded the same way.
-    return ChromaSearcher(chroma_client(settings.data_dir / "chroma"), settings.collection,
-                          lexical_weight=settings.search_lexical_weight,
-                          candidates=settings.search_candidates)
-
-
 @index_app.command("add")
 def index_add(
     path: Annotated[Path, typer.Argument(help="A .jsonl, .txt or .md file, or a directory of them.")],
@@ -213,6 +198,7 @@ def index_add(
 ) -> None:
     """Add (or update, by id) your documents in a collection the searcher can read."""
     from knowgate.errors import UserError
+    from knowgate.graphs.runtime import open_collection
     from knowgate.settings import load_settings
     from knowgate.tools.ingest import read_documents
 
@@ -222,7 +208,7 @@ def index_add(
         passages = list(read_documents(path, chunk_chars=chunk_chars))
         if not passages:
             raise UserError(f"no documents found in {path} (.jsonl, .txt, .md or .markdown)")
-        searcher = _open_collection(settings)
+        searcher = open_collection(settings)
         with _progress() as bars:
             task = bars.add_task(f"index {searcher.name}", total=len(passages), info="")
             added = searcher.add(passages, on_batch=lambda n: bars.advance(task, n))
@@ -236,10 +222,11 @@ def index_add(
 @index_app.command("count")
 def index_count(collection: CollectionOpt = None, config: ConfigOpt = None) -> None:
     """Print how many passages a collection holds."""
+    from knowgate.graphs.runtime import open_collection
     from knowgate.settings import load_settings
 
     try:
-        count = _open_collection(load_settings(config, collection=collection)).count()
+        count = open_collection(load_settings(config, collection=collection)).count()
     except KnowgateError as exc:
         raise _fail(exc) from exc
     typer.echo(count)

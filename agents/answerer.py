@@ -12,17 +12,15 @@ Two ways to get the confidence, chosen by ``Settings.answerer_format``:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from knowgate.agents.llm import bill, complete
-from knowgate.agents.prompting import question_with_evidence
+from knowgate.agents.llm import Format, LiteLLMRole, bill, complete
+from knowgate.agents.prompting import listed_passages, question_with_evidence
 from knowgate.agents.roles import Draft, Label, RoleError, Turn
 from knowgate.agents.structured import complete_json
 from knowgate.tools.passage import Passage
 
-Format = Literal["json", "logprobs"]
 SURE_AT = 0.5  # a logprob-scored answer is labelled "sure" from this probability up
 
 JSON_INSTRUCTIONS = (
@@ -54,30 +52,13 @@ def _user_prompt(question: str, evidence: Sequence[Passage], fmt: Format) -> str
         return question_with_evidence(question, [p.text for p in evidence])
     if not evidence:
         return f"Question: {question}"
-    listed = "\n".join(f"[{p.id}] {p.text}" for p in evidence)
-    return f"Passages:\n{listed}\n\nQuestion: {question}"
+    return f"Passages:\n{listed_passages(evidence)}\n\nQuestion: {question}"
 
 
-class LiteLLMAnswerer:
-    """The ``Answerer`` role over a litellm Router.
-
-    Args:
-        router: A litellm Router (``knowgate.agents.llm.build_router``).
-        model: The model id to call.
-        fmt: ``json`` or ``logprobs`` (see the module docstring).
-        timeout_s: Bound on one answer, retries included.
-        max_tokens: Longest answer.
-    """
+class LiteLLMAnswerer(LiteLLMRole):
+    """The ``Answerer`` role over a litellm Router (arguments: ``LiteLLMRole``)."""
 
     role = "answerer"
-
-    def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
-                 max_tokens: int = 24) -> None:
-        self.router = router
-        self.model = model
-        self.fmt = fmt
-        self.timeout_s = timeout_s
-        self.max_tokens = max_tokens
 
     async def __call__(self, question: str, evidence: Sequence[Passage] = (),
                        history: Sequence[Turn] = ()) -> Draft:
@@ -102,11 +83,7 @@ class LiteLLMAnswerer:
         answer = done.text.strip()
         if not answer:
             raise RoleError(self.role, f"{self.model} returned an empty answer", done.cost_usd)
-        if done.probability is None:
-            raise RoleError(self.role, f"{self.model} returned no token logprobs; "
-                                       "use answerer_format = 'json' for this model",
-                            done.cost_usd)
-        confidence = done.probability
+        confidence = self.probability(done, done.cost_usd)
         return Draft(answer=answer, confidence=confidence,
                      label="sure" if confidence >= SURE_AT else "unsure",
                      logprobs=done.logprobs, with_evidence=with_evidence, model=done.model,

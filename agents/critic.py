@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from knowgate.agents.answerer import SURE_AT, Format
-from knowgate.agents.llm import Completion, Deadline, bill, complete
-from knowgate.agents.prompting import question_with_evidence
+from knowgate.agents.answerer import SURE_AT
+from knowgate.agents.llm import Completion, Deadline, LiteLLMRole, bill, complete
+from knowgate.agents.prompting import listed_passages, question_with_evidence
 from knowgate.agents.roles import Draft, RoleError, Signals, Verdict, VerdictKind
 from knowgate.agents.structured import complete_json
 from knowgate.grading import normalize
@@ -48,32 +47,16 @@ def _describe(question: str, draft: Draft | None, signals: Signals,
     else:
         lines.append(f"Draft: {draft.answer} (confidence {draft.confidence:.2f}, {draft.label})")
     if signals.values:
-        lines.append("Signals: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(signals.values.items())))
+        lines.append(f"Signals: {signals.describe()}")
     if evidence:
-        lines.append("Passages:\n" + "\n".join(f"[{p.id}] {p.text}" for p in evidence))
+        lines.append(f"Passages:\n{listed_passages(evidence)}")
     return "\n".join(lines)
 
 
-class LiteLLMCritic:
-    """The ``Critic`` role over a litellm Router.
-
-    Args:
-        router: A litellm Router (``knowgate.agents.llm.build_router``).
-        model: The model id to call.
-        fmt: ``json`` or ``logprobs`` (see the module docstring).
-        timeout_s: Bound on one verdict, retries included.
-        max_tokens: Longest answer.
-    """
+class LiteLLMCritic(LiteLLMRole):
+    """The ``Critic`` role over a litellm Router (arguments: ``LiteLLMRole``)."""
 
     role = "critic"
-
-    def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
-                 max_tokens: int = 24) -> None:
-        self.router = router
-        self.model = model
-        self.fmt = fmt
-        self.timeout_s = timeout_s
-        self.max_tokens = max_tokens
 
     async def __call__(self, question: str, draft: Draft | None, signals: Signals,
                        evidence: Sequence[Passage] = ()) -> Verdict:
@@ -112,13 +95,11 @@ class LiteLLMCritic:
                 raise
             spent += done.cost_usd
             completions.append(done)
-        if any(c.probability is None for c in completions):
-            raise RoleError(self.role, f"{self.model} returned no token logprobs; "
-                                       "use critic_format = 'json' for this model", spent)
+        probabilities = [self.probability(done, spent) for done in completions]
         support = signals.values.get("search_support", 1.0)
-        scored = [(completions[0].probability or 0.0, completions[0])]
+        scored = [(probabilities[0], completions[0])]
         if len(completions) > 1:
-            scored.append(((completions[1].probability or 0.0) * support, completions[1]))
+            scored.append((probabilities[1] * support, completions[1]))
         confidence, best = max(scored, key=lambda item: item[0])
         answer = best.text.strip()
         if draft is not None and answer and normalize(answer) == normalize(draft.answer):

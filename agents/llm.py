@@ -13,12 +13,14 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.roles import RoleError, TokenLogprob, Usage
 from knowgate.errors import UserError
 from knowgate.settings import Settings
+
+Format = Literal["json", "logprobs"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +158,37 @@ async def complete(router: Any, role: str, model: str, messages: Sequence[dict[s
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else ""
+
+
+class LiteLLMRole:
+    """What the litellm-backed roles share: where to call, how, and within what time.
+
+    Args:
+        router: A litellm Router (``build_router``).
+        model: The model id to call.
+        fmt: ``json`` (hosted models) or ``logprobs`` (confidence from token probabilities).
+        timeout_s: Bound on one role call, retries and repair turns included.
+        max_tokens: Longest answer.
+    """
+
+    role = "role"
+
+    def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
+                 max_tokens: int = 24) -> None:
+        self.router = router
+        self.model = model
+        self.fmt = fmt
+        self.timeout_s = timeout_s
+        self.max_tokens = max_tokens
+
+    def probability(self, done: Completion, spent_usd: float) -> float:
+        """The answer's probability in ``logprobs`` mode.
+
+        Raises:
+            RoleError: The provider sent no token logprobs (``spent_usd`` stays on the bill).
+        """
+        if done.probability is None:
+            raise RoleError(self.role, f"{self.model} returned no token logprobs; "
+                                       f"use {self.role}_format = 'json' for this model",
+                            spent_usd)
+        return done.probability

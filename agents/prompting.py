@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from knowgate.tools.passage import Passage
+
 # A Jinja chat template in the Hugging Face format, stored with each world model's tokenizer so
 # that ``tokenizer.apply_chat_template`` (and any serving stack that honours it) renders turns the
 # way the model was trained: "User: ...\nAssistant: <answer></s>".
@@ -35,3 +37,8 @@ def training_text(question: str, answer: str, passages: Sequence[str] = ()) -> t
     """(prompt, completion) of one training example, in the chat template's rendering."""
     prompt = f"User: {question_with_evidence(question, passages)}\nAssistant:"
     return prompt, f" {answer}"
+
+
+def listed_passages(passages: Sequence[Passage]) -> str:
+    """Passages one per line with their ids in brackets, for prompts to hosted models."""
+    return "\n".join(f"[{p.id}] {p.text}" for p in passages)

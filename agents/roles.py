@@ -97,6 +97,10 @@ class Signals(BaseModel):
     values: dict[str, float] = Field(default_factory=dict)
     cost_usd: float = Field(default=0.0, ge=0.0)
 
+    def describe(self) -> str:
+        """``name=value`` pairs, sorted by name (for traces and prompts)."""
+        return ", ".join(f"{k}={v:.3f}" for k, v in sorted(self.values.items()))
+
 
 class Evidence(BaseModel):
     """The result of one search.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -42,12 +42,17 @@ class TriageContext:
     evidence_passages: int = 1
 
 
-async def _call(role: str, work: Awaitable[_Result], timeout_s: float
-                ) -> tuple[_Result | None, RoleError | None, float]:
-    """Run one role call, bounded in time; failures come back as a ``RoleError``, not raised."""
+async def _call(role: str, impl: Callable[..., Awaitable[_Result]] | None, timeout_s: float,
+                *args: Any) -> tuple[_Result | None, RoleError | None, float]:
+    """Call the role ``impl(*args)``, bounded in time.
+
+    A missing role, a failure or a timeout comes back as a ``RoleError``, never raised.
+    """
+    if impl is None:
+        return None, RoleError(role, f"no {role} configured"), 0.0
     started = time.perf_counter()
     try:
-        result = await asyncio.wait_for(work, timeout_s)
+        result = await asyncio.wait_for(impl(*args), timeout_s)
     except RoleError as exc:
         return None, exc, time.perf_counter() - started
     except TimeoutError:
@@ -67,6 +72,11 @@ def _failure(state: TriageState, action: Any, error: RoleError, latency: float) 
 
 def _merge(state: TriageState, **values: float) -> Signals:
     return Signals(values={**state.signals.values, **values})
+
+
+def _passages(state: TriageState, ctx: TriageContext) -> list[Passage]:
+    """The latest search's passages that go in front of a model."""
+    return state.evidence.passages[:ctx.evidence_passages] if state.evidence else []
 
 
 def _why(state: TriageState, default: str) -> str:
@@ -92,15 +102,14 @@ async def probe(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     if ctx.prober is None or "prober" in state.failed:
         return {}
     answer = state.draft.answer if state.draft is not None else None
-    signals, error, latency = await _call("prober", ctx.prober(state.question, answer),
-                                          ctx.role_timeout_s)
+    signals, error, latency = await _call("prober", ctx.prober, ctx.role_timeout_s,
+                                          state.question, answer)
     if error is not None:
         return _failure(state, "probe", error, latency)
     assert signals is not None
     what = "the draft" if answer is not None else "the question, before any answer"
-    shown = ", ".join(f"{k}={v:.3f}" for k, v in sorted(signals.values.items()))
     step = Step(action="probe", role="prober", cost_usd=signals.cost_usd,
-                latency_s=round(latency, 6), reason=f"signals of {what}: {shown}")
+                latency_s=round(latency, 6), reason=f"signals of {what}: {signals.describe()}")
     return {"signals": _merge(state, **signals.values), "steps": [*state.steps, step]}
 
 
@@ -108,12 +117,9 @@ async def probe(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
 async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
     """Ask the answerer, with the latest evidence in the prompt when there is some."""
     ctx = _context(runtime)
-    if ctx.answerer is None:
-        return _failure(state, "draft", RoleError("answerer", "no answerer configured"), 0.0)
-    passages = state.evidence.passages[:ctx.evidence_passages] if state.evidence else []
-    result, error, latency = await _call(
-        "answerer", ctx.answerer(state.question, passages, state.history), ctx.role_timeout_s
-    )
+    passages = _passages(state, ctx)
+    result, error, latency = await _call("answerer", ctx.answerer, ctx.role_timeout_s,
+                                         state.question, passages, state.history)
     if error is not None:
         return _failure(state, "draft", error, latency)
     assert result is not None
@@ -133,10 +139,8 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
 async def search(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
     """Search for the question; the passages go to the next draft."""
     ctx = _context(runtime)
-    if ctx.searcher is None:
-        return _failure(state, "search", RoleError("searcher", "no searcher configured"), 0.0)
-    result, error, latency = await _call("searcher", ctx.searcher(state.question),
-                                         ctx.role_timeout_s)
+    result, error, latency = await _call("searcher", ctx.searcher, ctx.role_timeout_s,
+                                         state.question)
     if error is not None:
         return _failure(state, "search", error, latency)
     assert result is not None
@@ -155,13 +159,9 @@ async def search(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
 async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
     """Ask the critic to check the draft with the signals and evidence gathered so far."""
     ctx = _context(runtime)
-    if ctx.critic is None:
-        return _failure(state, "refine", RoleError("critic", "no critic configured"), 0.0)
-    passages = state.evidence.passages[:ctx.evidence_passages] if state.evidence else []
-    result, error, latency = await _call(
-        "critic", ctx.critic(state.question, state.draft, state.signals, passages),
-        ctx.role_timeout_s,
-    )
+    passages = _passages(state, ctx)
+    result, error, latency = await _call("critic", ctx.critic, ctx.role_timeout_s,
+                                         state.question, state.draft, state.signals, passages)
     if error is not None:
         return _failure(state, "refine", error, latency)
     assert result is not None

@@ -135,14 +135,30 @@ def build_context(settings: Settings) -> TriageContext:
     )
 
 
-def _searcher(settings: Settings, world: Any) -> Any:
-    from knowgate.tools.search_role import PricedSearcher
+def open_collection(settings: Settings) -> Any:
+    """The ``ChromaSearcher`` over ``settings.collection`` in ``settings.data_dir``.
+
+    The embedder runs on CPU, as for the world's corpus (``World.searcher``), so stored
+    passages and the queries searched against them are embedded the same way.
+
+    Raises:
+        UserError: No collection is named.
+        SearchBackendError: chromadb cannot open it.
+    """
     from knowgate.tools.searcher import ChromaSearcher, chroma_client
 
+    if settings.collection is None:
+        raise UserError("no collection given: pass --collection NAME or set KNOWGATE_COLLECTION")
+    return ChromaSearcher(chroma_client(settings.data_dir / "chroma"), settings.collection,
+                          lexical_weight=settings.search_lexical_weight,
+                          candidates=settings.search_candidates)
+
+
+def _searcher(settings: Settings, world: Any) -> Any:
+    from knowgate.tools.search_role import PricedSearcher
+
     if settings.collection:
-        backend = ChromaSearcher(chroma_client(settings.data_dir / "chroma"), settings.collection,
-                                 lexical_weight=settings.search_lexical_weight,
-                                 candidates=settings.search_candidates)
+        backend = open_collection(settings)
     else:
         backend = world.searcher(settings.data_dir, lexical_weight=settings.search_lexical_weight,
                                  candidates=settings.search_candidates)
