@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,server]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,server,distributed]"
 	touch $(STAMP)
 
 install: $(STAMP)
