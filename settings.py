@@ -57,6 +57,24 @@ class Settings(BaseSettings):
             as failed.
         policy: Policy file (JSON); ``None`` means the defaults fitted for the shipped world.
         checkpoint_db: SQLite file for LangGraph checkpoints; ``None`` runs without one.
+
+        The chat server (``knowgate serve``) and its backends:
+
+        checkpoint_url: PostgreSQL URL of the server's thread checkpointer
+            (``KNOWGATE_CHECKPOINT_URL``); ``None`` keeps threads in SQLite (``checkpoint_db``,
+            else ``<data_dir>/threads.sqlite``).
+        chroma_url: URL of a chromadb server (``chroma run``) the searcher reads instead of the
+            embedded index in ``data_dir`` (``KNOWGATE_CHROMA_URL``).
+        api_keys: Keys a client must send as ``Authorization: Bearer KEY``; with none the
+            server only binds to loopback.
+        key_budget_usd: Dollars each key may spend in a server's lifetime; ``None``: no limit.
+        key_requests_per_minute: Requests each key may make per minute; ``None``: no limit.
+        request_timeout_s: Longest one chat request may run before it ends as an abstention.
+        max_body_bytes: Largest request body accepted (413 above it).
+        max_messages: Most messages in one chat request.
+        max_message_chars: Longest message accepted.
+        otel_exporter: OpenTelemetry spans per graph node: ``off``, ``console`` or ``otlp``
+            (the OTLP exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables).
     """
 
     model_config = SettingsConfigDict(
@@ -93,6 +111,17 @@ class Settings(BaseSettings):
     role_timeout_s: float = Field(default=120.0, gt=0.0, le=3600.0)
     policy: Path | None = None
     checkpoint_db: Path | None = None
+    # -- the chat server (knowgate serve) --
+    checkpoint_url: str | None = None
+    chroma_url: str | None = None
+    api_keys: list[str] = Field(default_factory=list)
+    key_budget_usd: float | None = Field(default=None, ge=0.0)
+    key_requests_per_minute: int | None = Field(default=None, ge=1)
+    request_timeout_s: float = Field(default=60.0, gt=0.0, le=3600.0)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_messages: int = Field(default=100, ge=1)
+    max_message_chars: int = Field(default=8000, ge=1)
+    otel_exporter: Literal["off", "console", "otlp"] = "off"
 
     @field_validator("device")
     @classmethod

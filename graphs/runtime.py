@@ -136,7 +136,7 @@ def build_context(settings: Settings) -> TriageContext:
 
 
 def open_collection(settings: Settings) -> Any:
-    """The ``ChromaSearcher`` over ``settings.collection`` in ``settings.data_dir``.
+    """The ``ChromaSearcher`` over ``settings.collection`` (see ``chroma_for``).
 
     The embedder runs on CPU, as for the world's corpus (``World.searcher``), so stored
     passages and the queries searched against them are embedded the same way.
@@ -145,13 +145,23 @@ def open_collection(settings: Settings) -> Any:
         UserError: No collection is named.
         SearchBackendError: chromadb cannot open it.
     """
-    from knowgate.tools.searcher import ChromaSearcher, chroma_client
+    from knowgate.tools.searcher import ChromaSearcher
 
     if settings.collection is None:
         raise UserError("no collection given: pass --collection NAME or set KNOWGATE_COLLECTION")
-    return ChromaSearcher(chroma_client(settings.data_dir / "chroma"), settings.collection,
+    return ChromaSearcher(chroma_for(settings), settings.collection,
                           lexical_weight=settings.search_lexical_weight,
                           candidates=settings.search_candidates)
+
+
+def chroma_for(settings: Settings) -> Any:
+    """The chromadb client the settings name: the server at ``chroma_url`` when set, else the
+    embedded index in ``settings.data_dir``."""
+    from knowgate.tools.searcher import chroma_client, chroma_http_client
+
+    if settings.chroma_url:
+        return chroma_http_client(settings.chroma_url)
+    return chroma_client(settings.data_dir / "chroma")
 
 
 def _searcher(settings: Settings, world: Any) -> Any:
@@ -161,7 +171,8 @@ def _searcher(settings: Settings, world: Any) -> Any:
         backend = open_collection(settings)
     else:
         backend = world.searcher(settings.data_dir, lexical_weight=settings.search_lexical_weight,
-                                 candidates=settings.search_candidates)
+                                 candidates=settings.search_candidates,
+                                 client=chroma_for(settings))
     return PricedSearcher(backend, settings.search_price_usd, k=settings.evidence_passages,
                           timeout_s=settings.role_timeout_s)
 
@@ -213,12 +224,16 @@ class Knowgate:
     Args:
         settings: Settings to build roles from (``load_settings()`` when omitted).
         context: Prebuilt roles (fakes from ``knowgate.testing``, or your own); skips building.
+        checkpointer: An open LangGraph checkpointer (``AsyncSqliteSaver``,
+            ``AsyncPostgresSaver`` ...) to checkpoint every run to, instead of opening
+            ``settings.checkpoint_db`` per run; the caller owns its connection.
     """
 
     def __init__(self, settings: Settings | None = None,
-                 context: TriageContext | None = None) -> None:
+                 context: TriageContext | None = None, checkpointer: Any = None) -> None:
         self.settings = settings or load_settings()
         self._context = context
+        self.checkpointer = checkpointer
         self._graphs: dict[str, Any] = {}
 
     @property
@@ -239,11 +254,13 @@ class Knowgate:
         return ComposedGraph(name, self._graphs[name], self.context)
 
     async def ask(self, question: str, graph: str = "triage", history: Sequence[Turn] = (),
-                  thread_id: str | None = None) -> AskResult:
+                  thread_id: str | None = None,
+                  config: dict[str, Any] | None = None) -> AskResult:
         """Run ``question`` through ``graph`` and return the outcome with its trace.
 
-        With ``settings.checkpoint_db`` set, the run is checkpointed to that SQLite file under
+        With a ``checkpointer`` or ``settings.checkpoint_db``, the run is checkpointed under
         ``thread_id`` (a new id when omitted), so it can be inspected or resumed later.
+        ``config`` adds LangGraph run-config entries (``callbacks`` for tracing, ``tags`` ...).
 
         Raises:
             UserError: The question is empty or too long, or the graph is unknown.
@@ -253,11 +270,12 @@ class Knowgate:
         started = time.perf_counter()
         try:
             composed = self.graph(graph)
-            if self.settings.checkpoint_db is None:
-                final = await composed.run(question, history)
+            if self.checkpointer is None and self.settings.checkpoint_db is None:
+                final = await composed.run(question, history, config)
             else:
                 thread_id = thread_id or uuid.uuid4().hex
-                final = await self._checkpointed(composed, question, history, thread_id)
+                final = await self._checkpointed(composed, question, history, thread_id,
+                                                 config or {})
         except UserError:
             raise
         except KnowgateError as exc:  # roles failing is handled in the graph; this is setup
@@ -266,21 +284,27 @@ class Knowgate:
         return _result(final, graph, time.perf_counter() - started, thread_id)
 
     async def _checkpointed(self, composed: ComposedGraph, question: str,
-                            history: Sequence[Turn], thread_id: str) -> TriageState:
+                            history: Sequence[Turn], thread_id: str,
+                            extra: dict[str, Any]) -> TriageState:
         import aiosqlite
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+        config = {**extra, "configurable": {**extra.get("configurable", {}),
+                                            "thread_id": thread_id}}
+        state = TriageState(question=question, history=list(history))
+        # Every field is passed explicitly so that a new question on an old thread starts
+        # from a clean slate rather than the last question's draft and steps.
+        fresh = {name: getattr(state, name) for name in TriageState.model_fields}
+        if self.checkpointer is not None:
+            compiled = compile_graph(composed.name, checkpointer=self.checkpointer)
+            final = await compiled.ainvoke(fresh, config=config, context=composed.context)
+            return TriageState.model_validate(final)
         path = self.settings.checkpoint_db
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        config = {"configurable": {"thread_id": thread_id}}
-        state = TriageState(question=question, history=list(history))
         async with aiosqlite.connect(str(path)) as conn:
             saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
             compiled = compile_graph(composed.name, checkpointer=saver)
-            # Every field is passed explicitly so that a new question on an old thread starts
-            # from a clean slate rather than the last question's draft and steps.
-            fresh = {name: getattr(state, name) for name in TriageState.model_fields}
             final = await compiled.ainvoke(fresh, config=config, context=composed.context)
         return TriageState.model_validate(final)
 

@@ -70,6 +70,29 @@ def chroma_client(path: Path) -> Any:
     )
 
 
+def chroma_http_client(url: str) -> Any:
+    """A client of the chromadb server at ``url`` (``http://host:port``), telemetry off.
+
+    Raises:
+        UserError: The URL has no host.
+        SearchBackendError: The server cannot be reached.
+    """
+    from urllib.parse import urlsplit
+
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise UserError(f"not a chromadb server URL: {url!r} (expected http://host:port)")
+    ssl = parts.scheme == "https"
+    try:
+        return chromadb.HttpClient(host=parts.hostname, port=parts.port or (443 if ssl else 8000),
+                                   ssl=ssl, settings=ChromaSettings(anonymized_telemetry=False))
+    except Exception as exc:  # connection refused, DNS, version mismatch ...
+        raise SearchBackendError(f"cannot reach the chromadb server at {url}: {exc}") from exc
+
+
 class ChromaSearcher:
     """Top-k passage search over one chromadb collection.
 

@@ -139,7 +139,8 @@ class World:
 
     def searcher(self, data_dir: Path, device: str = "cpu", lexical_weight: float = 0.0,
                  candidates: int = 20,
-                 on_progress: Callable[[int, int], None] | None = None) -> ChromaSearcher:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 client: Any = None) -> ChromaSearcher:
         """A ``ChromaSearcher`` over this world's corpus, indexing it on first use.
 
         Args:
@@ -148,11 +149,13 @@ class World:
             lexical_weight: Word-overlap re-rank weight (see ``ChromaSearcher``).
             candidates: chromadb results the re-rank considers.
             on_progress: ``on_progress(done, total)`` while indexing (progress bars hook in).
+            client: A chromadb client (a server's); by default the embedded one in ``data_dir``.
         """
         from knowgate.tools.passage import Passage
         from knowgate.tools.searcher import ChromaSearcher, chroma_client
 
-        searcher = ChromaSearcher(chroma_client(data_dir / "chroma"), self.collection_name(),
+        client = client if client is not None else chroma_client(data_dir / "chroma")
+        searcher = ChromaSearcher(client, self.collection_name(),
                                   device=device, lexical_weight=lexical_weight,
                                   candidates=candidates)
         total = len(self.corpus)

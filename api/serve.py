@@ -1,0 +1,91 @@
+"""Run the app with uvicorn: in the foreground (``knowgate serve``) or in a background thread
+(tests, benchmarks, notebooks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from knowgate.api.guard import check_bind
+from knowgate.errors import RunError
+from knowgate.settings import Settings
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000,
+          log_level: str = "info") -> None:
+    """Serve the chat API until interrupted.
+
+    Raises:
+        UserError: ``host`` is not loopback and no API keys are configured.
+    """
+    import uvicorn
+
+    from knowgate.api.app import create_app
+
+    check_bind(host, settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                timeout_graceful_shutdown=5)
+
+
+class ServerThread:
+    """An app served by uvicorn on ``127.0.0.1`` (an ephemeral port by default) in a thread.
+
+    Usage::
+
+        with ServerThread(create_app(settings)) as server:
+            openai.OpenAI(base_url=server.url + "/v1", api_key="...")
+
+    Args:
+        app: The ASGI app.
+        port: 0 for a free port.
+        startup_timeout_s: How long the app's startup (building roles) may take.
+    """
+
+    def __init__(self, app: Any, port: int = 0, startup_timeout_s: float = 120.0) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                                    log_level="warning", lifespan="on",
+                                                    timeout_graceful_shutdown=5))
+        self.startup_timeout_s = startup_timeout_s
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        socket = self.server.servers[0].sockets[0]
+        host, port = socket.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ServerThread:
+        """Start serving; returns once the app has started.
+
+        Raises:
+            RunError: Startup failed or took longer than ``startup_timeout_s``.
+        """
+        self._thread = threading.Thread(target=self.server.run, name="knowgate-api",
+                                        daemon=True)
+        self._thread.start()
+        ends = time.monotonic() + self.startup_timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RunError("the server failed to start (see its log)")
+            if time.monotonic() > ends:
+                self.stop()
+                raise RunError(f"the server did not start within {self.startup_timeout_s:g} s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Shut down (runs the app's shutdown, closing the checkpointer) and join."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._thread = None
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,130 @@
+"""What each graph node did, as token counts for the usage field and as OpenTelemetry spans.
+
+LangGraph reports every node run to LangChain callbacks (``on_chain_start``/``on_chain_end``
+with a ``graph:step:N`` tag), with the node's partial update as output; ``NodeObserver`` reads
+the step, dollars and tokens from that update, so nodes need no tracing code of their own.
+Spans are made only when the app was given a tracer provider (``settings.otel_exporter`` or a
+test's in-memory exporter); otherwise tracing is off and costs nothing but the token count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackHandler
+
+from knowgate.errors import UserError
+from knowgate.settings import Settings
+
+
+def tracer_provider_for(settings: Settings) -> Any:
+    """The tracer provider ``settings.otel_exporter`` asks for, or ``None`` when off."""
+    if settings.otel_exporter == "off":
+        return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    if settings.otel_exporter == "console":
+        exporter: Any = ConsoleSpanExporter()
+    else:
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            raise UserError("otel_exporter = 'otlp' needs opentelemetry-exporter-otlp") from exc
+        exporter = OTLPSpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "knowgate"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _node_step(outputs: Any, before: int) -> Any:
+    steps = outputs.get("steps") if isinstance(outputs, dict) else None
+    return steps[-1] if steps and len(steps) > before else None
+
+
+class NodeObserver(AsyncCallbackHandler):
+    """Collects tokens per run and, with a tracer, one span per node under ``parent``.
+
+    Args:
+        tracer: An OpenTelemetry tracer, or ``None`` for no spans.
+        parent: The span context node spans hang under (the request's span).
+    """
+
+    def __init__(self, tracer: Any = None, parent: Any = None) -> None:
+        self.tracer = tracer
+        self.parent = parent
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.steps: list[Any] = []  # the steps so far, for a run the request timeout cuts off
+        self._open: dict[UUID, tuple[Any, int]] = {}
+
+    @staticmethod
+    def _is_node(tags: list[str] | None) -> bool:
+        return any(tag.startswith("graph:step:") for tag in tags or ())
+
+    async def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *,
+                             run_id: UUID, parent_run_id: UUID | None = None,
+                             tags: list[str] | None = None,
+                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """Open a span when a node starts."""
+        if not self._is_node(tags):
+            return
+        node = (metadata or {}).get("langgraph_node") or kwargs.get("name") or "node"
+        steps_before = len(getattr(inputs, "steps", None) or
+                           (inputs.get("steps", []) if isinstance(inputs, dict) else []))
+        span = None
+        if self.tracer is not None:
+            span = self.tracer.start_span(f"knowgate.node.{node}", context=self.parent,
+                                          attributes={"knowgate.node": node})
+        self._open[run_id] = (span, steps_before)
+
+    async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Count the node's tokens and close its span with the step's figures."""
+        if run_id not in self._open:
+            return
+        span, before = self._open.pop(run_id)
+        if isinstance(outputs, dict) and outputs.get("steps"):
+            self.steps = list(outputs["steps"])
+        tokens = [0, 0]
+        for name in ("draft", "verdict"):
+            usage = getattr(outputs.get(name) if isinstance(outputs, dict) else None,
+                            "usage", None)
+            if usage is not None:
+                tokens[0] += usage.prompt_tokens
+                tokens[1] += usage.completion_tokens
+        self.prompt_tokens += tokens[0]
+        self.completion_tokens += tokens[1]
+        if span is None:
+            return
+        step = _node_step(outputs, before)
+        span.set_attribute("knowgate.tokens.prompt", tokens[0])
+        span.set_attribute("knowgate.tokens.completion", tokens[1])
+        if step is not None:
+            span.set_attribute("knowgate.action", step.action)
+            span.set_attribute("knowgate.reason", step.reason)
+            span.set_attribute("knowgate.cost_usd", step.cost_usd)
+            span.set_attribute("knowgate.error", step.error)
+            if step.role:
+                span.set_attribute("knowgate.role", step.role)
+        decision = outputs.get("decision") if isinstance(outputs, dict) else None
+        if decision is not None:
+            span.set_attribute("knowgate.decision", decision.action)
+            span.set_attribute("knowgate.p_correct", decision.p_correct)
+        if step is not None and step.error:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, step.reason))
+        span.end()
+
+    async def on_chain_error(self, error: BaseException, *, run_id: UUID,
+                             **kwargs: Any) -> None:
+        """Close a node's span when the node raised (or was cancelled by the timeout)."""
+        opened = self._open.pop(run_id, None)
+        if opened is None or opened[0] is None:
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        opened[0].set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        opened[0].end()
