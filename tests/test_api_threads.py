@@ -1,0 +1,113 @@
+"""Threads: history kept by the checkpointer across a restart (SQLite and PostgreSQL), and the
+one-request-per-thread rule."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from knowgate.settings import Settings
+from knowgate.tests.api_helpers import (
+    EchoAnswerer,
+    postgres_server,
+    server_settings,
+    serving,
+    triage_context,
+)
+
+MODEL = "knowgate/fast-only"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    if request.param == "sqlite":
+        yield server_settings(tmp_path, checkpoint_db=tmp_path / "threads.sqlite")
+        return
+    with postgres_server() as url:
+        yield server_settings(tmp_path, checkpoint_url=url)
+
+
+def _ask(url: str, content: str, thread: str | None = None,
+         messages: list[dict[str, str]] | None = None) -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    return client.chat.completions.create(
+        model=MODEL, messages=[*(messages or []), {"role": "user", "content": content}],
+        metadata={"thread_id": thread} if thread else openai.NOT_GIVEN)
+
+
+def test_a_restart_keeps_a_threads_history(settings: Settings) -> None:
+    with serving(settings, triage_context(answerer=EchoAnswerer())) as srv:
+        first = _ask(srv.url, "My name is Ada.", thread="t-ada")
+        assert first.choices[0].message.content == "heard nothing"
+        assert first.model_extra["knowgate"]["thread_id"] == "t-ada"
+
+    echo = EchoAnswerer()  # a new process's roles: nothing carried over in memory
+    with serving(settings, triage_context(answerer=echo)) as srv:
+        second = _ask(srv.url, "What is my name?", thread="t-ada")
+        other = _ask(srv.url, "What is my name?", thread="t-bob")
+        stateless = _ask(srv.url, "What is my name?")
+
+    assert echo.calls[0] == ("What is my name?", echo.calls[0][1])
+    assert [(t.role, t.content) for t in echo.calls[0][1]] == [
+        ("user", "My name is Ada."), ("assistant", "heard nothing")]
+    assert second.choices[0].message.content == (
+        "heard user: My name is Ada. | assistant: heard nothing")
+    assert other.choices[0].message.content == "heard nothing"  # threads do not mix
+    assert stateless.choices[0].message.content == "heard nothing"
+
+
+def test_a_client_resending_the_conversation_is_not_doubled(tmp_path: Path) -> None:
+    echo = EchoAnswerer()
+    with serving(server_settings(tmp_path), triage_context(answerer=echo)) as srv:
+        first = _ask(srv.url, "I live in Kedal.", thread="t1")
+        said = first.choices[0].message.content or ""
+        _ask(srv.url, "Where do I live?", thread="t1", messages=[
+            {"role": "user", "content": "I live in Kedal."},
+            {"role": "assistant", "content": said}])
+    assert [t.content for t in echo.calls[1][1]] == ["I live in Kedal.", said]
+
+
+def test_a_thread_answers_one_request_at_a_time(tmp_path: Path) -> None:
+    """The documented rule: a second request on a busy thread gets 409 (thread_busy), other
+    threads are not held up, and the thread takes requests again once the first is done."""
+    echo = EchoAnswerer(delay_s=0.6)
+
+    async def scenario(url: str) -> tuple[list[int], int, dict, int]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            def post(thread: str, stream: bool = False):
+                return http.post("/v1/chat/completions", headers={"X-Knowgate-Thread": thread},
+                                 json={"model": MODEL, "stream": stream,
+                                       "messages": [{"role": "user", "content": "hi"}]})
+
+            first = asyncio.create_task(post("busy", stream=True))
+            await asyncio.sleep(0.2)
+            second, elsewhere = await asyncio.gather(post("busy"), post("free"))
+            await first
+            third = await post("busy")
+            return ([first.result().status_code, second.status_code],
+                    elsewhere.status_code, second.json(), third.status_code)
+
+    with serving(server_settings(tmp_path), triage_context(answerer=echo)) as srv:
+        statuses, elsewhere, refused, after = asyncio.run(scenario(srv.url))
+
+    assert statuses == [200, 409]
+    assert refused["error"]["code"] == "thread_busy"
+    assert elsewhere == 200 and after == 200
+    # The refused request never reached the graph, and the third saw the first turn only.
+    assert len(echo.calls) == 3
+    assert [t.content for t in echo.calls[2][1]] == ["hi", "heard nothing"]
+
+
+def test_bad_thread_ids_are_refused(tmp_path: Path) -> None:
+    with serving(server_settings(tmp_path), triage_context()) as srv:
+        response = httpx.post(srv.url + "/v1/chat/completions",
+                              headers={"X-Knowgate-Thread": "a b/../c"},
+                              json={"model": MODEL,
+                                    "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_thread_id"
