@@ -227,13 +227,13 @@ def _thread_of(body: ChatCompletionRequest, header: str | None) -> str | None:
     return None if value is None else check_thread_id(value)
 
 
-def _cut_off(question: str, graph: str, observer: NodeObserver, seconds: float,
-             thread_id: str | None) -> AskResult:
+def _cut_off(question: str, graph: str, observer: NodeObserver, limit_s: float,
+             seconds: float, thread_id: str | None) -> AskResult:
     """The abstention a run becomes when the request timeout cuts it off (with the steps it
     had finished, so their cost is still billed and shown)."""
     steps = [*observer.steps, Step(action="abstain", error=True,
                                    reason=f"no outcome within the request timeout of "
-                                          f"{seconds:g} s")]
+                                          f"{limit_s:g} s")]
     return AskResult(question=question, graph=graph, outcome="abstained", steps=steps,
                      cost_usd=round(sum(s.cost_usd for s in steps), 10),
                      latency_s=round(seconds, 6), thread_id=thread_id)
@@ -253,23 +253,28 @@ async def _complete(svc: Service, key: str, graph: str, question: str, history: 
         parent = trace.set_span_in_context(span)
     observer = NodeObserver(svc.tracer, parent)
     kg = svc.threaded if thread_id else svc.stateless
-    if thread_id:
-        history = merge_history(await svc.threads.history(thread_id), history)
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(svc.settings.request_timeout_s):
-            result = await kg.ask(question, graph=graph, history=history, thread_id=thread_id,
-                                  config={"callbacks": [observer]})
-    except TimeoutError:
-        result = _cut_off(question, graph, observer, time.perf_counter() - started, thread_id)
-    except UserError as exc:
-        raise ApiError(400, str(exc), code="invalid_request") from exc
+        try:
+            async with asyncio.timeout(svc.settings.request_timeout_s):
+                if thread_id:
+                    history = merge_history(await svc.threads.history(thread_id), history)
+                result = await kg.ask(question, graph=graph, history=history,
+                                      thread_id=thread_id, config={"callbacks": [observer]})
+        except TimeoutError:
+            result = _cut_off(question, graph, observer, svc.settings.request_timeout_s,
+                              time.perf_counter() - started, thread_id)
+        except UserError as exc:
+            raise ApiError(400, str(exc), code="invalid_request") from exc
+        except Exception as exc:  # roles never raise; this is the checkpointer's database
+            raise ApiError(503, f"the thread store failed: {type(exc).__name__}: {exc}",
+                           type="server_error", code="thread_store_unavailable") from exc
+        if span is not None:
+            span.set_attributes({"knowgate.outcome": result.outcome,
+                                 "knowgate.cost_usd": result.cost_usd})
     finally:
         if span is not None:
             span.end()
-    if span is not None:
-        span.set_attributes({"knowgate.outcome": result.outcome,
-                             "knowgate.cost_usd": result.cost_usd})
     svc.gate.charge(key, result.cost_usd)
     svc.metrics.record(result)
     usage = Usage(prompt_tokens=observer.prompt_tokens,
