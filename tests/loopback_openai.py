@@ -34,6 +34,7 @@ from typing import Any
 
 MAX_DELAY_S = 30.0  # no scripted delay sleeps longer, and every delay ends at shutdown
 MAX_BODY_BYTES = 10_000_000
+LISTEN_BACKLOG = 1024  # load tests open hundreds of connections at once (the stdlib default is 5)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ class LoopbackLLM:
         assert self._httpd is None, "already started"
         self._stopping.clear()
         handler = type("_BoundHandler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = type("_Server", (ThreadingHTTPServer,),
+                           {"request_queue_size": LISTEN_BACKLOG})(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05},

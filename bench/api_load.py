@@ -1,0 +1,159 @@
+"""Benchmark: 200 concurrent streaming chat completions against ``knowgate serve``.
+
+The server runs as its own process (``python -m knowgate serve``) with the real roles built from
+settings: a litellm answerer and critic calling a simulated-latency OpenAI-compatible provider
+(``knowgate.tests.loopback_openai``, every reply delayed by ``--provider-ms``), the world's
+chromadb searcher, no prober. The client opens all streams at once and reads each to
+``data: [DONE]``.
+
+Printed per request: end-to-end seconds (client clock), time to the first event, the graph's own
+seconds (``knowgate.latency_s`` of the finishing chunk: LangGraph, the roles, the provider) and
+the server's added latency = end-to-end minus graph time (HTTP, auth, thread-less SSE framing,
+the event loop queueing under load, and the client's own overhead, so it is an upper bound).
+
+Run: ``.venv/bin/python bench/api_load.py [--n 200] [--provider-ms 50] [--graph triage]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+for name, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "LITELLM_LOCAL_MODEL_COST_MAP": "True", "ANONYMIZED_TELEMETRY": "False",
+                    "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(name, value)
+
+FAST, SLOW = "openai/sim-fast", "openai/sim-slow"
+QUESTION = "Where was Sebrurt Shenom born?"
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _one(client: httpx.AsyncClient, n: int, graph: str) -> dict[str, Any]:
+    body = {"model": f"knowgate/{graph}", "stream": True,
+            "messages": [{"role": "user", "content": f"{QUESTION} (#{n})"}]}
+    started = time.perf_counter()
+    first = None
+    trace = None
+    done = False
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {await response.aread()!r}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            first = first or time.perf_counter()
+            data = line[6:]
+            if data == "[DONE]":
+                done = True
+                break
+            event = json.loads(data)
+            if "error" in event:
+                raise RuntimeError(f"stream error: {event['error']}")
+            trace = event.get("knowgate") or trace
+    ended = time.perf_counter()
+    if not done or trace is None:
+        raise RuntimeError("the stream ended without a trace and [DONE]")
+    return {"e2e": ended - started, "first": (first or ended) - started,
+            "graph": float(trace["latency_s"]), "added": ended - started - trace["latency_s"],
+            "path": " -> ".join(trace["path"])}
+
+
+async def _wave(url: str, n: int, graph: str) -> tuple[list[dict[str, Any]], list[str], float]:
+    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(_one(client, i, graph) for i in range(n)),
+                                       return_exceptions=True)
+        wall = time.perf_counter() - started
+    ok = [r for r in results if isinstance(r, dict)]
+    errors = [f"{type(r).__name__}: {r}" for r in results if not isinstance(r, dict)]
+    return ok, errors, wall
+
+
+def _report(label: str, ok: list[dict[str, Any]], errors: list[str], wall: float) -> None:
+    print(f"{label}: {len(ok)} ok, {len(errors)} errors, {wall:.2f} s wall, "
+          f"{len(ok) / wall:.1f} completions/s")
+    for key, title in (("e2e", "end to end"), ("first", "first event"),
+                       ("graph", "graph (roles+provider)"), ("added", "server added")):
+        values = [r[key] * 1000 for r in ok]
+        if values:
+            print(f"  {title:24s} p50 {_pct(values, 0.5):8.1f} ms   p99 {_pct(values, 0.99):8.1f} ms"
+                  f"   mean {statistics.fmean(values):8.1f} ms")
+    print("  paths:", dict(Counter(r["path"] for r in ok)))
+    for error in errors[:5]:
+        print("  error:", error)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=200, help="concurrent streaming requests")
+    parser.add_argument("--provider-ms", type=float, default=50.0,
+                        help="simulated provider latency per call")
+    parser.add_argument("--graph", default="triage", help="registered graph to ask")
+    args = parser.parse_args()
+
+    from knowgate.tests.loopback_openai import Delay, LoopbackLLM
+
+    reply = json.dumps({"answer": "Kudal", "confidence": 0.97, "label": "sure"})
+    with tempfile.TemporaryDirectory() as tmp, \
+            LoopbackLLM(default=lambda seen: Delay(args.provider_ms / 1000, reply)) as llm:
+        params = {"api_base": llm.api_base, "api_key": "bench"}
+        port = _port()
+        env = {**os.environ,
+               "KNOWGATE_ANSWERER": FAST, "KNOWGATE_CRITIC": SLOW, "KNOWGATE_PROBER": "off",
+               "KNOWGATE_LITELLM_PARAMS": json.dumps({FAST: params, SLOW: params}),
+               "KNOWGATE_DATA_DIR": os.environ.get("KNOWGATE_DATA_DIR", str(Path(tmp) / "data")),
+               "KNOWGATE_CHECKPOINT_DB": str(Path(tmp) / "threads.sqlite"),
+               "KNOWGATE_REQUEST_TIMEOUT_S": "60"}
+        server = subprocess.Popen([sys.executable, "-m", "knowgate", "serve", "--port", str(port),
+                                   "--log-level", "warning"], env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            ends = time.monotonic() + 180
+            while True:
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.monotonic() > ends:
+                    raise SystemExit("the server did not start")
+                time.sleep(0.2)
+            print(f"server up; provider latency {args.provider_ms:g} ms per call")
+            _report("warm-up (20 concurrent)", *asyncio.run(_wave(url, 20, args.graph)))
+            ok, errors, wall = asyncio.run(_wave(url, args.n, args.graph))
+            _report(f"load ({args.n} concurrent streams)", ok, errors, wall)
+            print(f"provider calls: {len(llm.requests)}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    if errors:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
