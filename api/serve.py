@@ -89,3 +89,30 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_until_up(url: str, process: Any = None, timeout_s: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200 (a server started in another process).
+
+    Args:
+        url: What to GET (``/healthz``, chromadb's ``/api/v2/heartbeat`` ...).
+        process: The server's ``subprocess.Popen``; its exit ends the wait early.
+        timeout_s: How long to wait.
+
+    Raises:
+        RunError: The process exited or the URL did not answer in time.
+    """
+    import httpx
+
+    ends = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise RunError(f"the server exited (code {process.returncode}) before {url} answered")
+        if time.monotonic() > ends:
+            raise RunError(f"{url} did not answer within {timeout_s:g} s")
+        time.sleep(0.1)

@@ -94,6 +94,18 @@ async def _wave(url: str, n: int, graph: str) -> tuple[list[dict[str, Any]], lis
     return ok, errors, wall
 
 
+def _sequential(url: str, n: int, graph: str) -> tuple[list[dict[str, Any]], list[str], float]:
+    """``n`` requests one after the other: the added latency without queueing."""
+    ok: list[dict[str, Any]] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    for _ in range(n):
+        done, failed, _wall = asyncio.run(_wave(url, 1, graph))
+        ok += done
+        errors += failed
+    return ok, errors, time.perf_counter() - started
+
+
 def _report(label: str, ok: list[dict[str, Any]], errors: list[str], wall: float) -> None:
     print(f"{label}: {len(ok)} ok, {len(errors)} errors, {wall:.2f} s wall, "
           f"{len(ok) / wall:.1f} completions/s")
@@ -116,6 +128,7 @@ def main() -> None:
     parser.add_argument("--graph", default="triage", help="registered graph to ask")
     args = parser.parse_args()
 
+    from knowgate.api.serve import wait_until_up
     from knowgate.tests.loopback_openai import Delay, LoopbackLLM
 
     reply = json.dumps({"answer": "Kudal", "confidence": 0.97, "label": "sure"})
@@ -133,18 +146,10 @@ def main() -> None:
                                    "--log-level", "warning"], env=env)
         url = f"http://127.0.0.1:{port}"
         try:
-            ends = time.monotonic() + 180
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > ends:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.2)
+            wait_until_up(url + "/healthz", server, timeout_s=180)
             print(f"server up; provider latency {args.provider_ms:g} ms per call")
             _report("warm-up (20 concurrent)", *asyncio.run(_wave(url, 20, args.graph)))
+            _report("one at a time (30 in sequence)", *_sequential(url, 30, args.graph))
             ok, errors, wall = asyncio.run(_wave(url, args.n, args.graph))
             _report(f"load ({args.n} concurrent streams)", ok, errors, wall)
             print(f"provider calls: {len(llm.requests)}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from knowgate.api.serve import wait_until_up
 from knowgate.cli import app
 from knowgate.graphs.runtime import open_collection
 from knowgate.testing import ScriptedAnswerer
@@ -40,16 +40,7 @@ def chroma_url(tmp_path: Path) -> Iterator[str]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        ends = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "chroma run exited"
-            assert time.monotonic() < ends, "chroma run did not answer within 30 s"
-            time.sleep(0.1)
+        wait_until_up(url + "/api/v2/heartbeat", process, timeout_s=30)
         yield url
     finally:
         process.terminate()
