@@ -4,6 +4,7 @@ one-request-per-thread rule."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +112,25 @@ def test_bad_thread_ids_are_refused(tmp_path: Path) -> None:
                                     "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_thread_id"
+
+
+def test_a_client_leaving_mid_stream_lets_the_thread_go(tmp_path: Path) -> None:
+    echo = EchoAnswerer(delay_s=30)  # would hold the thread for 30 s
+    with serving(server_settings(tmp_path), triage_context(answerer=echo, timeout_s=60)) as srv:
+        body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"X-Knowgate-Thread": "left"}
+        with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body,
+                          headers=headers, timeout=10) as response:
+            assert next(response.iter_lines()).startswith("data: ")  # the role chunk
+        # The connection is closed; the server cancels the turn and frees the thread.
+        echo.delay_s = 0
+        deadline = time.monotonic() + 5
+        while True:
+            again = httpx.post(srv.url + "/v1/chat/completions", headers=headers, timeout=10,
+                               json={**body, "stream": False})
+            if again.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert again.status_code == 200
+    # The cut-off turn left no answer, so it is not part of the history.
+    assert again.json()["choices"][0]["message"]["content"] == "heard nothing"
