@@ -31,6 +31,11 @@ app.add_typer(index_app, name="index")
 graph_app = typer.Typer(help="The registered graphs: show their shape.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")
 console = Console(stderr=True)
+# Batch evaluation (evals/cli.py): `knowgate eval ...` and `knowgate calibrate`.
+from knowgate.evals.cli import calibrate_command, eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+app.command("calibrate")(calibrate_command)
 
 
 @app.callback()
