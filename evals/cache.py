@@ -54,6 +54,9 @@ class ResponseCache:
         try:
             self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # A commit reaches the OS before put() returns, which is what survives a killed
+            # process; syncing the disk on every call (FULL) would only guard against power loss.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, "
                              "kind TEXT NOT NULL, value TEXT NOT NULL, cost_usd REAL NOT NULL, "
                              "created REAL NOT NULL)")
