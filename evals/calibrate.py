@@ -25,6 +25,7 @@ and whether it was right. From that:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,18 @@ def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored]
             "utility": round(float(utility), 8)}
 
 
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p): the exact p-value of "the risk is at least p" after
+    seeing k errors in n (computed in log space, so n in the thousands is fine)."""
+    if k >= n:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+             + i * log_p + (n - i) * log_q for i in range(k + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
 def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored],
                     base_success: SuccessRates, alpha: float, delta: float
                     ) -> tuple[Policy, dict[str, Any]]:
@@ -209,8 +222,6 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
     Raises:
         UserError: Not even the strictest threshold can be certified with this data.
     """
-    from scipy.stats import binom
-
     start = threshold_of(fitted)
     grid = [t for t in np.round(np.arange(0.995, start - 1e-9, -0.005), 4)]
     chosen: tuple[Policy, dict[str, Any]] | None = None
@@ -219,7 +230,7 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
         candidate = candidate.model_copy(update={
             "success": success_rates(candidate, explored, base_success)})
         stats = replay_all(candidate, prices, explored)
-        p_value = float(binom.cdf(stats["wrong"], stats["answered"], alpha)) \
+        p_value = binomial_cdf(stats["wrong"], stats["answered"], alpha) \
             if stats["answered"] else 1.0
         if p_value > delta:
             break

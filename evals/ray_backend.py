@@ -9,6 +9,7 @@ started (no dashboard) and shut down afterwards.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,16 +51,18 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise MissingExtraError("--backend ray needs Ray: pip install 'knowgate[eval]'") from exc
+        raise MissingExtraError("--backend ray needs Ray: pip install 'knowgate[distributed]'") from exc
     return ray
 
 
 def run_on_ray(items: Sequence[EvalItem], graph: str, settings: Settings, cache_path: Path,
                concurrency: int, on_record: OnRecord, workers: int = 2,
-               shard_size: int = 32, judge: str | None = None) -> None:
-    """Run ``items`` on ``workers`` Ray actors, ``shard_size`` questions per task; every record
-    goes to ``on_record`` in the driver as its shard finishes."""
+               shard_size: int | None = None, judge: str | None = None) -> None:
+    """Run ``items`` on ``workers`` Ray actors, ``shard_size`` questions per task (by default
+    enough shards for four per worker, at most 64 questions each); every record goes to
+    ``on_record`` in the driver as its shard finishes."""
     ray = _import_ray()
+    shard_size = shard_size or max(1, min(64, math.ceil(len(items) / (4 * workers))))
     started_here = not ray.is_initialized()
     if started_here:
         address = os.environ.get("RAY_ADDRESS")
