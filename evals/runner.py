@@ -224,7 +224,9 @@ def make_grader(settings: Settings, cache: ResponseCache, judge: str | None) -> 
     from knowgate.evals.cache import CachedRouter
     from knowgate.evals.grading import LLMJudge
 
-    router = build_router(settings.model_copy(update={"answerer": judge}))
+    # A router with the judge as its only deployment (the roles' models need not be servable).
+    router = build_router(settings.model_copy(update={"answerer": judge, "critic": judge,
+                                                      "fallbacks": {}}))
     return LLMJudge(CachedRouter(router, cache), judge, timeout_s=settings.role_timeout_s)
 
 
