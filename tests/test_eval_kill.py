@@ -20,6 +20,7 @@ from pathlib import Path
 
 from knowgate.evals.records import read_records
 from knowgate.tests.loopback_openai import Delay, LoopbackLLM, Seen
+from knowgate.tests.test_eval_runs import strip_latency
 
 MINI, BIG = "openai/gpt-4o-mini", "openai/gpt-4o"
 N = 32
@@ -54,14 +55,6 @@ def command(tmp_path: Path, cfg: Path, out: str, cache: str) -> list[str]:
             str(tmp_path / "qs.jsonl"), "--graph", "always-refine", "--out",
             str(tmp_path / out), "--cache", str(tmp_path / cache), "--concurrency", "8",
             "--config", str(cfg)]
-
-
-def strip(record) -> dict:
-    data = record.model_dump(mode="json")
-    data.pop("latency_s")
-    for step in data["steps"]:
-        step.pop("latency_s")
-    return data
 
 
 def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
@@ -110,8 +103,8 @@ def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
         paid_after = len(second.billed)
     assert f"{finished_before} already done" in resumed.stderr
 
-    final = {r.id: strip(r) for r in read_records(tmp_path / "killed")}
-    expected = {r.id: strip(r) for r in read_records(tmp_path / "whole")}
+    final = {r.id: strip_latency(r) for r in read_records(tmp_path / "killed")}
+    expected = {r.id: strip_latency(r) for r in read_records(tmp_path / "whole")}
     assert final == expected
     # Every distinct call must be paid once somewhere; paying exactly as many as the
     # uninterrupted run means none was paid twice.

@@ -17,6 +17,7 @@ from knowgate.evals.datasets import Dataset, EvalItem
 from knowgate.evals.records import read_records
 from knowgate.evals.runner import run_eval
 from knowgate.tests.loopback_openai import LoopbackLLM, Seen
+from knowgate.tests.test_eval_runs import strip_latency
 
 MINI, BIG = "openai/gpt-4o-mini", "openai/gpt-4o"
 N = 24
@@ -29,14 +30,6 @@ def reply(seen: Seen) -> str:
                            "confidence": 0.9 if number % 3 else 0.3})
     return json.dumps({"answer": f"City{number}" if number % 2 else "Nowhere",
                        "confidence": 0.5 + number / 100, "label": "unsure"})
-
-
-def strip(record) -> dict:
-    data = record.model_dump(mode="json")
-    data.pop("latency_s")
-    for step in data["steps"]:
-        step.pop("latency_s")
-    return data
 
 
 async def test_ray_backend_equals_the_local_backend(tmp_path: Path, data_dir: Path) -> None:
@@ -62,8 +55,8 @@ async def test_ray_backend_equals_the_local_backend(tmp_path: Path, data_dir: Pa
                                backend="ray", workers=2)
         paid_ray = len(server.billed) - paid_local
     assert stats.done == N and paid_local == paid_ray == 2 * N
-    local = {r.id: strip(r) for r in read_records(tmp_path / "local")}
-    remote = {r.id: strip(r) for r in read_records(tmp_path / "ray")}
+    local = {r.id: strip_latency(r) for r in read_records(tmp_path / "local")}
+    remote = {r.id: strip_latency(r) for r in read_records(tmp_path / "ray")}
     assert len(remote) == N and remote == local
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["backend"] == "ray"
