@@ -11,16 +11,20 @@ and whether it was right. From that:
    answer the policy then trusts and that answer is right);
 3. the answer threshold is set:
 
-   * ``utility``: the one the reward and penalty imply (answer when the expected value of
-     answering beats abstaining), which maximises expected utility under calibrated maps;
+   * ``utility``: the threshold (0.5 to 0.995) whose replay on the calibration questions (see
+     below) has the highest utility under the base policy's reward and penalty; with perfectly
+     calibrated maps that is the threshold reward and penalty imply, and the replay corrects
+     for maps that are not;
    * ``risk``: Learn-then-Test (Angelopoulos et al. 2021) with fixed-sequence testing. For
      thresholds from strict to loose, the triage policy is replayed on every calibration question
      (``Policy.decide`` on states rebuilt from the recorded candidates); the null "the
      wrong-answer rate among answered exceeds alpha" is rejected with an exact binomial p-value
      at level delta, and the loosest threshold before the first non-rejection is kept. Then, with
      probability at least 1 - delta over the calibration set, the wrong-answer rate among
-     answered questions is at most alpha. The threshold becomes the policy's penalty (answering
-     pays off exactly when P(correct) clears it).
+     answered questions is at most alpha.
+
+   Either way the threshold is written as the policy's penalty (answering then pays off exactly
+   when P(correct) clears it); compare runs with ``eval summary`` under one policy's terms.
 """
 
 from __future__ import annotations
@@ -185,14 +189,16 @@ def replay(policy: Policy, prices: Prices, e: Explored, max_steps: int = 12) -> 
     return Replayed(False, False, sum(s.cost_usd for s in steps))
 
 
-def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored]
-               ) -> dict[str, float]:
-    """Coverage, wrong-answer rate among answered and utility of ``policy`` replayed."""
+def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored],
+               terms: Policy | None = None) -> dict[str, float]:
+    """Coverage, wrong-answer rate among answered and utility of ``policy`` replayed (the
+    utility with the reward, penalty and abstain value of ``terms``, by default the policy's)."""
+    terms = terms or policy
     outcomes = [replay(policy, prices, e) for e in explored]
     answered = [o for o in outcomes if o.answered]
     wrong = sum(not o.correct for o in answered)
-    utility = np.mean([(policy.reward_usd if o.correct else -policy.penalty_usd)
-                       if o.answered else policy.abstain_usd for o in outcomes]
+    utility = np.mean([(terms.reward_usd if o.correct else -terms.penalty_usd)
+                       if o.answered else terms.abstain_usd for o in outcomes]
                       ) - np.mean([o.cost_usd for o in outcomes])
     return {"n": len(outcomes), "answered": len(answered), "wrong": wrong,
             "coverage": round(len(answered) / max(1, len(outcomes)), 4),
@@ -213,6 +219,32 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
+def thresholds(start: float) -> list[float]:
+    """Answer thresholds tried, from strict (0.995) down to ``start``."""
+    return [float(t) for t in np.round(np.arange(0.995, start - 1e-9, -0.005), 4)]
+
+
+def at_threshold(fitted: Policy, threshold: float, explored: Sequence[Explored],
+                 base_success: SuccessRates) -> Policy:
+    """``fitted`` answering from ``threshold`` on, its success rates measured at it."""
+    policy = with_threshold(fitted, threshold)
+    return policy.model_copy(update={"success": success_rates(policy, explored, base_success)})
+
+
+def best_utility(fitted: Policy, prices: Prices, explored: Sequence[Explored],
+                 base_success: SuccessRates) -> tuple[Policy, dict[str, Any]]:
+    """The answer threshold (from 0.5 up) whose replayed utility on the calibration questions,
+    scored with ``fitted``'s reward and penalty, is highest."""
+    best: tuple[Policy, dict[str, Any]] | None = None
+    for t in thresholds(0.5):
+        policy = at_threshold(fitted, t, explored, base_success)
+        stats = replay_all(policy, prices, explored, terms=fitted)
+        if best is None or stats["utility"] > best[1]["utility"]:
+            best = policy, {**stats, "threshold": t}
+    assert best is not None
+    return best
+
+
 def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored],
                     base_success: SuccessRates, alpha: float, delta: float
                     ) -> tuple[Policy, dict[str, Any]]:
@@ -222,14 +254,10 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
     Raises:
         UserError: Not even the strictest threshold can be certified with this data.
     """
-    start = threshold_of(fitted)
-    grid = [t for t in np.round(np.arange(0.995, start - 1e-9, -0.005), 4)]
     chosen: tuple[Policy, dict[str, Any]] | None = None
-    for t in grid:
-        candidate = with_threshold(fitted, float(t))
-        candidate = candidate.model_copy(update={
-            "success": success_rates(candidate, explored, base_success)})
-        stats = replay_all(candidate, prices, explored)
+    for t in thresholds(threshold_of(fitted)):
+        candidate = at_threshold(fitted, t, explored, base_success)
+        stats = replay_all(candidate, prices, explored, terms=fitted)
         p_value = binomial_cdf(stats["wrong"], stats["answered"], alpha) \
             if stats["answered"] else 1.0
         if p_value > delta:
@@ -271,8 +299,10 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
         how = (f"risk mode (Learn-then-Test, alpha={alpha}, delta={delta}): answer threshold "
                f"{stats['threshold']:.3f} (binomial p={stats['p_value']:.4f})")
     else:
-        report["calibration"] = replay_all(fitted, prices, explored)
-        how = f"utility mode: answer threshold {threshold_of(fitted):.3f} from reward/penalty"
+        fitted, stats = best_utility(fitted, prices, explored, base.success)
+        report["calibration"] = stats
+        how = (f"utility mode: answer threshold {stats['threshold']:.3f}, the best replayed "
+               f"utility at reward ${base.reward_usd} / penalty ${base.penalty_usd}")
     source = (f"knowgate calibrate on {len(records)} questions of an explore run "
               f"({report['calibration']['n']} replayed): logistic maps over the base policy's "
               f"features, success rates measured; {how}")
