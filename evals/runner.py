@@ -171,6 +171,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
+_SECRET_WORDS = ("key", "token", "secret", "password")
+# Settings that change what a question's record is: a resumed run must keep them.
+_RUN_SETTINGS = ("world", "collection", "answerer", "critic", "prober", "answerer_format",
+                 "critic_format", "evidence_passages", "search_price_usd", "local_prices")
+
+
+def redacted_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON, with credentials in ``litellm_params`` masked (manifests are
+    shared with reports; keys must not travel with them)."""
+    data = settings.model_dump(mode="json")
+    data["litellm_params"] = {
+        model: {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS)
+                    and not str(v).startswith("os.environ/") else v) for k, v in params.items()}
+        for model, params in data.get("litellm_params", {}).items()}
+    return data
+
+
 def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
             backend: str = "local") -> list[EvalItem]:
     """Create or check the run folder; return the items still to do.
@@ -193,7 +210,7 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
     manifest = Manifest(graph=graph, dataset=dataset.name, dataset_sha256=dataset.digest,
                         items=len(dataset.items), policy=str(policy_path),
                         policy_sha256=_sha256(Path(policy_path)),
-                        settings=settings.model_dump(mode="json"), versions=_versions(),
+                        settings=redacted_settings(settings), versions=_versions(),
                         backend=backend, started=datetime.now(UTC).isoformat(timespec="seconds"))
     if (out / MANIFEST).is_file():
         old = read_manifest(out)
@@ -201,6 +218,10 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
             if getattr(old, field) != getattr(manifest, field):
                 raise UserError(f"{out} holds a run with another {field.split('_')[0]} "
                                 f"({getattr(old, field)[:16]}); use a new --out")
+        for name in _RUN_SETTINGS:
+            if old.settings.get(name) != manifest.settings.get(name):
+                raise UserError(f"{out} holds a run with {name} = {old.settings.get(name)!r}, "
+                                f"not {manifest.settings.get(name)!r}; use a new --out")
         records = read_records(out, repair=True) if (out / RECORDS).exists() else []
         kept = [r for r in records if r.outcome != "error"]
         if len(kept) != len(records):  # rewrite without the errors, atomically

@@ -155,8 +155,24 @@ async def test_another_graph_or_dataset_on_an_existing_run_is_refused(tmp_path: 
         await run(items, "triage", out, context(scripts), tmp_path)
     with pytest.raises(UserError, match="another dataset"):
         await run(items[:2], "fast-only", out, context(scripts), tmp_path)
+    with pytest.raises(UserError, match="critic = 'local/slow', not 'openai/gpt-4o'"):
+        await run(items, "fast-only", out, context(scripts), tmp_path,
+                  settings=load_settings(data_dir=tmp_path / "data", critic="openai/gpt-4o"))
     with pytest.raises(UserError, match="unknown graph"):
         await run(items, "nope", tmp_path / "other", context(scripts), tmp_path)
+
+
+async def test_the_manifest_keeps_no_credentials(tmp_path: Path) -> None:
+    items, scripts = synthetic(2)
+    settings = load_settings(data_dir=tmp_path / "data", litellm_params={
+        "openai/gpt-4o": {"api_key": "sk-secret-value", "api_base": "http://127.0.0.1:1/v1"},
+        "anthropic/x": {"api_key": "os.environ/ANTHROPIC_API_KEY"}})
+    await run(items, "fast-only", tmp_path / "run", context(scripts), tmp_path, settings=settings)
+    text = (tmp_path / "run" / "manifest.json").read_text()
+    assert "sk-secret-value" not in text
+    params = json.loads(text)["settings"]["litellm_params"]
+    assert params["openai/gpt-4o"] == {"api_key": "***", "api_base": "http://127.0.0.1:1/v1"}
+    assert params["anthropic/x"]["api_key"] == "os.environ/ANTHROPIC_API_KEY"
 
 
 async def test_searches_are_paid_once_across_runs(tmp_path: Path) -> None:
