@@ -9,6 +9,7 @@ started (no dashboard) and shut down afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 from collections.abc import Sequence
@@ -47,6 +48,10 @@ class _ShardWorker:
         return [r.model_dump(mode="json") for r in done]
 
 
+async def _result(ref: Any) -> Any:
+    return await ref
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -55,7 +60,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def run_on_ray(items: Sequence[EvalItem], graph: str, settings: Settings, cache_path: Path,
+async def run_on_ray(items: Sequence[EvalItem], graph: str, settings: Settings, cache_path: Path,
                concurrency: int, on_record: OnRecord, workers: int = 2,
                shard_size: int | None = None, judge: str | None = None) -> None:
     """Run ``items`` on ``workers`` Ray actors, ``shard_size`` questions per task (by default
@@ -76,10 +81,10 @@ def run_on_ray(items: Sequence[EvalItem], graph: str, settings: Settings, cache_
                              concurrency, judge) for _ in range(workers)]
         shards = [[i.model_dump(mode="json") for i in items[k:k + shard_size]]
                   for k in range(0, len(items), shard_size)]
-        pending = [pool[n % workers].run.remote(shard) for n, shard in enumerate(shards)]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for record in ray.get(ready[0]):
+        refs = [pool[n % workers].run.remote(shard) for n, shard in enumerate(shards)]
+        # Ray's object refs are awaitable: the driver's event loop waits, no thread needed.
+        for finished in asyncio.as_completed([_result(ref) for ref in refs]):
+            for record in await finished:
                 on_record(EvalRecord.model_validate(record))
     finally:
         if started_here:

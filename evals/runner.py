@@ -306,8 +306,8 @@ async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, 
         if todo and backend == "ray":
             from knowgate.evals.ray_backend import run_on_ray
 
-            await asyncio.to_thread(run_on_ray, todo, graph, settings, cache_path, concurrency,
-                                    write, workers, judge=judge)
+            await run_on_ray(todo, graph, settings, cache_path, concurrency, write, workers,
+                             judge=judge)
         elif todo:
             run_context = build_run_context(settings, cache, context)
             await evaluate(todo, graph, run_context, concurrency, write,
