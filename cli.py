@@ -33,6 +33,11 @@ graph_app = typer.Typer(help="The registered graphs: show their shape.", no_args
 app.add_typer(graph_app, name="graph")
 app.command("serve")(serve_command)
 console = Console(stderr=True)
+# Batch evaluation (evals/cli.py): `knowgate eval ...` and `knowgate calibrate`.
+from knowgate.evals.cli import calibrate_command, eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+app.command("calibrate")(calibrate_command)
 
 
 @app.callback()

@@ -1,10 +1,11 @@
 """The triage graph on the default world's test split: the per-class table, latency, overhead.
 
-Part 1 runs every test question through ``knowgate.ask`` (concurrently, as a batch would) and
-prints, per class, how questions ended and the bounds issue 3 sets. Part 2 asks questions one at a
+Part 1 runs every test question through the triage graph with the batch runner (``knowgate eval
+run --dataset test --graph triage``, 64 in flight; a rerun reads the response cache) and prints,
+per class, how questions ended and the bounds issue 3 sets. Part 2 asks questions one at a
 time after a warm-up and splits each question's wall time into role time (the steps' latencies:
 model calls, search, probing) and orchestration overhead (everything else: LangGraph, state
-validation, the policy). Run: ``python bench/triage_world.py [--limit N] [--latency N]``.
+validation, the policy). Run: ``python bench/triage_world.py [--limit N] [--latency N] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -12,54 +13,56 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import knowgate
-from knowgate.grading import is_correct
+from knowgate.evals.datasets import load_dataset
+from knowgate.evals.records import EvalRecord, read_records
+from knowgate.evals.runner import run_eval
 from knowgate.worlds.world import World
 
 KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")
 
 
-def classify(kind: str, result: knowgate.AskResult, answers: list[str]) -> dict[str, bool]:
+def classify(record: EvalRecord) -> dict[str, bool]:
     """What the issue's bounds count for one question."""
-    path = result.path
-    answered = result.outcome == "answered"
-    right = answered and is_correct(result.answer or "", answers)
+    path = record.path
     return {
-        "answered": answered,
-        "right": right,
-        "wrong": answered and not right,
-        "abstained": result.outcome == "abstained",
-        "right_without_help": right and "search" not in path and "refine" not in path,
-        "right_after_search": right and "search" in path and "refine" not in path,
-        "right_after_critic": right and "refine" in path,
+        "answered": record.outcome == "answered",
+        "right": record.right,
+        "wrong": record.wrong,
+        "abstained": record.outcome == "abstained",
+        "right_without_help": record.right and "search" not in path and "refine" not in path,
+        "right_after_search": record.right and "search" in path and "refine" not in path,
+        "right_after_critic": record.right and "refine" in path,
     }
 
 
-async def run_split(settings: knowgate.Settings, limit: int | None, concurrency: int = 64):
-    questions = World(settings.world).questions("test")[:limit]
-    gate = asyncio.Semaphore(concurrency)
+def run_split(settings: knowgate.Settings, limit: int | None, out: Path,
+              concurrency: int = 64) -> list[EvalRecord]:
+    """The test split through the triage graph with the batch runner (its own response cache,
+    so the timing is of paid calls, not of cache hits)."""
+    dataset = load_dataset("test", settings, limit)
+    asyncio.run(run_eval(dataset, "triage", out, settings, concurrency=concurrency,
+                         cache_path=out / "cache.sqlite"))
+    return read_records(out)
 
-    async def one(q):
-        async with gate:
-            return q, await knowgate.ask(q.question, settings)
 
-    return await asyncio.gather(*(one(q) for q in questions))
-
-
-def table(pairs) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+def table(records: list[EvalRecord]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     counts: dict[str, Counter] = defaultdict(Counter)
     totals: Counter = Counter()
     cost: dict[str, float] = defaultdict(float)
-    for q, result in pairs:
-        flags = classify(q.kind.value, result, q.answers)
-        counts[q.kind.value].update({k: int(v) for k, v in flags.items()})
-        counts[q.kind.value]["n"] += 1
+    for record in records:
+        flags = classify(record)
+        kind = record.kind or "unlabelled"
+        counts[kind].update({k: int(v) for k, v in flags.items()})
+        counts[kind]["n"] += 1
         totals.update({k: int(v) for k, v in flags.items()})
         totals["n"] += 1
-        cost[q.kind.value] += result.cost_usd
+        cost[kind] += record.cost_usd
     rows = {kind: {k: c[k] / c["n"] for k in c if k != "n"} | {"n": c["n"],
                    "usd_per_q": cost[kind] / c["n"]} for kind, c in counts.items()}
     overall = {k: totals[k] / totals["n"] for k in totals if k != "n"} | {"n": totals["n"]}
@@ -91,13 +94,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=None, help="first N test questions")
     parser.add_argument("--latency", type=int, default=100, help="questions timed one by one")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run folder (default: a fresh temporary one)")
     args = parser.parse_args()
     settings = knowgate.load_settings()
     started = time.perf_counter()
-    pairs = asyncio.run(run_split(settings, args.limit))
+    with tempfile.TemporaryDirectory() as tmp:
+        records = run_split(settings, args.limit, args.out or Path(tmp) / "triage")
     seconds = time.perf_counter() - started
-    rows, overall = table(pairs)
-    print(f"test split: {overall['n']} questions through knowgate.ask in {seconds:.0f} s")
+    rows, overall = table(records)
+    print(f"test split: {overall['n']} questions through the triage graph in {seconds:.0f} s")
     header = ("class", "n", "right", "wrong", "abstained", "no-help", "after-search",
               "after-critic", "$/question")
     print("  ".join(f"{h:>12s}" for h in header))

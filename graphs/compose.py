@@ -13,6 +13,7 @@ from langgraph.graph import END, START, StateGraph
 
 from knowgate.errors import UserError
 from knowgate.graphs import nodes
+from knowgate.graphs.baselines import build_fast_slow_graph, build_probe_gated_graph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.state import TriageState
 
@@ -81,6 +82,8 @@ GRAPHS: dict[str, GraphBuilder] = {
     "fast-only": build_fast_only_graph,
     "always-search": build_always_search_graph,
     "always-refine": build_always_refine_graph,
+    "fast-slow": build_fast_slow_graph,
+    "probe-gated": build_probe_gated_graph,
 }
 
 

@@ -1,0 +1,309 @@
+"""``knowgate calibrate``: fit a policy from the run log of the ``explore`` graph.
+
+The explore run holds, for every calibration question, each kind of candidate answer (closed
+book, critic without evidence, open book, critic with evidence) with the features the policy saw
+and whether it was right. From that:
+
+1. every P(correct) map of a *base* policy is refitted (logistic regression) over the same feature
+   names the base map uses, read generically from the recorded features, so new signals need no
+   change here (a base policy naming them is enough);
+2. the success rates of search and refine are measured (an action succeeds when it yields an
+   answer the policy then trusts and that answer is right);
+3. the answer threshold is set:
+
+   * ``utility``: the threshold (0.5 to 0.995) whose replay on the calibration questions (see
+     below) has the highest utility under the base policy's reward and penalty; with perfectly
+     calibrated maps that is the threshold reward and penalty imply, and the replay corrects
+     for maps that are not;
+   * ``risk``: Learn-then-Test (Angelopoulos et al. 2021) with fixed-sequence testing. For
+     thresholds from strict to loose, the triage policy is replayed on every calibration question
+     (``Policy.decide`` on states rebuilt from the recorded candidates); the null "the
+     wrong-answer rate among answered exceeds alpha" is rejected with an exact binomial p-value
+     at level delta, and the loosest threshold before the first non-rejection is kept. Then, with
+     probability at least 1 - delta over the calibration set, the wrong-answer rate among
+     answered questions is at most alpha.
+
+   Either way the threshold is written as the policy's penalty (answering then pays off exactly
+   when P(correct) clears it); compare runs with ``eval summary`` under one policy's terms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from knowgate.agents.roles import Draft, Signals, Verdict
+from knowgate.errors import UserError
+from knowgate.evals.records import CandidateRecord, EvalRecord, read_records
+from knowgate.graphs.policy import LogisticMap, Policy, Prices, SuccessRates
+from knowgate.graphs.state import Candidate, Step, TriageState
+
+Mode = Literal["utility", "risk"]
+# Which recorded candidates each map of the policy judges.
+MAP_SOURCES = {"query": "closed_book", "closed_book": "closed_book", "open_book": "open_book",
+               "critic": "critic"}
+_LOGITS = ("draft_logit", "critic_logit")
+
+
+@dataclass(frozen=True)
+class Explored:
+    """One calibration question's candidates by how they were reached."""
+
+    query: dict[str, float]
+    closed: CandidateRecord | None
+    critic_closed: CandidateRecord | None
+    opened: CandidateRecord | None
+    critic_open: CandidateRecord | None
+    search_usd: float
+
+    @classmethod
+    def of(cls, record: EvalRecord) -> Explored:
+        """Pick the candidates out of an explore record."""
+
+        def first(source: str, searched: bool) -> CandidateRecord | None:
+            return next((c for c in record.candidates
+                         if c.source == source and (c.searched > 0) == searched), None)
+
+        search = next((s.cost_usd for s in record.steps if s.action == "search" and not s.error),
+                      0.0)
+        return cls(query=record.query_features, closed=first("closed_book", False),
+                   critic_closed=first("critic", False), opened=first("open_book", True),
+                   critic_open=first("critic", True), search_usd=search)
+
+
+def threshold_of(policy: Policy) -> float:
+    """P(correct) above which answering beats abstaining under ``policy``'s utility."""
+    return (policy.penalty_usd + policy.abstain_usd) / (policy.reward_usd + policy.penalty_usd)
+
+
+def with_threshold(policy: Policy, threshold: float) -> Policy:
+    """``policy`` with the penalty that makes ``threshold`` its answer threshold."""
+    penalty = (threshold * policy.reward_usd - policy.abstain_usd) / (1.0 - threshold)
+    return policy.model_copy(update={"penalty_usd": round(max(0.0, penalty), 8)})
+
+
+def _p(policy: Policy, candidate: CandidateRecord | None) -> float:
+    if candidate is None or not candidate.answer.strip():
+        return 0.0
+    return policy.maps[candidate.source].probability(candidate.features)
+
+
+def fit_map(candidates: Sequence[CandidateRecord], names: list[str], base: LogisticMap
+            ) -> tuple[LogisticMap, int]:
+    """Logistic regression of correctness on the features ``names`` (missing ones count as 0,
+    as ``LogisticMap`` reads them); the base map when one class is absent."""
+    from sklearn.linear_model import LogisticRegression
+
+    rows = [c for c in candidates if c.answer.strip()]
+    y = np.array([float(c.correct) for c in rows])
+    if not names or len(rows) < 10 or len(set(y)) < 2:
+        return base, len(rows)
+    x = np.array([[c.features.get(n, 0.0) for n in names] for c in rows], dtype=float)
+    model = LogisticRegression(C=10.0, max_iter=1000).fit(x, y)
+    return LogisticMap(bias=round(float(model.intercept_[0]), 4),
+                       weights={n: round(float(w), 4)
+                                for n, w in zip(names, model.coef_[0], strict=True)}), len(rows)
+
+
+def success_rates(policy: Policy, explored: Sequence[Explored], base: SuccessRates
+                  ) -> SuccessRates:
+    """Chance that search / refine yields a trusted right answer, among questions the policy
+    would not answer yet (at ``policy``'s threshold)."""
+    t = threshold_of(policy)
+
+    def good(c: CandidateRecord | None) -> bool:
+        return c is not None and c.correct and _p(policy, c) >= t
+
+    def rate(values: list[bool], default: float) -> float:
+        return round(float(np.mean(values)), 4) if values else default
+
+    untrusted = [e for e in explored if e.closed is not None and _p(policy, e.closed) < t]
+    after_search = [e for e in untrusted if not good(e.opened) and _p(policy, e.opened) < t]
+    return base.model_copy(update={
+        "search_first": rate([good(e.opened) for e in untrusted], base.search_first),
+        "refine_unsearched": rate([good(e.critic_closed) for e in untrusted],
+                                  base.refine_unsearched),
+        "refine_searched": rate([good(e.critic_open) for e in after_search],
+                                base.refine_searched),
+    })
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """How the triage policy would have ended one calibration question."""
+
+    answered: bool
+    correct: bool
+    cost_usd: float
+
+
+def replay(policy: Policy, prices: Prices, e: Explored, max_steps: int = 12) -> Replayed:
+    """Run ``Policy.decide`` over states rebuilt from the recorded candidates, as the triage graph
+    would (a search is always followed by a draft; repeating an action repeats its result)."""
+    draft: CandidateRecord | None = None
+    verdict: CandidateRecord | None = None
+    candidate: CandidateRecord | None = None
+    latest: dict[str, float] = dict(e.query)
+    steps = [Step(action="probe", reason="replay")]
+    for _ in range(max_steps):
+        state = TriageState(
+            question="replay",
+            signals=Signals(values={k: v for k, v in latest.items() if k not in _LOGITS}),
+            draft=None if draft is None else Draft(
+                answer=draft.answer, confidence=draft.confidence,
+                label="sure" if draft.confidence >= 0.5 else "unsure"),
+            verdict=None if verdict is None else Verdict(
+                verdict="accept" if verdict.answer else "abstain", answer=verdict.answer,
+                confidence=verdict.confidence),
+            candidate=None if candidate is None or not candidate.answer else Candidate(
+                answer=candidate.answer, source=candidate.source),
+            steps=steps)
+        action = policy.decide(state, prices).action
+        spent = state.spent_usd
+        if action == "answer":
+            return Replayed(True, bool(candidate and candidate.correct), spent)
+        if action == "abstain":
+            return Replayed(False, False, spent)
+        if action == "search":
+            steps = [*steps, Step(action="search", reason="replay", cost_usd=e.search_usd)]
+        if action in ("search", "draft"):
+            searched = any(s.action == "search" for s in steps)
+            draft = e.opened if searched else e.closed
+            if draft is None:
+                return Replayed(False, False, spent)
+            candidate = draft
+            steps = [*steps, Step(action="draft", reason="replay", cost_usd=draft.cost_usd)]
+        elif action == "refine":
+            searched = any(s.action == "search" for s in steps)
+            verdict = e.critic_open if searched else e.critic_closed
+            if verdict is None:
+                return Replayed(False, False, spent)
+            candidate = verdict if verdict.answer else None
+            steps = [*steps, Step(action="refine", reason="replay", cost_usd=verdict.cost_usd)]
+        latest = (verdict if action == "refine" else draft).features  # type: ignore[union-attr]
+    return Replayed(False, False, sum(s.cost_usd for s in steps))
+
+
+def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored],
+               terms: Policy | None = None) -> dict[str, float]:
+    """Coverage, wrong-answer rate among answered and utility of ``policy`` replayed (the
+    utility with the reward, penalty and abstain value of ``terms``, by default the policy's)."""
+    terms = terms or policy
+    outcomes = [replay(policy, prices, e) for e in explored]
+    answered = [o for o in outcomes if o.answered]
+    wrong = sum(not o.correct for o in answered)
+    utility = np.mean([(terms.reward_usd if o.correct else -terms.penalty_usd)
+                       if o.answered else terms.abstain_usd for o in outcomes]
+                      ) - np.mean([o.cost_usd for o in outcomes])
+    return {"n": len(outcomes), "answered": len(answered), "wrong": wrong,
+            "coverage": round(len(answered) / max(1, len(outcomes)), 4),
+            "wrong_rate_answered": round(wrong / max(1, len(answered)), 4),
+            "usd_per_q": round(float(np.mean([o.cost_usd for o in outcomes])), 8),
+            "utility": round(float(utility), 8)}
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p): the exact p-value of "the risk is at least p" after
+    seeing k errors in n (computed in log space, so n in the thousands is fine)."""
+    if k >= n:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+             + i * log_p + (n - i) * log_q for i in range(k + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def thresholds(start: float) -> list[float]:
+    """Answer thresholds tried, from strict (0.995) down to ``start``."""
+    return [float(t) for t in np.round(np.arange(0.995, start - 1e-9, -0.005), 4)]
+
+
+def at_threshold(fitted: Policy, threshold: float, explored: Sequence[Explored],
+                 base_success: SuccessRates) -> Policy:
+    """``fitted`` answering from ``threshold`` on, its success rates measured at it."""
+    policy = with_threshold(fitted, threshold)
+    return policy.model_copy(update={"success": success_rates(policy, explored, base_success)})
+
+
+def best_utility(fitted: Policy, prices: Prices, explored: Sequence[Explored],
+                 base_success: SuccessRates) -> tuple[Policy, dict[str, Any]]:
+    """The answer threshold (from 0.5 up) whose replayed utility on the calibration questions,
+    scored with ``fitted``'s reward and penalty, is highest."""
+    best: tuple[Policy, dict[str, Any]] | None = None
+    for t in thresholds(0.5):
+        policy = at_threshold(fitted, t, explored, base_success)
+        stats = replay_all(policy, prices, explored, terms=fitted)
+        if best is None or stats["utility"] > best[1]["utility"]:
+            best = policy, {**stats, "threshold": t}
+    assert best is not None
+    return best
+
+
+def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored],
+                    base_success: SuccessRates, alpha: float, delta: float
+                    ) -> tuple[Policy, dict[str, Any]]:
+    """The loosest answer threshold whose replayed wrong-answer rate among answered is
+    certified at most ``alpha`` with probability 1 - ``delta`` (fixed-sequence testing).
+
+    Raises:
+        UserError: Not even the strictest threshold can be certified with this data.
+    """
+    chosen: tuple[Policy, dict[str, Any]] | None = None
+    for t in thresholds(threshold_of(fitted)):
+        candidate = at_threshold(fitted, t, explored, base_success)
+        stats = replay_all(candidate, prices, explored, terms=fitted)
+        p_value = binomial_cdf(stats["wrong"], stats["answered"], alpha) \
+            if stats["answered"] else 1.0
+        if p_value > delta:
+            break
+        chosen = candidate, {**stats, "threshold": float(t), "p_value": round(p_value, 6)}
+    if chosen is None:
+        raise UserError(f"no answer threshold keeps the wrong-answer rate at most {alpha} with "
+                        f"confidence {1 - delta} on this calibration run: use more questions, "
+                        "or a larger alpha or delta")
+    return chosen
+
+
+def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float = 0.05,
+              delta: float = 0.1) -> tuple[Policy, dict[str, Any]]:
+    """A policy fitted on the explore run at ``run``, and a report of how.
+
+    Raises:
+        UserError: The run has no candidates to fit on, or bad alpha / delta.
+    """
+    if not 0.0 < alpha < 1.0 or not 0.0 < delta < 1.0:
+        raise UserError("alpha and delta must lie strictly between 0 and 1")
+    records = [r for r in read_records(run) if r.outcome != "error"]
+    candidates = [c for r in records for c in r.candidates]
+    if not candidates:
+        raise UserError(f"{run} records no candidate answers: calibrate on a run of the "
+                        "'explore' graph (knowgate eval run --graph explore ...)")
+    maps, counts = {}, {}
+    for name, old in base.maps.items():
+        pool = [c for c in candidates if c.source == MAP_SOURCES[name]]
+        maps[name], counts[name] = fit_map(pool, list(old.weights), old)
+    explored = [Explored.of(r) for r in records]
+    fitted = base.model_copy(update={"maps": maps})
+    fitted = fitted.model_copy(update={"success": success_rates(fitted, explored, base.success)})
+    report: dict[str, Any] = {"run": str(run), "mode": mode, "questions": len(records),
+                              "fitted_on": counts}
+    if mode == "risk":
+        fitted, stats = learn_then_test(fitted, prices, explored, base.success, alpha, delta)
+        report.update(alpha=alpha, delta=delta, calibration=stats)
+        how = (f"risk mode (Learn-then-Test, alpha={alpha}, delta={delta}): answer threshold "
+               f"{stats['threshold']:.3f} (binomial p={stats['p_value']:.4f})")
+    else:
+        fitted, stats = best_utility(fitted, prices, explored, base.success)
+        report["calibration"] = stats
+        how = (f"utility mode: answer threshold {stats['threshold']:.3f}, the best replayed "
+               f"utility at reward ${base.reward_usd} / penalty ${base.penalty_usd}")
+    source = (f"knowgate calibrate on {len(records)} questions of an explore run "
+              f"({report['calibration']['n']} replayed): logistic maps over the base policy's "
+              f"features, success rates measured; {how}")
+    return fitted.model_copy(update={"source": source}), report

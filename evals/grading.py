@@ -1,0 +1,87 @@
+"""Grading answers: normalised exact match against the aliases, or an LLM judge through litellm.
+
+The judge answers CORRECT, INCORRECT or NOT_ATTEMPTED (SimpleQA's grades). A reply that is none
+of them is a grading error, recorded as such: never taken for an abstention or a wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from knowgate.grading import is_correct
+
+JUDGE_PROMPT = """You grade an answer to a question against the accepted gold answers.
+Question: {question}
+Gold answers: {answers}
+Answer given: {answer}
+Reply with exactly one word: CORRECT (it means the same as a gold answer), INCORRECT (it
+contradicts them), or NOT_ATTEMPTED (it does not try to answer)."""
+_GRADES = ("NOT_ATTEMPTED", "INCORRECT", "CORRECT")
+
+
+@dataclass(frozen=True)
+class Grade:
+    """A grade: ``correct`` is None when the grader could not decide (see ``error``)."""
+
+    correct: bool | None
+    error: str | None = None
+
+
+class Grader(Protocol):
+    """Grades one answer."""
+
+    async def __call__(self, question: str, answer: str, answers: list[str]) -> Grade:
+        """The grade of ``answer``."""
+        ...
+
+
+class ExactMatch:
+    """Normalised exact match (SQuAD / TriviaQA style)."""
+
+    async def __call__(self, question: str, answer: str, answers: list[str]) -> Grade:
+        """Right when ``answer`` equals an alias after normalisation."""
+        return Grade(correct=is_correct(answer, answers))
+
+
+def parse_grade(text: str) -> str | None:
+    """``CORRECT``, ``INCORRECT`` or ``NOT_ATTEMPTED`` when the reply is exactly one of them
+    (case, punctuation and surrounding space ignored), else None."""
+    word = re.sub(r"[^A-Z_ ]", "", text.strip().upper()).strip().replace(" ", "_")
+    return word if word in _GRADES else None
+
+
+class LLMJudge:
+    """An LLM judge called through a litellm Router (a ``CachedRouter`` in batch runs).
+
+    Args:
+        router: Router with a deployment named ``model``.
+        model: The judge's litellm model id.
+        timeout_s: Bound on one judgement.
+    """
+
+    def __init__(self, router: Any, model: str, timeout_s: float = 60.0) -> None:
+        self.router = router
+        self.model = model
+        self.timeout_s = timeout_s
+
+    async def __call__(self, question: str, answer: str, answers: list[str]) -> Grade:
+        """The judge's grade; a failed call or an unparseable reply is a grading error."""
+        from knowgate.agents.llm import complete
+        from knowgate.agents.roles import RoleError
+
+        prompt = JUDGE_PROMPT.format(question=question, answers=" | ".join(answers),
+                                     answer=answer)
+        try:
+            done = await complete(self.router, "judge", self.model,
+                                  [{"role": "user", "content": prompt}], self.timeout_s,
+                                  max_tokens=8, temperature=0.0)
+        except RoleError as exc:
+            return Grade(correct=None, error=f"judge failed: {exc}")
+        grade = parse_grade(done.text)
+        if grade is None:
+            return Grade(correct=None, error=f"judge reply not understood: {done.text[:80]!r}")
+        if grade == "NOT_ATTEMPTED":
+            return Grade(correct=False, error=None)
+        return Grade(correct=grade == "CORRECT")

@@ -1,0 +1,91 @@
+"""Graphs that only make sense in an evaluation: the oracle and the exploration graph.
+
+* ``oracle`` reads the question's class label (given by the runner in the run config, from the
+  dataset record) and takes the cheapest path that can be right for that class: fast-known ->
+  draft; searchable -> search and draft; slow-known -> the critic alone; unanswerable -> abstain.
+  It is the ceiling the policy is measured against; the policy itself never sees labels.
+* ``explore`` runs every role on every question (closed-book draft, critic without evidence,
+  search, open-book draft, critic with evidence), so that its run log holds each kind of
+  candidate answer with the features the policy sees and whether it is right: what
+  ``knowgate calibrate`` fits a policy from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+
+from knowgate.errors import UserError
+from knowgate.graphs import nodes
+from knowgate.graphs.compose import GRAPHS, register_graph
+from knowgate.graphs.nodes import TriageContext
+from knowgate.graphs.state import Decision, TriageState
+
+ORACLE_ROUTES = {"fast-known": "draft", "searchable": "search", "slow-known": "refine",
+                 "unanswerable": "abstain"}
+# Node name -> node function, in the order the exploration graph runs them.
+EXPLORE_STAGES = (
+    ("probe_query", nodes.probe), ("draft_closed", nodes.draft), ("probe_closed", nodes.probe),
+    ("refine_closed", nodes.refine), ("search", nodes.search), ("draft_open", nodes.draft),
+    ("probe_open", nodes.probe), ("refine_open", nodes.refine),
+)
+
+
+def _graph() -> StateGraph:
+    return StateGraph(TriageState, context_schema=TriageContext)
+
+
+async def oracle_route(state: TriageState, config: RunnableConfig) -> dict[str, Any]:
+    """Choose the path from the class label in ``config["configurable"]["kind"]``.
+
+    Raises:
+        UserError: The record has no known class (the oracle needs labelled data).
+    """
+    kind = (config.get("configurable") or {}).get("kind")
+    if kind not in ORACLE_ROUTES:
+        raise UserError(f"the oracle needs a class label ({', '.join(ORACLE_ROUTES)}); "
+                        f"this record has {kind!r}")
+    return {"decision": Decision(action=ORACLE_ROUTES[kind],  # type: ignore[arg-type]
+                                 reason=f"class {kind}: {ORACLE_ROUTES[kind]}")}
+
+
+def build_oracle_graph(checkpointer: Any = None) -> Any:
+    """``route -> draft | search -> draft | refine | abstain``, then answer-or-abstain."""
+    graph = _graph()
+    graph.add_node("route", oracle_route)
+    for name in ("draft", "search", "refine", "answer", "abstain"):
+        graph.add_node(name, getattr(nodes, name))
+    graph.add_edge(START, "route")
+    graph.add_conditional_edges("route", nodes.route, ["draft", "search", "refine", "abstain"])
+    graph.add_edge("search", "draft")
+    for last in ("draft", "refine"):
+        graph.add_conditional_edges(last, nodes.answer_or_abstain)
+    graph.add_edge("answer", END)
+    graph.add_edge("abstain", END)
+    return graph.compile(checkpointer=checkpointer, name="oracle")
+
+
+def build_explore_graph(checkpointer: Any = None) -> Any:
+    """Every role in a fixed order (``EXPLORE_STAGES``), then answer-or-abstain."""
+    graph = _graph()
+    names = [name for name, _ in EXPLORE_STAGES]
+    for name, node in EXPLORE_STAGES:
+        graph.add_node(name, node)
+    graph.add_node("answer", nodes.answer)
+    graph.add_node("abstain", nodes.abstain)
+    graph.add_edge(START, names[0])
+    for before, after in zip(names, names[1:], strict=False):
+        graph.add_edge(before, after)
+    graph.add_conditional_edges(names[-1], nodes.answer_or_abstain)
+    graph.add_edge("answer", END)
+    graph.add_edge("abstain", END)
+    return graph.compile(checkpointer=checkpointer, name="explore")
+
+
+def register_eval_graphs() -> None:
+    """Put ``oracle`` and ``explore`` in the graph registry (once per process)."""
+    for name, builder in (("oracle", build_oracle_graph), ("explore", build_explore_graph)):
+        if name not in GRAPHS:
+            register_graph(name, builder)

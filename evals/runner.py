@@ -1,0 +1,320 @@
+"""The batch runner: every item of a dataset through one graph, concurrently, resumable.
+
+``run_eval`` writes a manifest, then appends one record per question as it finishes. Running it
+again on the same folder resumes: finished questions are skipped, questions that ended in an
+``error`` are retried, and questions that were in flight when a run died are redone; their paid
+calls come back from the response cache (``evals/cache.py``), so nothing is paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from knowgate.errors import UserError
+from knowgate.evals.cache import ResponseCache, with_cache
+from knowgate.evals.datasets import Dataset, EvalItem
+from knowgate.evals.grading import ExactMatch, Grader
+from knowgate.evals.records import (
+    MANIFEST,
+    RECORDS,
+    CandidateRecord,
+    EvalRecord,
+    Manifest,
+    RecordLog,
+    read_manifest,
+    read_records,
+)
+from knowgate.graphs.nodes import TriageContext
+from knowgate.graphs.policy import DEFAULT_POLICY, Policy
+from knowgate.graphs.state import TriageState
+from knowgate.settings import Settings
+
+OnRecord = Callable[[EvalRecord], None]
+
+
+def default_cache_path(settings: Settings) -> Path:
+    """The response cache shared by every run with these settings' data dir."""
+    return settings.data_dir / "eval-cache.sqlite"
+
+
+@dataclass
+class RunStats:
+    """What one call of ``run_eval`` did."""
+
+    total: int
+    skipped: int
+    done: int
+    seconds: float
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[str], bool]
+             ) -> tuple[dict[str, float], list[CandidateRecord]]:
+    """The query-level features and every candidate answer, from the states after each node."""
+    query: dict[str, float] = {}
+    candidates: list[dict[str, Any]] = []
+    open_candidate = False
+    seen = 0
+    for state in snapshots:
+        for step in state.steps[seen:]:
+            if step.error:
+                continue
+            if step.action == "search":
+                open_candidate = False
+            elif step.action == "draft" and state.draft is not None:
+                candidates.append({"source": state.candidate.source if state.candidate
+                                   else "closed_book", "answer": state.draft.answer,
+                                   "confidence": state.draft.confidence,
+                                   "searched": state.count("search"), "cost_usd": step.cost_usd})
+                open_candidate = True
+            elif step.action == "refine" and state.verdict is not None:
+                answer = state.candidate.answer if state.candidate is not None else ""
+                candidates.append({"source": "critic", "answer": answer,
+                                   "confidence": state.verdict.confidence,
+                                   "searched": state.count("search"), "cost_usd": step.cost_usd})
+                open_candidate = True
+        seen = len(state.steps)
+        if not candidates and state.draft is None:
+            query = policy.features(state)
+        if open_candidate:
+            # Later probes add signals of this candidate: keep the last view before it changes.
+            candidates[-1]["features"] = policy.features(state)
+            candidates[-1]["p_correct"] = round(policy.p_correct(state), 6)
+    return query, [CandidateRecord(**c, correct=bool(c["answer"]) and grade(c["answer"]))
+                   for c in candidates]
+
+
+async def evaluate_item(graph: Any, context: TriageContext, name: str, item: EvalItem,
+                        grader: Grader) -> EvalRecord:
+    """Run one item through a compiled graph and grade it; failures become ``error`` records."""
+    from knowgate.grading import is_correct
+
+    started = time.perf_counter()
+    base = {"id": item.id, "question": item.question, "answers": item.answers, "kind": item.kind,
+            "meta": item.meta, "graph": name}
+    snapshots: list[TriageState] = []
+    try:
+        state = TriageState(question=item.question.strip())
+        config = {"configurable": {"kind": item.kind}}
+        async for snapshot in graph.astream(state, config=config, context=context,
+                                            stream_mode="values"):
+            snapshots.append(TriageState.model_validate(snapshot))
+    except Exception as exc:  # the edge of a batch: one question's failure is its record
+        steps = snapshots[-1].steps if snapshots else []
+        return EvalRecord(**base, outcome="error", error=f"{type(exc).__name__}: {exc}",
+                          steps=steps, cost_usd=round(sum(s.cost_usd for s in steps), 10),
+                          latency_s=round(time.perf_counter() - started, 6))
+    final = snapshots[-1]
+    query, candidates = _observe(snapshots, context.policy,
+                                 lambda answer: is_correct(answer, item.answers))
+    common = {
+        **base, "path": [s.action for s in final.steps], "steps": final.steps,
+        "signals": final.signals.values, "query_features": query, "candidates": candidates,
+        "cost_usd": round(sum(s.cost_usd for s in final.steps), 10),
+        "searches": final.count("search"), "refines": final.count("refine"),
+    }
+    if final.outcome is None:
+        return EvalRecord(**common, outcome="error", error="the graph ended without an outcome",
+                          latency_s=round(time.perf_counter() - started, 6))
+    correct = error = None
+    if final.outcome.kind == "answered":
+        grade = await grader(item.question, final.outcome.answer or "", item.answers)
+        correct, error = grade.correct, grade.error
+    return EvalRecord(**common, outcome=final.outcome.kind, answer=final.outcome.answer,
+                      confidence=final.outcome.confidence, correct=correct,
+                      grading_error=error, latency_s=round(time.perf_counter() - started, 6))
+
+
+async def evaluate(items: Sequence[EvalItem], graph_name: str, context: TriageContext,
+                   concurrency: int, on_record: OnRecord, grader: Grader | None = None) -> None:
+    """Every item through ``graph_name``, at most ``concurrency`` at a time; ``on_record`` gets
+    each record as soon as it is finished."""
+    from knowgate.evals.graphs import register_eval_graphs
+    from knowgate.graphs.compose import compile_graph
+
+    if concurrency < 1:
+        raise UserError("concurrency must be at least 1")
+    register_eval_graphs()
+    graph = compile_graph(graph_name)
+    grader = grader or ExactMatch()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: EvalItem) -> None:
+        async with gate:
+            record = await evaluate_item(graph, context, graph_name, item, grader)
+        on_record(record)
+
+    await asyncio.gather(*(one(item) for item in items))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("knowgate", "litellm", "langgraph", "chromadb", "transformers", "torch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+_SECRET_WORDS = ("key", "token", "secret", "password")
+# Settings that change what a question's record is: a resumed run must keep them.
+_RUN_SETTINGS = ("world", "collection", "answerer", "critic", "prober", "answerer_format",
+                 "critic_format", "evidence_passages", "search_price_usd", "local_prices")
+
+
+def redacted_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON, with credentials in ``litellm_params`` masked (manifests are
+    shared with reports; keys must not travel with them)."""
+    data = settings.model_dump(mode="json")
+    data["litellm_params"] = {
+        model: {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS)
+                    and not str(v).startswith("os.environ/") else v) for k, v in params.items()}
+        for model, params in data.get("litellm_params", {}).items()}
+    return data
+
+
+def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
+            backend: str = "local") -> list[EvalItem]:
+    """Create or check the run folder; return the items still to do.
+
+    A new folder gets a manifest. An existing one must hold a run of the same graph, dataset and
+    policy; its ``error`` records are dropped (to be retried) and a torn last line is cut off.
+
+    Raises:
+        UserError: ``out`` holds a different run, or is a file.
+    """
+    from knowgate.evals.graphs import register_eval_graphs
+    from knowgate.graphs.compose import require_graph
+
+    register_eval_graphs()
+    require_graph(graph)
+    policy_path = settings.policy or DEFAULT_POLICY
+    Policy.load(policy_path)  # a bad policy file fails before any work
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file")
+    manifest = Manifest(graph=graph, dataset=dataset.name, dataset_sha256=dataset.digest,
+                        items=len(dataset.items), policy=str(policy_path),
+                        policy_sha256=_sha256(Path(policy_path)),
+                        settings=redacted_settings(settings), versions=_versions(),
+                        backend=backend, started=datetime.now(UTC).isoformat(timespec="seconds"))
+    if (out / MANIFEST).is_file():
+        old = read_manifest(out)
+        for field in ("graph", "dataset_sha256", "policy_sha256"):
+            if getattr(old, field) != getattr(manifest, field):
+                raise UserError(f"{out} holds a run with another {field.split('_')[0]} "
+                                f"({getattr(old, field)[:16]}); use a new --out")
+        for name in _RUN_SETTINGS:
+            if old.settings.get(name) != manifest.settings.get(name):
+                raise UserError(f"{out} holds a run with {name} = {old.settings.get(name)!r}, "
+                                f"not {manifest.settings.get(name)!r}; use a new --out")
+        records = read_records(out, repair=True) if (out / RECORDS).exists() else []
+        kept = [r for r in records if r.outcome != "error"]
+        if len(kept) != len(records):  # rewrite without the errors, atomically
+            tmp = out / (RECORDS + ".tmp")
+            tmp.write_text("".join(r.model_dump_json() + "\n" for r in kept), encoding="utf-8")
+            tmp.replace(out / RECORDS)
+        done = {r.id for r in kept}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+        (out / RECORDS).touch()
+        done = set()
+    return [item for item in dataset.items if item.id not in done]
+
+
+def make_grader(settings: Settings, cache: ResponseCache, judge: str | None) -> Grader:
+    """Exact match, or the LLM judge ``judge`` (a litellm model id) with cached calls."""
+    if judge is None:
+        return ExactMatch()
+    from knowgate.agents.llm import build_router
+    from knowgate.evals.cache import CachedRouter
+    from knowgate.evals.grading import LLMJudge
+
+    # A router with the judge as its only deployment (the roles' models need not be servable).
+    router = build_router(settings.model_copy(update={"answerer": judge, "critic": judge,
+                                                      "fallbacks": {}}))
+    return LLMJudge(CachedRouter(router, cache), judge, timeout_s=settings.role_timeout_s)
+
+
+def build_run_context(settings: Settings, cache: ResponseCache,
+                      context: TriageContext | None = None) -> TriageContext:
+    """The roles for a run (built from settings unless given), every paid call cached."""
+    from knowgate.graphs.runtime import Knowgate
+
+    return with_cache(Knowgate(settings, context=context).context, cache)
+
+
+async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, *,
+                   concurrency: int = 16, cache_path: Path | None = None,
+                   context: TriageContext | None = None, judge: str | None = None,
+                   backend: str = "local", workers: int = 2, on_record: OnRecord | None = None,
+                   on_start: Callable[[int, int], None] | None = None) -> RunStats:
+    """Run (or resume) ``graph`` over ``dataset`` into the folder ``out``.
+
+    Args:
+        dataset: What to run.
+        graph: A registered graph name (``oracle`` and ``explore`` included).
+        out: The run folder; an existing one is resumed.
+        settings: Roles, prices and policy.
+        concurrency: Questions in flight at once.
+        cache_path: The response cache (default: ``eval-cache.sqlite`` in the data dir).
+        context: Prebuilt roles (fakes in tests); their paid calls are cached when they are
+            litellm or priced-search roles.
+        judge: A litellm model id to grade with (default: normalised exact match).
+        backend: ``local`` (this process) or ``ray`` (shards over a Ray cluster).
+        workers: Ray actors (``ray`` backend).
+        on_record: Called with each record after it is written.
+        on_start: Called with (total, skipped) before the first question runs.
+
+    Raises:
+        UserError: Bad arguments, or ``out`` holds another run.
+    """
+    if backend not in ("local", "ray"):
+        raise UserError(f"unknown backend {backend!r}; choose local or ray")
+    if backend == "ray" and context is not None:
+        raise UserError("prebuilt roles cannot travel to Ray workers; pass settings only")
+    started = time.perf_counter()
+    todo = prepare(out, dataset, graph, settings, backend)
+    skipped = len(dataset.items) - len(todo)
+    if on_start is not None:
+        on_start(len(dataset.items), skipped)
+    cache_path = cache_path or default_cache_path(settings)
+    cache = ResponseCache(cache_path)
+    log = RecordLog(out)
+
+    def write(record: EvalRecord) -> None:
+        log.append(record)
+        if on_record is not None:
+            on_record(record)
+
+    try:
+        if todo and backend == "ray":
+            from knowgate.evals.ray_backend import run_on_ray
+
+            await run_on_ray(todo, graph, settings, cache_path, concurrency, write, workers,
+                             judge=judge)
+        elif todo:
+            run_context = build_run_context(settings, cache, context)
+            await evaluate(todo, graph, run_context, concurrency, write,
+                           make_grader(settings, cache, judge))
+    finally:
+        log.close()
+        cache.close()
+    return RunStats(total=len(dataset.items), skipped=skipped, done=len(todo),
+                    seconds=time.perf_counter() - started, cache_hits=cache.hits,
+                    cache_misses=cache.misses)

@@ -1,0 +1,66 @@
+"""The HTML report: one self-contained page, rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from knowgate.cli import app
+from knowgate.tests.test_eval_runs import context, run, synthetic
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _need_chromium() -> str:
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing on CI (.ci/run installs it)")
+        pytest.skip("chromium is not installed")
+    return CHROMIUM
+
+
+async def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    browser_path = _need_chromium()
+    items, scripts = synthetic(24)
+    for graph in ("triage", "oracle", "always-search"):
+        await run(items, graph, tmp_path / graph, context(scripts), tmp_path)
+    page_path = tmp_path / "report.html"
+    done = CliRunner().invoke(app, ["eval", "report", *(str(tmp_path / g) for g in
+                                                        ("triage", "oracle", "always-search")),
+                                    "--out", str(page_path)])
+    assert done.exit_code == 0, done.output
+    page = page_path.read_text()
+    # Self-contained: nothing is fetched (no scripts, stylesheets, images or external links).
+    assert not any(tag in page for tag in ("<script", "<link", "<img", "src=", 'href="http'))
+
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        # Playwright gives every launch a fresh temporary profile.
+        browser = await pw.chromium.launch(executable_path=browser_path, headless=True,
+                                           args=FLAGS)
+        try:
+            tab = await browser.new_page(viewport={"width": 1200, "height": 900})
+            await tab.goto(page_path.as_uri())
+            tables = await tab.locator("table").count()
+            rows = await tab.locator("table").first.locator("tbody tr").count()
+            plots = await tab.locator("svg").count()
+            headers = await tab.locator("table").first.locator("th").all_inner_texts()
+            shot = await tab.screenshot(full_page=True)
+        finally:
+            await browser.close()
+    assert tables == 4 and rows == 3 and plots == 2  # comparison + a matrix per run
+    assert "utility $/q" in headers and "wrong among answered" in headers
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
+
+
+def test_report_of_nothing_is_a_user_error(tmp_path: Path) -> None:
+    done = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "none"), "--out",
+                                    str(tmp_path / "r.html")])
+    assert done.exit_code == 2 and "no run at" in done.output

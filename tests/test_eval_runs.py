@@ -1,0 +1,294 @@
+"""Batch evaluation through its public API (``run_eval``, ``calibrate``, the CLI) with scripted
+roles: datasets, records, resume, the response cache, the oracle, metrics, calibration."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from knowgate import load_settings
+from knowgate.cli import app
+from knowgate.errors import UserError
+from knowgate.evals.calibrate import Explored, calibrate, replay, threshold_of
+from knowgate.evals.datasets import EvalItem, load_dataset
+from knowgate.evals.metrics import summarize
+from knowgate.evals.records import EvalRecord, read_records
+from knowgate.evals.runner import run_eval
+from knowgate.graphs.nodes import TriageContext
+from knowgate.graphs.policy import LogisticMap, Policy, Prices
+from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedProber, ScriptedSearcher
+from knowgate.tools.passage import Passage
+from knowgate.tools.search_role import PricedSearcher
+
+KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")
+PRICES = Prices(draft=0.000003, search=0.00003, refine=0.00015)
+
+
+def synthetic(n: int, seed: int = 0) -> tuple[list[EvalItem], dict[str, Any]]:
+    """A labelled toy world: scripts for every role, with some noise so calibration has work."""
+    rng = random.Random(seed)
+    items, closed, opened, results, verdicts, signals = [], {}, {}, {}, {}, {}
+    for i in range(n):
+        kind = KINDS[i % 4]
+        q, gold, wrong = f"Where was Person{i} born?", f"City{i}", f"Other{i}"
+        items.append(EvalItem(id=f"q{i}", question=q, answers=[gold], kind=kind))
+        knows = kind == "fast-known" and rng.random() > 0.1
+        closed[q] = (gold, rng.uniform(0.85, 1.0)) if knows else (wrong, rng.uniform(0.1, 0.9))
+        signals[q] = {"query_top_prob": rng.uniform(0.8, 1.0) if knows else rng.uniform(0.3, 0.9),
+                      "probe_score": rng.uniform(0.6, 1.0) if knows else rng.uniform(0.0, 0.7)}
+        found = kind in ("searchable", "fast-known")
+        text = f"Person{i} was born in {gold if found else wrong}."
+        results[q] = ([Passage(id=f"p{i}", text=text, score=1.0)],
+                      rng.uniform(0.8, 1.0) if found else rng.uniform(0.0, 0.6))
+        opened[q] = (gold, rng.uniform(0.8, 1.0)) if found else (wrong, rng.uniform(0.4, 0.99))
+        verdicts[q] = (("revise", gold, rng.uniform(0.9, 1.0)) if kind == "slow-known"
+                       else ("revise", wrong, rng.uniform(0.05, 0.7)) if rng.random() < 0.5
+                       else ("abstain", "", 0.1))
+    return items, {"closed": closed, "opened": opened, "results": results,
+                   "verdicts": verdicts, "signals": signals}
+
+
+class CountingBackend:
+    """A search backend that counts the searches it is paid for."""
+
+    def __init__(self, results: dict[str, Any]) -> None:
+        self.results = results
+        self.calls: list[str] = []
+
+    async def search(self, query: str, k: int) -> list[Passage]:
+        self.calls.append(query)
+        return list(self.results[query][0])[:k]
+
+
+def context(scripts: dict[str, Any], policy: Policy | None = None,
+            backend: CountingBackend | None = None) -> TriageContext:
+    searcher: Any = (PricedSearcher(backend, 0.00003, k=1, timeout_s=5.0) if backend
+                     else ScriptedSearcher(results=scripts["results"]))
+    return TriageContext(answerer=ScriptedAnswerer(closed=scripts["closed"],
+                                                   opened=scripts["opened"]),
+                         searcher=searcher, critic=ScriptedCritic(verdicts=scripts["verdicts"]),
+                         prober=ScriptedProber(signals=scripts["signals"]),
+                         policy=policy or Policy.load(), prices=PRICES, role_timeout_s=5.0)
+
+
+async def run(items, graph, out, ctx, tmp_path: Path, **kw):
+    from knowgate.evals.datasets import Dataset
+
+    settings = kw.pop("settings", None) or load_settings(data_dir=tmp_path / "data")
+    return await run_eval(Dataset("toy", items), graph, out, settings, context=ctx,
+                          cache_path=tmp_path / "cache.sqlite", **kw)
+
+
+def strip_latency(record: EvalRecord) -> dict[str, Any]:
+    data = record.model_dump(mode="json")
+    data.pop("latency_s")
+    for step in data["steps"]:
+        step.pop("latency_s")
+    return data
+
+
+# -- datasets --------------------------------------------------------------------------------
+
+
+def test_a_bad_dataset_line_is_named(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    path = tmp_path / "qs.jsonl"
+    path.write_text('{"id": "a", "question": "Q?", "answers": ["x"]}\n'
+                    '{"id": "b", "question": "Q2?", "answers": []}\n')
+    with pytest.raises(UserError, match=r"qs.jsonl:2: invalid record: answers"):
+        load_dataset(str(path), settings)
+    path.write_text('{"id": "a", "question": "Q?", "answers": ["x"]}\nnot json\n')
+    with pytest.raises(UserError, match=r"qs.jsonl:2"):
+        load_dataset(str(path), settings)
+    path.write_text('{"id": "a", "question": "Q?", "answers": ["x"]}\n' * 2)
+    with pytest.raises(UserError, match="duplicate id 'a'"):
+        load_dataset(str(path), settings)
+    with pytest.raises(UserError, match="neither a file nor a world split"):
+        load_dataset("nope", settings)
+    split = load_dataset("test", settings, limit=5)
+    assert len(split.items) == 5 and split.items[0].kind in KINDS
+    assert split.name.endswith(":test")
+
+
+# -- runs, records, resume -------------------------------------------------------------------
+
+
+async def test_records_manifest_and_resume(tmp_path: Path) -> None:
+    items, scripts = synthetic(12)
+    out = tmp_path / "run"
+    first = await run(items[:8], "triage", out, context(scripts), tmp_path)
+    assert (first.total, first.skipped, first.done) == (8, 0, 8)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["graph"] == "triage" and manifest["items"] == 8
+    assert manifest["versions"]["litellm"] and len(manifest["dataset_sha256"]) == 64
+    records = read_records(out)
+    assert sorted(r.id for r in records) == sorted(i.id for i in items[:8])
+    assert all(r.outcome in ("answered", "abstained") for r in records)
+    assert all(r.kind in KINDS and r.steps and r.candidates for r in records)
+    answered = [r for r in records if r.outcome == "answered"]
+    assert all(r.correct is not None for r in answered)
+
+    # Same command again: nothing to do, no role called.
+    ctx = context(scripts)
+    again = await run(items[:8], "triage", out, ctx, tmp_path)
+    assert (again.skipped, again.done) == (8, 0) and ctx.answerer.calls == []
+    # A line torn by a crash is cut off and its question redone.
+    data = (out / "records.jsonl").read_bytes()
+    (out / "records.jsonl").write_bytes(data[:-40])
+    lost = read_records(out, repair=False)
+    assert len(lost) == 7
+    redone = await run(items[:8], "triage", out, context(scripts), tmp_path)
+    assert (redone.skipped, redone.done) == (7, 1)
+    assert sorted(r.id for r in read_records(out)) == sorted(i.id for i in items[:8])
+
+
+async def test_another_graph_or_dataset_on_an_existing_run_is_refused(tmp_path: Path) -> None:
+    items, scripts = synthetic(4)
+    out = tmp_path / "run"
+    await run(items, "fast-only", out, context(scripts), tmp_path)
+    with pytest.raises(UserError, match="another graph"):
+        await run(items, "triage", out, context(scripts), tmp_path)
+    with pytest.raises(UserError, match="another dataset"):
+        await run(items[:2], "fast-only", out, context(scripts), tmp_path)
+    with pytest.raises(UserError, match="critic = 'local/slow', not 'openai/gpt-4o'"):
+        await run(items, "fast-only", out, context(scripts), tmp_path,
+                  settings=load_settings(data_dir=tmp_path / "data", critic="openai/gpt-4o"))
+    with pytest.raises(UserError, match="unknown graph"):
+        await run(items, "nope", tmp_path / "other", context(scripts), tmp_path)
+
+
+async def test_the_manifest_keeps_no_credentials(tmp_path: Path) -> None:
+    items, scripts = synthetic(2)
+    settings = load_settings(data_dir=tmp_path / "data", litellm_params={
+        "openai/gpt-4o": {"api_key": "sk-secret-value", "api_base": "http://127.0.0.1:1/v1"},
+        "anthropic/x": {"api_key": "os.environ/ANTHROPIC_API_KEY"}})
+    await run(items, "fast-only", tmp_path / "run", context(scripts), tmp_path, settings=settings)
+    text = (tmp_path / "run" / "manifest.json").read_text()
+    assert "sk-secret-value" not in text
+    params = json.loads(text)["settings"]["litellm_params"]
+    assert params["openai/gpt-4o"] == {"api_key": "***", "api_base": "http://127.0.0.1:1/v1"}
+    assert params["anthropic/x"]["api_key"] == "os.environ/ANTHROPIC_API_KEY"
+
+
+async def test_searches_are_paid_once_across_runs(tmp_path: Path) -> None:
+    items, scripts = synthetic(8)
+    backend = CountingBackend(scripts["results"])
+    await run(items, "always-search", tmp_path / "a", context(scripts, backend=backend), tmp_path)
+    assert sorted(backend.calls) == sorted(i.question for i in items)
+    backend.calls.clear()
+    await run(items, "always-search", tmp_path / "b", context(scripts, backend=backend), tmp_path)
+    assert backend.calls == []  # every search came from the SQLite cache
+    a = {r.id: strip_latency(r) for r in read_records(tmp_path / "a")}
+    b = {r.id: strip_latency(r) for r in read_records(tmp_path / "b")}
+    assert a == b  # same records, search prices included: a question costs what it cost
+
+
+async def test_the_oracle_follows_the_class_label(tmp_path: Path) -> None:
+    items, scripts = synthetic(8)
+    unlabelled = EvalItem(id="x", question="Where was Nobody born?", answers=["Nowhere"])
+    await run([*items, unlabelled], "oracle", tmp_path / "o", context(scripts), tmp_path)
+    records = {r.id: r for r in read_records(tmp_path / "o")}
+    paths = {r.kind: r.path for r in records.values() if r.kind}
+    assert paths == {"fast-known": ["draft", "answer"], "slow-known": ["refine", "answer"],
+                     "searchable": ["search", "draft", "answer"], "unanswerable": ["abstain"]}
+    assert records["x"].outcome == "error" and "class label" in (records["x"].error or "")
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def rec(i: int, outcome: str, correct: bool | None, confidence: float, cost: float = 0.0,
+        **signals: float) -> EvalRecord:
+    return EvalRecord(id=str(i), question="q", answers=["a"], graph="g", outcome=outcome,
+                      correct=correct, confidence=confidence, cost_usd=cost, signals=signals)
+
+
+def test_metrics_of_known_records() -> None:
+    records = [rec(0, "answered", True, 0.9, 0.001, s=0.9), rec(1, "answered", False, 0.8, 0.0, s=0.1),
+               rec(2, "answered", True, 0.7, 0.0, s=0.8), rec(3, "abstained", None, 0.2)]
+    policy = Policy(reward_usd=0.01, penalty_usd=0.02)
+    s = summarize(records, policy, alpha=0.5, resamples=200)
+    assert (s["accuracy"], s["coverage"], s["wrong_rate_answered"]) == (0.5, 0.75, 0.3333)
+    # ranked by confidence: right, wrong, right -> risks 0, 1/2, 1/3
+    assert s["risk_coverage"]["risk"] == [0.0, 0.5, 0.3333]
+    assert s["aurc"] == pytest.approx((0 + 0.5 + 1 / 3) / 3, abs=1e-4)
+    assert s["utility"] == pytest.approx((0.01 - 0.02 + 0.01 + 0.0 - 0.001) / 4)
+    assert s["auroc"]["s"] == 1.0 and s["auroc"]["confidence"] == 0.5
+    assert s["brier"] == pytest.approx((0.01 + 0.64 + 0.09) / 3, abs=1e-4)
+    assert s["by_class"]["unlabelled"]["n"] == 4
+    assert 0.0 < s["guarantee"]["share_of_resamples_within"] <= 1.0
+
+
+# -- calibration -----------------------------------------------------------------------------
+
+
+def base_with_probe() -> Policy:
+    """The shipped policy, its closed-book map also reading a signal it did not know before."""
+    base = Policy.load()
+    maps = dict(base.maps)
+    maps["closed_book"] = LogisticMap(weights={**maps["closed_book"].weights, "probe_score": 0.0})
+    return base.model_copy(update={"maps": maps})
+
+
+async def test_calibrate_fits_the_base_features_and_its_replay_is_the_triage_graph(
+        tmp_path: Path) -> None:
+    items, scripts = synthetic(120)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    base = base_with_probe()
+    policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
+    for name, old in base.maps.items():
+        assert set(policy.maps[name].weights) == set(old.weights)  # read from the base policy
+    assert policy.maps["closed_book"].weights["probe_score"] > 0  # the new signal is fitted
+    assert report["fitted_on"]["closed_book"] == 120
+    # The replay that calibration optimises is what the triage graph does with that policy.
+    await run(items, "triage", tmp_path / "triage", context(scripts, policy), tmp_path,
+              settings=load_settings(data_dir=tmp_path / "data", policy=None))
+    explored = {r.id: Explored.of(r) for r in read_records(tmp_path / "explore")}
+    for record in read_records(tmp_path / "triage"):
+        replayed = replay(policy, PRICES, explored[record.id])
+        assert replayed.answered == (record.outcome == "answered"), record.path
+        assert replayed.correct == record.right, record.path
+        assert replayed.cost_usd == pytest.approx(record.cost_usd), record.path
+
+
+async def test_risk_mode_certifies_alpha_or_says_it_cannot(tmp_path: Path) -> None:
+    items, scripts = synthetic(200, seed=3)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    base = Policy.load()
+    policy, report = calibrate(tmp_path / "explore", "risk", base, PRICES, alpha=0.1, delta=0.1)
+    stats = report["calibration"]
+    assert stats["p_value"] <= 0.1 and stats["wrong_rate_answered"] <= 0.1
+    assert threshold_of(policy) == pytest.approx(stats["threshold"], abs=1e-4)
+    assert threshold_of(policy) >= threshold_of(base)
+    with pytest.raises(UserError, match="no answer threshold"):
+        calibrate(tmp_path / "explore", "risk", base, PRICES, alpha=0.0001, delta=0.01)
+    with pytest.raises(UserError, match="alpha and delta"):
+        calibrate(tmp_path / "explore", "risk", base, PRICES, alpha=1.5)
+
+
+async def test_calibrate_and_summary_through_the_cli(tmp_path: Path) -> None:
+    items, scripts = synthetic(60)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    runner = CliRunner()
+    done = runner.invoke(app, ["calibrate", str(tmp_path / "explore"), "--out",
+                               str(tmp_path / "p.json"), "--mode", "risk", "--alpha", "0.2"])
+    assert done.exit_code == 0, done.output
+    assert Policy.load(tmp_path / "p.json").source.startswith("knowgate calibrate")
+    summary = runner.invoke(app, ["eval", "summary", str(tmp_path / "explore"), "--json",
+                                  "--alpha", "0.05"])
+    assert summary.exit_code == 0, summary.output
+    data = json.loads(summary.stdout)
+    assert data["graph"] == "explore" and data["n"] == 60 and "guarantee" in data
+    assert set(data["by_class"]) == set(KINDS)
+    table = runner.invoke(app, ["eval", "summary", str(tmp_path / "explore")])
+    assert table.exit_code == 0 and "wrong_rate_answered" in table.stdout
+    missing = runner.invoke(app, ["calibrate", str(tmp_path / "nope"), "--out", "p.json"])
+    assert missing.exit_code == 2 and "no run at" in missing.output
+    bad = runner.invoke(app, ["eval", "run", "--dataset", str(tmp_path / "nope.jsonl"),
+                              "--graph", "triage", "--out", str(tmp_path / "r")])
+    assert bad.exit_code == 2 and "neither a file nor a world split" in bad.output
