@@ -257,8 +257,9 @@ async def _complete(svc: Service, key: str, graph: str, question: str, history: 
     try:
         try:
             async with asyncio.timeout(svc.settings.request_timeout_s):
-                if thread_id:
-                    history = merge_history(await svc.threads.history(thread_id), history)
+                if thread_id:  # the stored turns, bounded like a request's messages
+                    stored = await svc.threads.history(thread_id)
+                    history = merge_history(stored, history)[-svc.settings.max_messages:]
                 result = await kg.ask(question, graph=graph, history=history,
                                       thread_id=thread_id, config={"callbacks": [observer]})
         except TimeoutError:

@@ -134,3 +134,14 @@ def test_a_client_leaving_mid_stream_lets_the_thread_go(tmp_path: Path) -> None:
     assert again.status_code == 200
     # The cut-off turn left no answer, so it is not part of the history.
     assert again.json()["choices"][0]["message"]["content"] == "heard nothing"
+
+
+def test_a_long_thread_shows_the_graph_its_latest_turns(tmp_path: Path) -> None:
+    echo = EchoAnswerer()
+    with serving(server_settings(tmp_path, max_messages=3),
+                 triage_context(answerer=echo)) as srv:
+        replies = [_ask(srv.url, f"turn {n}", thread="long").choices[0].message.content
+                   for n in range(3)]
+    seen = [[t.content for t in history] for _, history in echo.calls]
+    assert seen[:2] == [[], ["turn 0", replies[0]]]
+    assert seen[2] == [replies[0], "turn 1", replies[1]]  # "turn 0" dropped off
