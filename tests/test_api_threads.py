@@ -80,17 +80,22 @@ def test_a_thread_answers_one_request_at_a_time(tmp_path: Path) -> None:
 
     async def scenario(url: str) -> tuple[list[int], int, dict, int]:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            def post(thread: str, stream: bool = False):
+            def post(thread: str):
                 return http.post("/v1/chat/completions", headers={"X-Knowgate-Thread": thread},
-                                 json={"model": MODEL, "stream": stream,
+                                 json={"model": MODEL,
                                        "messages": [{"role": "user", "content": "hi"}]})
 
-            first = asyncio.create_task(post("busy", stream=True))
-            await asyncio.sleep(0.2)
-            second, elsewhere = await asyncio.gather(post("busy"), post("free"))
-            await first
+            body = {"model": MODEL, "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}
+            async with http.stream("POST", "/v1/chat/completions", json=body,
+                                   headers={"X-Knowgate-Thread": "busy"}) as first:
+                lines = first.aiter_lines()
+                assert (await anext(lines)).startswith("data: ")  # the turn holds the thread
+                second, elsewhere = await asyncio.gather(post("busy"), post("free"))
+                rest = [line async for line in lines]
+            assert [line for line in rest if line][-1] == "data: [DONE]"
             third = await post("busy")
-            return ([first.result().status_code, second.status_code],
+            return ([first.status_code, second.status_code],
                     elsewhere.status_code, second.json(), third.status_code)
 
     with serving(server_settings(tmp_path), triage_context(answerer=echo)) as srv:
