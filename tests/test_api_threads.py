@@ -29,8 +29,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     if request.param == "sqlite":
         yield server_settings(tmp_path, checkpoint_db=tmp_path / "threads.sqlite")
         return
-    with postgres_server() as url:
-        yield server_settings(tmp_path, checkpoint_url=url)
+    with postgres_server() as postgres:
+        yield server_settings(tmp_path, checkpoint_url=postgres.url)
 
 
 def _ask(url: str, content: str, thread: str | None = None,
@@ -150,3 +150,20 @@ def test_a_long_thread_shows_the_graph_its_latest_turns(tmp_path: Path) -> None:
     seen = [[t.content for t in history] for _, history in echo.calls]
     assert seen[:2] == [[], ["turn 0", replies[0]]]
     assert seen[2] == [replies[0], "turn 1", replies[1]]  # "turn 0" dropped off
+
+
+def test_a_thread_store_outage_is_a_503_and_stateless_requests_go_on(tmp_path: Path) -> None:
+    with postgres_server() as postgres, serving(
+            server_settings(tmp_path, checkpoint_url=postgres.url, request_timeout_s=20),
+            triage_context(answerer=EchoAnswerer())) as srv:
+        assert _ask(srv.url, "hello", thread="t-down").choices[0].message.content
+        postgres.stop()
+        started = time.monotonic()
+        down = httpx.post(srv.url + "/v1/chat/completions", timeout=30,
+                          headers={"X-Knowgate-Thread": "t-down"},
+                          json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+        elapsed = time.monotonic() - started
+        stateless = _ask(srv.url, "still there?")
+    assert down.status_code == 503 and elapsed < 15
+    assert down.json()["error"]["code"] == "thread_store_unavailable"
+    assert stateless.choices[0].message.content == "heard nothing"
