@@ -1,1 +1,1 @@
-"""knowgate.api."""
+"""knowgate.api: the OpenAI-compatible chat server (``create_app`` in ``app``, ``knowgate serve``)."""

@@ -11,29 +11,26 @@ carries the trace.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from knowgate.agents.roles import Turn
 from knowgate.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
 from knowgate.api.guard import Gate
 from knowgate.api.metrics import Metrics
+from knowgate.api.middleware import BodyLimit, RequestMetrics
 from knowgate.api.schemas import (
     AssistantMessage,
     ChatCompletion,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     Choice,
-    ChunkChoice,
-    Delta,
     KnowgateTrace,
     Model,
     ModelList,
@@ -42,6 +39,7 @@ from knowgate.api.schemas import (
     dump,
     now,
 )
+from knowgate.api.streaming import HeldStream, chunk_events, unavailable
 from knowgate.api.threads import (
     THREAD_HEADER,
     Threads,
@@ -80,103 +78,6 @@ class Turnout:
 
     result: AskResult
     usage: Usage
-
-
-class BodyLimit:
-    """ASGI middleware: refuse bodies over ``limit`` bytes with 413 before the app parses them.
-
-    A declared ``Content-Length`` over the limit is refused at once; a chunked body is read up
-    to the limit and replayed to the app.
-    """
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
-            return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                await self._refuse(scope, send)
-                return
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: dict[str, Any], send: Callable) -> None:
-        error = ApiError(413, f"the request body is over {self.limit} bytes",
-                         code="request_too_large")
-        await error.response()(scope, _drained, send)
-
-
-async def _drained() -> dict[str, Any]:
-    return {"type": "http.disconnect"}
-
-
-class RequestMetrics:
-    """ASGI middleware: status, latency (to the last byte of a stream) and requests in flight
-    of every chat completion request, refusals included."""
-
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
-            await self.app(scope, receive, send)
-            return
-        status = [500]
-        started = time.perf_counter()
-
-        async def watch(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            self.metrics.in_flight.dec()
-            self.metrics.requests.labels(str(status[0])).inc()
-            self.metrics.latency.observe(time.perf_counter() - started)
-
-
-class _HeldStream(StreamingResponse):
-    """A stream that releases its thread when the response ends, however it ends."""
-
-    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._release = release
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._release()
 
 
 def graph_of(model: str) -> str:
@@ -257,8 +158,9 @@ async def _complete(svc: Service, key: str, graph: str, question: str, history: 
     try:
         try:
             async with asyncio.timeout(svc.settings.request_timeout_s):
-                if thread_id:
-                    history = merge_history(await svc.threads.history(thread_id), history)
+                if thread_id:  # the stored turns, bounded like a request's messages
+                    stored = await svc.threads.history(thread_id)
+                    history = merge_history(stored, history)[-svc.settings.max_messages:]
                 result = await kg.ask(question, graph=graph, history=history,
                                       thread_id=thread_id, config={"callbacks": [observer]})
         except TimeoutError:
@@ -281,61 +183,6 @@ async def _complete(svc: Service, key: str, graph: str, question: str, history: 
                   completion_tokens=observer.completion_tokens,
                   total_tokens=observer.prompt_tokens + observer.completion_tokens)
     return Turnout(result, usage)
-
-
-def _unavailable(result: AskResult) -> ApiError:
-    return ApiError(503, f"the graph could not run: {result.error}", type="server_error",
-                    code="graph_unavailable")
-
-
-def _sse(payload: dict[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data: {data}\n\n".encode()
-
-
-async def _stream(turn: Callable[[], Any], model: str,
-                  include_usage: bool) -> AsyncIterator[bytes]:
-    """``chat.completion.chunk`` events: the role at once, then the answer, then the finishing
-    chunk with the ``knowgate`` trace, the usage chunk when asked for, and ``[DONE]``."""
-    cid, created = completion_id(), now()
-
-    def chunk(delta: Delta, finish: str | None = None,
-              trace: KnowgateTrace | None = None) -> bytes:
-        body = dump(ChatCompletionChunk(id=cid, created=created, model=model,
-                                        choices=[ChunkChoice(delta=delta, finish_reason=finish)],
-                                        knowgate=trace))
-        body["choices"][0]["delta"] = delta.model_dump(exclude_none=True)
-        if trace is None:
-            del body["knowgate"]
-        if not include_usage:  # with include_usage every chunk says "usage": null, as OpenAI's
-            del body["usage"]
-        return _sse(body)
-
-    yield chunk(Delta(role="assistant", content=""))
-    try:
-        done: Turnout = await turn()
-    except ApiError as exc:
-        yield _sse(exc.body.model_dump())
-        yield _sse("[DONE]")
-        return
-    except Exception as exc:  # the 200 is already out: report in the stream, as vLLM does
-        error = ApiError(500, f"{type(exc).__name__}: {exc}", type="server_error",
-                         code="internal_error")
-        yield _sse(error.body.model_dump())
-        yield _sse("[DONE]")
-        return
-    if done.result.outcome == "error":
-        yield _sse(_unavailable(done.result).body.model_dump())
-        yield _sse("[DONE]")
-        return
-    trace = KnowgateTrace.of(done.result)
-    yield chunk(Delta(content=trace.content))
-    yield chunk(Delta(), finish="stop", trace=trace)
-    if include_usage:
-        body = ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
-                                   usage=done.usage)
-        yield _sse({k: v for k, v in dump(body).items() if k != "knowgate"})
-    yield _sse("[DONE]")
 
 
 def create_app(settings: Settings | None = None, *, context: TriageContext | None = None,
@@ -409,16 +256,16 @@ def create_app(settings: Settings | None = None, *, context: TriageContext | Non
 
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            events = _stream(lambda: _complete(svc, key, graph, question, history, thread_id,
-                                               True), body.model, include)
-            return _HeldStream(events, release, media_type="text/event-stream",
-                               headers={**headers, "Cache-Control": "no-cache"})
+            events = chunk_events(lambda: _complete(svc, key, graph, question, history,
+                                                    thread_id, True), body.model, include)
+            return HeldStream(events, release, media_type="text/event-stream",
+                              headers={**headers, "Cache-Control": "no-cache"})
         try:
             done = await _complete(svc, key, graph, question, history, thread_id, False)
         finally:
             release()
         if done.result.outcome == "error":
-            raise _unavailable(done.result)
+            raise unavailable(done.result)
         trace = KnowgateTrace.of(done.result)
         reply = ChatCompletion(id=completion_id(), created=now(), model=body.model,
                                choices=[Choice(message=AssistantMessage(content=trace.content))],

@@ -12,6 +12,7 @@ import ipaddress
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from knowgate.api.errors import ApiError
@@ -58,7 +59,8 @@ class Gate:
         clock: Monotonic seconds (tests of the window pass their own).
     """
 
-    def __init__(self, settings: Settings, clock=time.monotonic) -> None:
+    def __init__(self, settings: Settings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.keys = list(settings.api_keys)
         self.budget_usd = settings.key_budget_usd
         self.per_minute = settings.key_requests_per_minute

@@ -54,8 +54,9 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[Any]:
 
         # The settings AsyncPostgresSaver.from_conn_string uses, on a pool so that concurrent
         # turns of different threads do not wait on one connection.
+        # A short wait for a connection turns a database outage into a prompt 503.
         async with AsyncConnectionPool(
-            settings.checkpoint_url, min_size=1, max_size=10, open=False,
+            settings.checkpoint_url, min_size=1, max_size=10, open=False, timeout=5.0,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         ) as pool:
             saver = AsyncPostgresSaver(pool, serde=checkpoint_serde())

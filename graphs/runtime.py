@@ -235,6 +235,7 @@ class Knowgate:
         self._context = context
         self.checkpointer = checkpointer
         self._graphs: dict[str, Any] = {}
+        self._checkpointed_graphs: dict[str, Any] = {}
 
     @property
     def context(self) -> TriageContext:
@@ -296,7 +297,10 @@ class Knowgate:
         # from a clean slate rather than the last question's draft and steps.
         fresh = {name: getattr(state, name) for name in TriageState.model_fields}
         if self.checkpointer is not None:
-            compiled = compile_graph(composed.name, checkpointer=self.checkpointer)
+            if composed.name not in self._checkpointed_graphs:  # compiled once per graph
+                self._checkpointed_graphs[composed.name] = compile_graph(
+                    composed.name, checkpointer=self.checkpointer)
+            compiled = self._checkpointed_graphs[composed.name]
             final = await compiled.ainvoke(fresh, config=config, context=composed.context)
             return TriageState.model_validate(final)
         path = self.settings.checkpoint_db

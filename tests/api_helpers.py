@@ -103,9 +103,17 @@ def _postgres_bin(name: str) -> str | None:
     return str(candidates[-1]) if candidates else None
 
 
+@dataclass
+class Postgres:
+    """A running test server: its URL, and ``stop()`` to take it down early (an outage)."""
+
+    url: str
+    stop: Any
+
+
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """A throw-away PostgreSQL server on 127.0.0.1 (an ephemeral port); yields its URL.
+def postgres_server() -> Iterator[Postgres]:
+    """A throw-away PostgreSQL server on 127.0.0.1 (an ephemeral port).
 
     PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` OS user, in a
     fresh directory that user owns. Skips (fails under CI) when PostgreSQL is not installed.
@@ -130,9 +138,16 @@ def postgres_server() -> Iterator[str]:
             "--no-sync")
         run(str(pg_ctl), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "30",
             "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off", "start")
+        stopped = []
+
+        def stop() -> None:
+            if not stopped:
+                stopped.append(True)
+                run(str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop")
+
         try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            yield Postgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", stop)
         finally:
-            run(str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop")
+            stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -103,7 +103,7 @@ def test_nothing_outlives_the_request_timeout(tmp_path: Path, stream: bool) -> N
         elapsed = time.perf_counter() - started
         again = _chat(srv.url, thread="slow")  # the thread was let go
 
-    assert elapsed < 4.0
+    assert elapsed < 8.0  # the answerer would hang for 60 s
     assert response.status_code == 200 and again.status_code == 200
     trace = _stream_trace(response) if stream else response.json()["knowgate"]
     assert trace["outcome"] == "abstained"

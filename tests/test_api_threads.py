@@ -29,8 +29,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     if request.param == "sqlite":
         yield server_settings(tmp_path, checkpoint_db=tmp_path / "threads.sqlite")
         return
-    with postgres_server() as url:
-        yield server_settings(tmp_path, checkpoint_url=url)
+    with postgres_server() as postgres:
+        yield server_settings(tmp_path, checkpoint_url=postgres.url)
 
 
 def _ask(url: str, content: str, thread: str | None = None,
@@ -80,17 +80,22 @@ def test_a_thread_answers_one_request_at_a_time(tmp_path: Path) -> None:
 
     async def scenario(url: str) -> tuple[list[int], int, dict, int]:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            def post(thread: str, stream: bool = False):
+            def post(thread: str):
                 return http.post("/v1/chat/completions", headers={"X-Knowgate-Thread": thread},
-                                 json={"model": MODEL, "stream": stream,
+                                 json={"model": MODEL,
                                        "messages": [{"role": "user", "content": "hi"}]})
 
-            first = asyncio.create_task(post("busy", stream=True))
-            await asyncio.sleep(0.2)
-            second, elsewhere = await asyncio.gather(post("busy"), post("free"))
-            await first
+            body = {"model": MODEL, "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}
+            async with http.stream("POST", "/v1/chat/completions", json=body,
+                                   headers={"X-Knowgate-Thread": "busy"}) as first:
+                lines = first.aiter_lines()
+                assert (await anext(lines)).startswith("data: ")  # the turn holds the thread
+                second, elsewhere = await asyncio.gather(post("busy"), post("free"))
+                rest = [line async for line in lines]
+            assert [line for line in rest if line][-1] == "data: [DONE]"
             third = await post("busy")
-            return ([first.result().status_code, second.status_code],
+            return ([first.status_code, second.status_code],
                     elsewhere.status_code, second.json(), third.status_code)
 
     with serving(server_settings(tmp_path), triage_context(answerer=echo)) as srv:
@@ -134,3 +139,31 @@ def test_a_client_leaving_mid_stream_lets_the_thread_go(tmp_path: Path) -> None:
     assert again.status_code == 200
     # The cut-off turn left no answer, so it is not part of the history.
     assert again.json()["choices"][0]["message"]["content"] == "heard nothing"
+
+
+def test_a_long_thread_shows_the_graph_its_latest_turns(tmp_path: Path) -> None:
+    echo = EchoAnswerer()
+    with serving(server_settings(tmp_path, max_messages=3),
+                 triage_context(answerer=echo)) as srv:
+        replies = [_ask(srv.url, f"turn {n}", thread="long").choices[0].message.content
+                   for n in range(3)]
+    seen = [[t.content for t in history] for _, history in echo.calls]
+    assert seen[:2] == [[], ["turn 0", replies[0]]]
+    assert seen[2] == [replies[0], "turn 1", replies[1]]  # "turn 0" dropped off
+
+
+def test_a_thread_store_outage_is_a_503_and_stateless_requests_go_on(tmp_path: Path) -> None:
+    with postgres_server() as postgres, serving(
+            server_settings(tmp_path, checkpoint_url=postgres.url, request_timeout_s=20),
+            triage_context(answerer=EchoAnswerer())) as srv:
+        assert _ask(srv.url, "hello", thread="t-down").choices[0].message.content
+        postgres.stop()
+        started = time.monotonic()
+        down = httpx.post(srv.url + "/v1/chat/completions", timeout=30,
+                          headers={"X-Knowgate-Thread": "t-down"},
+                          json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+        elapsed = time.monotonic() - started
+        stateless = _ask(srv.url, "still there?")
+    assert down.status_code == 503 and elapsed < 15
+    assert down.json()["error"]["code"] == "thread_store_unavailable"
+    assert stateless.choices[0].message.content == "heard nothing"
