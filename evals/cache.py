@@ -82,14 +82,6 @@ class ResponseCache:
                              (key, kind, value, cost_usd, time.time()))
             self._db.commit()
 
-    def count(self, kind: str | None = None) -> int:
-        """Stored responses (of one kind: ``completion`` or ``search``)."""
-        with self._lock:
-            if kind is None:
-                return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-            return int(self._db.execute("SELECT COUNT(*) FROM responses WHERE kind = ?",
-                                        (kind,)).fetchone()[0])
-
     async def through(self, key: str, kind: str,
                       pay: Callable[[], Awaitable[tuple[str, float]]]) -> tuple[str, float, bool]:
         """The cached ``(value, cost)`` for ``key``, or ``pay()`` once and store it.

@@ -7,7 +7,6 @@ and baseline sees one shape. A bad line is a ``UserError`` that names the file a
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,9 +120,3 @@ def load_dataset(spec: str, settings: Settings, limit: int | None = None) -> Dat
             raise UserError("--limit must be at least 1")
         items = items[:limit]
     return Dataset(name=name, items=items)
-
-
-def dump_items(items: list[EvalItem], path: Path) -> None:
-    """Write items as a JSONL dataset (used to hand shards to workers and in tests)."""
-    path.write_text("".join(json.dumps(i.model_dump(mode="json")) + "\n" for i in items),
-                    encoding="utf-8")

@@ -1,7 +1,8 @@
 """Grading answers: normalised exact match against the aliases, or an LLM judge through litellm.
 
-The judge answers CORRECT, INCORRECT or NOT_ATTEMPTED (SimpleQA's grades). A reply that is none
-of them is a grading error, recorded as such: never taken for an abstention or a wrong answer.
+The judge answers CORRECT, INCORRECT or NOT_ATTEMPTED (SimpleQA's grades); an answer the judge
+calls NOT_ATTEMPTED is not correct (the graph did answer). A reply that is none of them is a
+grading error, recorded as such: never taken for an abstention or a wrong answer.
 """
 
 from __future__ import annotations
