@@ -79,13 +79,16 @@ class LiteLLMCritic(LiteLLMRole):
 
     async def _by_logprobs(self, question: str, draft: Draft | None, signals: Signals,
                            evidence: Sequence[Passage]) -> Verdict:
-        prompts = [question_with_evidence(question)]
-        if evidence:
-            prompts.append(question_with_evidence(question, [p.text for p in evidence]))
+        support = signals.values.get("search_support", 1.0)
         completions: list[Completion] = []
+        scored: list[tuple[float, Completion]] = []
         spent = 0.0
         deadline = Deadline(self.timeout_s)  # both passes share the role's time budget
-        for prompt in prompts:
+        for prompt, weight in self._passes(question, evidence, support):
+            if scored and weight <= scored[0][0]:
+                # The evidence answer scores at most `support`: when the closed-book answer is
+                # already surer than that, the second (paid) pass cannot change the verdict.
+                break
             try:
                 done = await complete(self.router, self.role, self.model,
                                       [{"role": "user", "content": prompt}], deadline.left(),
@@ -95,11 +98,7 @@ class LiteLLMCritic(LiteLLMRole):
                 raise
             spent += done.cost_usd
             completions.append(done)
-        probabilities = [self.probability(done, spent) for done in completions]
-        support = signals.values.get("search_support", 1.0)
-        scored = [(probabilities[0], completions[0])]
-        if len(completions) > 1:
-            scored.append((probabilities[1] * support, completions[1]))
+            scored.append((self.probability(done, spent) * weight, done))
         confidence, best = max(scored, key=lambda item: item[0])
         answer = best.text.strip()
         if draft is not None and answer and normalize(answer) == normalize(draft.answer):
@@ -111,3 +110,14 @@ class LiteLLMCritic(LiteLLMRole):
         usage, cost = bill(completions)
         return Verdict(verdict=kind, answer=answer, confidence=confidence, model=best.model,
                        usage=usage, cost_usd=cost)
+
+    @staticmethod
+    def _passes(question: str, evidence: Sequence[Passage],
+                support: float) -> list[tuple[str, float]]:
+        """The closed-book prompt (weight 1), then with evidence the open-book one, whose
+        answer counts only as much as the search's support."""
+        passes = [(question_with_evidence(question), 1.0)]
+        if evidence:
+            passes.append((question_with_evidence(question, [p.text for p in evidence]),
+                           support))
+        return passes
