@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from knowgate.errors import KnowgateError
+from knowgate.probe_cli import probe_app
 
 app = typer.Typer(help="knowgate: answer, search, refine or abstain.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -30,6 +31,7 @@ index_app = typer.Typer(help="Your own documents in a chromadb collection: add a
 app.add_typer(index_app, name="index")
 graph_app = typer.Typer(help="The registered graphs: show their shape.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")
+app.add_typer(probe_app, name="probe")
 console = Console(stderr=True)
 
 

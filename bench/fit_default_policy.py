@@ -1,10 +1,14 @@
 """Fit the default policy for the shipped world on its calibration split and write it.
 
 For every calibration question it runs each role the triage graph can use (closed-book draft,
-search, open-book draft, critic with and without the evidence) and records the features the policy
-sees and whether each candidate answer is right. It then fits one logistic P(correct) map per kind
-of candidate (scikit-learn), and measures the success rates of search and refine among the
-questions the policy would not answer yet. Run: ``python bench/fit_default_policy.py [--write]``.
+search, open-book draft, critic with and without the evidence, the prober before any answer and on
+each draft) and records the features the policy sees and whether each candidate answer is right.
+It then fits one logistic P(correct) map per kind of candidate (scikit-learn): among the candidate
+feature sets of a map (``CANDIDATES``), the one of lowest cross-validated log loss wins, so a probe
+signal enters a map only where it helps. It measures the success rates of search and refine among
+the questions the policy would not answer yet, and picks ``search_first_below`` (search before
+drafting when the query-level P(correct) is low) as the threshold of highest estimated gain in
+dollars on the calibration split. Run: ``python bench/fit_default_policy.py [--write]``.
 """
 
 from __future__ import annotations
@@ -19,16 +23,25 @@ from sklearn.linear_model import LogisticRegression
 
 from knowgate.agents.roles import Signals
 from knowgate.grading import is_correct
-from knowgate.graphs.policy import DEFAULT_POLICY, LogisticMap, Policy, SuccessRates, logit
-from knowgate.graphs.runtime import build_context
+from knowgate.graphs.policy import (
+    DEFAULT_POLICY,
+    LogisticMap,
+    Policy,
+    Prices,
+    SuccessRates,
+    logit,
+)
+from knowgate.graphs.runtime import build_context, estimate_prices
 from knowgate.settings import load_settings
 from knowgate.worlds.world import World
 
-FEATURES = {
-    "query": ["query_top_prob"],
-    "closed_book": ["draft_logit"],
-    "open_book": ["draft_logit", "search_support"],
-    "critic": ["critic_logit"],
+# Feature sets each map may use; the first is the one used before the prober had trained probes.
+CANDIDATES = {
+    "query": [["query_top_prob"], ["query_combined_logit"], ["query_probe_logit"]],
+    "closed_book": [["draft_logit"], ["combined_logit"], ["draft_logit", "combined_logit"]],
+    "open_book": [["draft_logit", "search_support"],
+                  ["draft_logit", "search_support", "combined_logit"]],
+    "critic": [["critic_logit"]],
 }
 
 
@@ -39,22 +52,26 @@ async def gather_rows(context, questions, concurrency: int = 64) -> list[dict]:
         async with gate:
             probed = await context.prober(q.question)
             closed = await context.answerer(q.question)
+            probed_closed = await context.prober(q.question, closed.answer)
             evidence = await context.searcher(q.question)
             passages = evidence.passages[:context.evidence_passages]
             opened = await context.answerer(q.question, passages)
+            probed_open = await context.prober(q.question, opened.answer)
             signals = Signals(values={"search_support": evidence.support})
             critic_open = await context.critic(q.question, opened, signals, passages)
             critic_closed = await context.critic(q.question, closed, Signals())
+        right = is_correct(closed.answer, q.answers)
         return {
             "kind": q.kind.value,
-            "query": [probed.values["query_top_prob"], is_correct(closed.answer, q.answers)],
-            "closed": [logit(closed.confidence), is_correct(closed.answer, q.answers)],
-            "open": [logit(opened.confidence), evidence.support,
-                     is_correct(opened.answer, q.answers)],
-            "critic_open": [logit(critic_open.confidence),
+            # Each candidate: the features the graph has at that point, and whether it is right.
+            "query": [dict(probed.values), right],
+            "closed": [{**probed_closed.values, "draft_logit": logit(closed.confidence)}, right],
+            "open": [{**probed_open.values, "draft_logit": logit(opened.confidence),
+                      "search_support": evidence.support}, is_correct(opened.answer, q.answers)],
+            "critic_open": [{"critic_logit": logit(critic_open.confidence)},
                             critic_open.verdict != "abstain"
                             and is_correct(critic_open.answer, q.answers)],
-            "critic_closed": [logit(critic_closed.confidence),
+            "critic_closed": [{"critic_logit": logit(critic_closed.confidence)},
                               critic_closed.verdict != "abstain"
                               and is_correct(critic_closed.answer, q.answers)],
         }
@@ -69,6 +86,62 @@ def fit(x: np.ndarray, y: np.ndarray, names: list[str]) -> LogisticMap:
                                                                       strict=True)})
 
 
+def matrix(pairs: list[list], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Features (in ``names`` order) and labels of candidate rows."""
+    x = np.array([[features[n] for n in names] for features, _ in pairs], dtype=float)
+    return x, np.array([bool(right) for _, right in pairs], dtype=float)
+
+
+def choose(pairs: list[list], candidates: list[list[str]]) -> tuple[list[str], dict[str, float]]:
+    """The feature set of lowest 5-fold cross-validated log loss, and every set's loss."""
+    from sklearn.model_selection import cross_val_score
+
+    losses = {}
+    for names in candidates:
+        if not all(n in pairs[0][0] for n in names):
+            continue  # a signal this prober does not give
+        x, y = matrix(pairs, names)
+        scores = cross_val_score(LogisticRegression(C=10.0, max_iter=1000), x, y, cv=5,
+                                 scoring="neg_log_loss")
+        losses[",".join(names)] = round(float(-scores.mean()), 5)
+    best = min(losses, key=lambda k: losses[k])
+    return best.split(","), losses
+
+
+def search_first_threshold(rows: list[dict], maps: dict[str, LogisticMap], base: Policy,
+                           prices: Prices, threshold: float) -> tuple[float | None, float, int]:
+    """The ``search_first_below`` of highest estimated gain (dollars) on these rows.
+
+    Searching first skips the closed-book draft. Where that draft would not have been trusted,
+    the policy would have searched next anyway: the draft's price is saved. Where it would have
+    been trusted, the question now lives or dies by the open-book draft instead, and pays the
+    search. Returns (threshold or None when no threshold gains, total gain, questions routed).
+    """
+    def value(features: dict, right: bool, kind: str) -> float:
+        if maps[kind].probability(features) < threshold:
+            return 0.0  # not answered at this step; both paths go on alike
+        return base.reward_usd if right else -base.penalty_usd
+
+    gains = []
+    for r in rows:
+        closed_feats, closed_right = r["closed"]
+        if maps["closed_book"].probability(closed_feats) < threshold:
+            gain = prices.draft
+        else:
+            open_feats, open_right = r["open"]
+            gain = (value(open_feats, open_right, "open_book") - prices.search
+                    - value(closed_feats, closed_right, "closed_book"))
+        gains.append((maps["query"].probability(r["query"][0]), gain))
+    gains.sort()
+    best, best_gain, routed, total = None, 0.0, 0, 0.0
+    for i, (p, gain) in enumerate(gains):
+        total += gain
+        # Route every question with P(query) <= p: the threshold sits just above p.
+        if total > best_gain and (i + 1 == len(gains) or gains[i + 1][0] > p):
+            best, best_gain, routed = p + 1e-6, total, i + 1
+    return (None if best is None else round(best, 6)), best_gain, routed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help=f"write {DEFAULT_POLICY.name}")
@@ -80,25 +153,21 @@ def main() -> None:
     base = Policy()
     threshold = base.penalty_usd / (base.reward_usd + base.penalty_usd)
 
-    query = np.array([r["query"] for r in rows], dtype=float)
-    closed = np.array([r["closed"] for r in rows], dtype=float)
-    opened = np.array([r["open"] for r in rows], dtype=float)
-    critic = np.array([r["critic_open"] for r in rows] + [r["critic_closed"] for r in rows],
-                      dtype=float)
-    maps = {
-        "query": fit(query[:, :1], query[:, 1], FEATURES["query"]),
-        "closed_book": fit(closed[:, :1], closed[:, 1], FEATURES["closed_book"]),
-        "open_book": fit(opened[:, :2], opened[:, 2], FEATURES["open_book"]),
-        "critic": fit(critic[:, :1], critic[:, 1], FEATURES["critic"]),
-    }
+    pairs = {"query": [r["query"] for r in rows], "closed_book": [r["closed"] for r in rows],
+             "open_book": [r["open"] for r in rows],
+             "critic": [r["critic_open"] for r in rows] + [r["critic_closed"] for r in rows]}
+    maps, losses = {}, {}
+    for name, candidates in CANDIDATES.items():
+        names, losses[name] = choose(pairs[name], candidates)
+        maps[name] = fit(*matrix(pairs[name], names), names)
+        print(f"{name}: cross-validated log loss {losses[name]} -> {names}", file=sys.stderr)
 
-    def p(name: str, row: list[float]) -> float:
-        feats = dict(zip(FEATURES[name], row, strict=False))
-        return maps[name].probability(feats)
+    def p(name: str, pair: list) -> float:
+        return maps[name].probability(pair[0])
 
     # Success = the action yields an answer the policy then trusts and it is right.
     untrusted = [r for r in rows if p("closed_book", r["closed"]) < threshold]
-    searched_ok = [p("open_book", r["open"]) >= threshold and bool(r["open"][2])
+    searched_ok = [p("open_book", r["open"]) >= threshold and bool(r["open"][1])
                    for r in untrusted]
     after_search = [r for r in untrusted if p("open_book", r["open"]) < threshold]
     refine_s = [p("critic", r["critic_open"]) >= threshold and bool(r["critic_open"][1])
@@ -112,17 +181,24 @@ def main() -> None:
         refine_searched=round(float(np.mean(refine_s)), 4),
         refine_again=base.success.refine_again,
     )
+    first, gain, routed = search_first_threshold(rows, maps, base, estimate_prices(settings),
+                                                 threshold)
+    print(f"search_first_below {first}: {routed} of {len(rows)} calibration questions searched "
+          f"before drafting, estimated gain ${gain:.6f}", file=sys.stderr)
+    chosen = {k: list(m.weights) for k, m in maps.items()}
     policy = base.model_copy(update={
-        "maps": maps, "success": success,
+        "maps": maps, "success": success, "search_first_below": first,
         "source": (f"bench/fit_default_policy.py on the {world.name} world's calibration split "
-                   f"({len(rows)} questions): logistic maps fitted per candidate kind, success "
-                   f"rates measured among questions with P(correct) < {threshold:.3f}"),
+                   f"({len(rows)} questions): logistic maps fitted per candidate kind over the "
+                   f"feature set of lowest cross-validated log loss ({chosen}), success "
+                   f"rates measured among questions with P(correct) < {threshold:.3f}, "
+                   f"search_first_below of highest estimated gain ({routed} questions routed)"),
     })
     print(json.dumps(json.loads(policy.model_dump_json()), indent=2))
     for kind in ("fast-known", "slow-known", "searchable", "unanswerable"):
         sub = [r for r in rows if r["kind"] == kind]
         print(f"{kind:13s} closed-book right {np.mean([r['closed'][1] for r in sub]):.3f}  "
-              f"open-book right {np.mean([r['open'][2] for r in sub]):.3f}  "
+              f"open-book right {np.mean([r['open'][1] for r in sub]):.3f}  "
               f"critic(open) right {np.mean([r['critic_open'][1] for r in sub]):.3f}  "
               f"critic(closed) right {np.mean([r['critic_closed'][1] for r in sub]):.3f}",
               file=sys.stderr)

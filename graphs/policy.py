@@ -186,8 +186,10 @@ class Policy(BaseModel):
     def _first(self, state: TriageState, prices: Prices, left: float,
                search_ok: bool) -> Decision:
         features = self.features(state)
-        p_query = self.maps["query"].probability(features) if "query_top_prob" in features \
-            else None
+        # A query-level estimate only when the prober gave every signal the query map reads.
+        wanted = self.maps["query"].weights
+        p_query = self.maps["query"].probability(features) \
+            if wanted and all(name in features for name in wanted) else None
         shown = f"query-level P(correct)={p_query:.3f}" if p_query is not None \
             else "no query-level signal"
         if prices.draft > left:
