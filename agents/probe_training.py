@@ -382,21 +382,29 @@ class Trained:
 
 
 def train_probes(features: Features, model: str, c: float = 0.1) -> Trained:
-    """Sweep, pick each stage's probe by validation AUROC, refit it, fit the combiners."""
+    """Sweep, pick each stage's probe by validation AUROC, refit it, fit the combiners.
+
+    Records without an answer train the query-level probe only; with no answer at all there is
+    no answer-level probe or combiner.
+
+    Raises:
+        UserError: Not even a query-level probe can be fitted.
+    """
     cells = sweep(features, c)
     probes: dict[Stage, LinearProbeSpec] = {}
     oof: dict[Stage, np.ndarray] = {}
     for stage in ("query", "answer"):
         scored = [cell for cell in cells if cell.stage == stage and cell.auroc is not None]
         if not scored:
-            raise UserError(f"no {stage}-level probe could be fitted (are there answers, and "
-                            f"both right and wrong ones?)")
+            continue
         best = max(scored, key=lambda cell: cell.auroc or 0.0)
         probes[stage] = fit_probe(features, best, model, c)
         oof[stage] = out_of_fold(features, best, c=c)
+    if "query" not in probes:
+        raise UserError("no query-level probe could be fitted (too few records of one label?)")
     train, val = _validation_split(features)
     combiners = {}
-    for stage in ("query", "answer"):
+    for stage in oof:
         columns = stage_columns(features, stage, oof)
         # The combiner's own validation figure: fitted on the train part, scored on the rest.
         held = fit_combiner(COMBINED_NAMES[stage], stage, {k: v[train] for k, v in columns.items()},
@@ -406,7 +414,7 @@ def train_probes(features: Features, model: str, c: float = 0.1) -> Trained:
         spec = fit_combiner(COMBINED_NAMES[stage], stage, columns, features.labels)
         combiners[stage] = spec.model_copy(update={
             "validation_auroc": None if val_auroc is None else round(val_auroc, 4)})
-    return Trained(probes=probes, combiners=combiners, sweep=cells)
+    return Trained(probes=probes, combiners=combiners, sweep=[c for c in cells if c.stage in oof])
 
 
 def sweep_json(cells: Sequence[SweepCell]) -> list[dict[str, Any]]:

@@ -5,10 +5,12 @@ search, open-book draft, critic with and without the evidence, the prober before
 each draft) and records the features the policy sees and whether each candidate answer is right.
 It then fits one logistic P(correct) map per kind of candidate (scikit-learn): among the candidate
 feature sets of a map (``CANDIDATES``), the one of lowest cross-validated log loss wins, so a probe
-signal enters a map only where it helps. It measures the success rates of search and refine among
+signal enters a map only where it helps (the first set, without probe signals, is kept as the
+map's fallback for a prober without trained probes). It measures the success rates of search and refine among
 the questions the policy would not answer yet, and picks ``search_first_below`` (search before
 drafting when the query-level P(correct) is low) as the threshold of highest estimated gain in
-dollars on the calibration split. Run: ``python bench/fit_default_policy.py [--write]``.
+dollars on the calibration split among those that send at most ``MAX_RIGHT_ROUTED`` of the
+questions the policy would answer right without help to search first. Run: ``python bench/fit_default_policy.py [--write]``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -43,6 +46,7 @@ CANDIDATES = {
                   ["draft_logit", "search_support", "combined_logit"]],
     "critic": [["critic_logit"]],
 }
+MAX_RIGHT_ROUTED = 0.01
 
 
 async def gather_rows(context, questions, concurrency: int = 64) -> list[dict]:
@@ -131,11 +135,20 @@ def search_first_threshold(rows: list[dict], maps: dict[str, LogisticMap], base:
             open_feats, open_right = r["open"]
             gain = (value(open_feats, open_right, "open_book") - prices.search
                     - value(closed_feats, closed_right, "closed_book"))
-        gains.append((maps["query"].probability(r["query"][0]), gain))
+        trusted_right = bool(closed_right) and \
+            maps["closed_book"].probability(closed_feats) >= threshold
+        gains.append((maps["query"].probability(r["query"][0]), gain, trusted_right))
+    # The fast path must stay the fast path: of the questions the policy would answer right with
+    # no help, at most MAX_RIGHT_ROUTED may be sent to search first (each pays a search for
+    # nothing, and the fast-known bound of the triage table counts answers without help).
+    allowed = MAX_RIGHT_ROUTED * sum(g[2] for g in gains)
+    best, best_gain, routed, total, right_routed = None, 0.0, 0, 0.0, 0
     gains.sort()
-    best, best_gain, routed, total = None, 0.0, 0, 0.0
-    for i, (p, gain) in enumerate(gains):
+    for i, (p, gain, right) in enumerate(gains):
         total += gain
+        right_routed += right
+        if right_routed > allowed:
+            break
         # Route every question with P(query) <= p: the threshold sits just above p.
         if total > best_gain and (i + 1 == len(gains) or gains[i + 1][0] > p):
             best, best_gain, routed = p + 1e-6, total, i + 1
@@ -145,22 +158,31 @@ def search_first_threshold(rows: list[dict], maps: dict[str, LogisticMap], base:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help=f"write {DEFAULT_POLICY.name}")
+    parser.add_argument("--rows", type=Path, help="reuse the role outputs saved in this JSON "
+                        "file, or save them there when it does not exist yet")
     args = parser.parse_args()
     settings = load_settings()
     world = World(settings.world)
-    questions = world.questions("calibration")
-    rows = asyncio.run(gather_rows(build_context(settings), questions))
+    if args.rows is not None and args.rows.is_file():
+        rows = json.loads(args.rows.read_text(encoding="utf-8"))
+    else:
+        rows = asyncio.run(gather_rows(build_context(settings), world.questions("calibration")))
+        if args.rows is not None:
+            args.rows.write_text(json.dumps(rows), encoding="utf-8")
     base = Policy()
     threshold = base.penalty_usd / (base.reward_usd + base.penalty_usd)
 
     pairs = {"query": [r["query"] for r in rows], "closed_book": [r["closed"] for r in rows],
              "open_book": [r["open"] for r in rows],
              "critic": [r["critic_open"] for r in rows] + [r["critic_closed"] for r in rows]}
-    maps, losses = {}, {}
+    maps, losses, fallback = {}, {}, {}
     for name, candidates in CANDIDATES.items():
         names, losses[name] = choose(pairs[name], candidates)
         maps[name] = fit(*matrix(pairs[name], names), names)
         print(f"{name}: cross-validated log loss {losses[name]} -> {names}", file=sys.stderr)
+        if names != candidates[0]:
+            # Without the prober's trained probes the map falls back to the signals of old.
+            fallback[name] = fit(*matrix(pairs[name], candidates[0]), candidates[0])
 
     def p(name: str, pair: list) -> float:
         return maps[name].probability(pair[0])
@@ -188,6 +210,7 @@ def main() -> None:
     chosen = {k: list(m.weights) for k, m in maps.items()}
     policy = base.model_copy(update={
         "maps": maps, "success": success, "search_first_below": first,
+        "fallback_maps": fallback,
         "source": (f"bench/fit_default_policy.py on the {world.name} world's calibration split "
                    f"({len(rows)} questions): logistic maps fitted per candidate kind over the "
                    f"feature set of lowest cross-validated log loss ({chosen}), success "

@@ -66,6 +66,32 @@ def table(pairs) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     return rows, overall
 
 
+def print_utility(settings: knowgate.Settings, pairs) -> None:
+    """Utility in the policy's own dollars, and the role calls the questions took."""
+    from knowgate.graphs.policy import Policy
+
+    policy = Policy.load(settings.policy)
+    n = len(pairs)
+    utility = 0.0
+    calls: Counter = Counter()
+    for q, result in pairs:
+        flags = classify(q.kind.value, result, q.answers)
+        utility += (policy.reward_usd * flags["right"] - policy.penalty_usd * flags["wrong"]
+                    + policy.abstain_usd * flags["abstained"] - result.cost_usd)
+        calls.update(s.action for s in result.steps if not s.error)
+    print(f"utility (reward ${policy.reward_usd} right, -${policy.penalty_usd} wrong, minus cost): "
+          f"${utility / n:.6f} per question, ${utility:.4f} in all; search_first_below "
+          f"{policy.search_first_below}")
+    print(f"calls: answerer (draft) {calls['draft']}, prober {calls['probe']}, search "
+          f"{calls['search']}, critic {calls['refine']}; questions searched before any draft: "
+          f"{sum(1 for _, r in pairs if _first_call(r) == 'search')}")
+
+
+def _first_call(result: knowgate.AskResult) -> str | None:
+    """The first paid action of a question (probing comes before it)."""
+    return next((a for a in result.path if a != "probe"), None)
+
+
 async def latency(settings: knowgate.Settings, n: int) -> None:
     questions = World(settings.world).questions("test")
     for q in questions[:20]:  # warm-up: caches, lazy imports, first-call allocations
@@ -117,6 +143,7 @@ def main() -> None:
     for name, value, op, limit in bounds:
         ok = value >= limit if op == ">=" else value <= limit
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value:.3f} ({op} {limit})")
+    print_utility(settings, pairs)
     if args.latency:
         asyncio.run(latency(settings, args.latency))
 

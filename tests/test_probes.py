@@ -18,6 +18,17 @@ from knowgate.agents.probes import LinearProbe, ProbeSet
 from knowgate.agents.roles import RoleError
 from knowgate.cli import app
 from knowgate.errors import UserError
+from knowgate.graphs.nodes import TriageContext
+from knowgate.graphs.policy import Policy, Prices, logit
+from knowgate.graphs.runtime import Knowgate
+from knowgate.testing import (
+    Fail,
+    ScriptedAnswerer,
+    ScriptedCritic,
+    ScriptedProber,
+    ScriptedSearcher,
+)
+from knowgate.tools.passage import Passage
 from knowgate.worlds.schema import Kind
 from knowgate.worlds.world import World
 
@@ -128,13 +139,12 @@ def test_missing_or_broken_probe_files_are_user_errors(tmp_path: Path) -> None:
         ProbeSet.load(tmp_path)
 
 
-def test_default_settings_give_the_probe_signals(data_dir: Path,
-                                                 shipped_world: World) -> None:
-    settings = knowgate.load_settings(data_dir=data_dir)
-    kg = knowgate.Knowgate(settings)
+async def test_default_settings_give_the_probe_signals(data_dir: Path,
+                                                       shipped_world: World) -> None:
+    kg = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir))
     assert kg.context.prober.probes and kg.context.prober.combiners
     question = next(q for q in shipped_world.questions("test") if q.kind == Kind.FAST_KNOWN)
-    result = knowgate.ask_sync(question.question, settings)
+    result = await kg.ask(question.question)
     assert {"query_combined_logit", "combined_logit", "answer_lens_consistency"} <= set(
         result.signals)
     off = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir, probes="off"))
@@ -212,3 +222,48 @@ def test_bad_training_data_is_refused_and_writes_nothing(tmp_path: Path, data_di
     result = _invoke(["probe", "train", "--data", str(one_class), "--out", str(out)], data_dir)
     assert result.exit_code == 2 and "both right and wrong" in result.output
     assert not out.exists()
+
+
+# --- the default policy routes on the probe signals, and falls back without them -------------
+
+Q = "Where was Ada Vell born?"
+GOLD = Passage(id="p1", text="Ada Vell was born in Kedal.", score=1.5, support=1.0)
+
+
+def _ask(prober: ScriptedProber, answerer: ScriptedAnswerer) -> Knowgate:
+    context = TriageContext(answerer=answerer, policy=Policy.load(), prober=prober,
+                            searcher=ScriptedSearcher(results={Q: ([GOLD], 1.0)}),
+                            critic=ScriptedCritic(),
+                            prices=Prices(draft=0.000003, search=0.00003, refine=0.0003))
+    return Knowgate(context=context)
+
+
+async def test_a_confident_query_probe_skips_the_closed_book_draft() -> None:
+    policy = Policy.load()
+    assert policy.search_first_below is not None  # pre-generation routing is on by default
+    assert "query_combined_logit" in policy.maps["query"].weights
+    answerer = ScriptedAnswerer(opened={Q: ("Kedal", 0.99)})
+    prober = ScriptedProber(signals={Q: {"query_top_prob": 0.3, "query_combined_logit": -6.0}})
+    result = await _ask(prober, answerer).ask(Q)
+    assert result.path[:3] == ["probe", "search", "draft"]
+    assert answerer.calls == [(Q, 1)]  # the answerer was called once, with the evidence
+    assert "search before drafting" in result.steps[1].reason
+
+
+async def test_a_likely_right_query_is_drafted_and_answered() -> None:
+    answerer = ScriptedAnswerer(closed={Q: ("Kedal", 0.999)})
+    signals = {Q: {"query_top_prob": 0.99, "query_combined_logit": 6.0, "combined_logit": 6.0}}
+    result = await _ask(ScriptedProber(signals=signals), answerer).ask(Q)
+    assert result.path == ["probe", "draft", "probe", "answer"]
+    assert result.confidence > 0.99
+
+
+async def test_without_the_probe_signals_the_policy_uses_its_fallback_maps() -> None:
+    policy = Policy.load()
+    assert set(policy.fallback_maps) >= {"query", "closed_book"}
+    answerer = ScriptedAnswerer(closed={Q: ("Kedal", 0.999)})
+    result = await _ask(ScriptedProber(signals={Q: Fail("GPU lost")}), answerer).ask(Q)
+    assert result.outcome == "answered" and result.path[-1] == "answer"
+    assert "search" not in result.path
+    fallback = policy.fallback_maps["closed_book"].probability({"draft_logit": logit(0.999)})
+    assert result.confidence == pytest.approx(fallback, abs=1e-6)
