@@ -30,10 +30,21 @@ Family = Literal["hidden", "lens"]
 _CLAMP = 30.0
 
 
-class LinearProbeSpec(BaseModel):
-    """A saved linear probe: where it reads, its standardisation and weights, how it scored."""
+class _Standardised(BaseModel):
+    """A logistic regression on standardised inputs: ``coef . (x - mean) / scale + intercept``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    validation_auroc: float | None = None
+    train_examples: int = 0
+
+
+class LinearProbeSpec(_Standardised):
+    """A saved linear probe: where it reads, its standardisation and weights, how it scored."""
 
     name: str
     stage: Stage
@@ -41,29 +52,14 @@ class LinearProbeSpec(BaseModel):
     pooling: str
     features: Family = "hidden"
     model: str
-    mean: list[float]
-    scale: list[float]
-    coef: list[float]
-    intercept: float
-    validation_auroc: float | None = None
-    train_examples: int = 0
-    note: str = ""
 
 
-class CombinerSpec(BaseModel):
+class CombinerSpec(_Standardised):
     """A saved combiner: a logistic regression over named, standardised signals."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     stage: Stage
     features: list[str]
-    mean: list[float]
-    scale: list[float]
-    coef: list[float]
-    intercept: float
-    validation_auroc: float | None = None
-    train_examples: int = 0
 
 
 class Manifest(BaseModel):

@@ -9,7 +9,7 @@ the way the graph probes a draft), it times, one input at a time after a warm-up
 
 Both run in the same process on the same inputs, interleaved, and the ratio of medians is
 printed for the question alone (before any answer) and for the question with its draft.
-Run: ``python bench/probe_overhead.py [--n N] [--device cpu|cuda]``.
+Run: ``python bench/probe_overhead.py [--n N] [--device cpu|cuda] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=300, help="inputs timed")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 steadies timings on a busy machine)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     world = World()
     lm = LocalLM(world.model_dir("fast"), args.device)
     probes = ProbeSet.load(world.path / "probes")
