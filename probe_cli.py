@@ -56,7 +56,8 @@ def _bar(total: int, label: str) -> tuple[Any, Any]:
 def probe_label(
     out: Annotated[Path, typer.Option("--out", help="JSONL file to write.")],
     split: Annotated[str, typer.Option(help="World split: calibration, test, paraphrase.")] = "calibration",
-    model: Annotated[str, typer.Option(help="World model the answerer runs (entity field).")] = "fast",
+    model: Annotated[str, typer.Option(help="World model the answerer runs, for the entity "
+                                            "field: fast, slow, or none (a hosted answerer).")] = "fast",
     config: ConfigOpt = None,
 ) -> None:
     """Run the configured answerer on a world split and write each question with its label."""
@@ -73,7 +74,8 @@ def probe_label(
         context = build_context(settings)
         bars, advance = _bar(len(world.questions(split)), f"label {split}")
         with bars:
-            records = run_sync(label_split(world, split, context.answerer, model, progress=advance))
+            records = run_sync(label_split(world, split, context.answerer,
+                                           None if model == "none" else model, progress=advance))
         write_records(out, records)
     except KnowgateError as exc:
         raise _fail(exc) from exc

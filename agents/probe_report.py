@@ -30,6 +30,7 @@ from knowgate.agents.probe_training import (
     stage_columns,
 )
 from knowgate.agents.probes import CombinerSpec, LinearProbeSpec
+from knowgate.errors import UserError
 
 SELF_EVAL = "self_eval_yes"
 # Signals where a higher value means "less likely right": AUROC is taken of their negation.
@@ -112,7 +113,11 @@ def layer_table(features: Features, sweep: Sequence[LinearProbeSpec],
 
 
 def plot_layers(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """AUROC by layer, one line per probe (solid: trained model, dashed: untrained control)."""
+    """AUROC by layer, one line per probe (solid: trained model, dashed: untrained control).
+
+    Raises:
+        UserError: The file cannot be written.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,9 +144,13 @@ def plot_layers(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     ax.legend(fontsize=7, loc="upper left", ncol=2, title="solid: trained, dashed: untrained control",
               title_fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    except (OSError, ValueError) as exc:  # an unwritable place, an unknown image suffix
+        raise UserError(f"cannot write the plot to {path}: {exc}") from exc
+    finally:
+        plt.close(fig)
 
 
 def _round(value: float | None) -> float | None:

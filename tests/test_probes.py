@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import knowgate
 from knowgate.agents.hidden_states import run_passes
 from knowgate.agents.local_lm import LocalLM
+from knowgate.agents.probe_report import plot_layers
 from knowgate.agents.probe_training import ProbeRecord, extract, train_probes
 from knowgate.agents.prober import TransformersProber
 from knowgate.agents.probes import LinearProbe, ProbeSet
@@ -29,6 +30,7 @@ from knowgate.testing import (
     ScriptedSearcher,
 )
 from knowgate.tools.passage import Passage
+from knowgate.worlds.probe_labels import label_split
 from knowgate.worlds.schema import Kind
 from knowgate.worlds.world import World
 
@@ -267,3 +269,25 @@ async def test_without_the_probe_signals_the_policy_uses_its_fallback_maps() -> 
     assert "search" not in result.path
     fallback = policy.fallback_maps["closed_book"].probability({"draft_logit": logit(0.999)})
     assert result.confidence == pytest.approx(fallback, abs=1e-6)
+
+
+async def test_labels_from_a_non_world_answerer_and_a_failing_one(shipped_world: World) -> None:
+    questions = shipped_world.questions("paraphrase")
+    right = {q.question: (q.answers[0], 0.9) for q in questions[::2]}
+    records = await label_split(shipped_world, "paraphrase", ScriptedAnswerer(closed=right),
+                                model=None)
+    assert [r.correct for r in records] == [q.question in right for q in questions]
+    assert all(r.entity is None and r.kind for r in records)
+    with pytest.raises(UserError, match="unknown world model"):
+        await label_split(shipped_world, "paraphrase", ScriptedAnswerer(), model="medium")
+    failing = ScriptedAnswerer(closed={questions[3].question: Fail("provider down")})
+    with pytest.raises(RoleError, match="provider down"):
+        await label_split(shipped_world, "paraphrase", failing)
+
+
+def test_an_unwritable_plot_is_a_user_error(tmp_path: Path) -> None:
+    rows = [{"stage": "query", "family": "lens", "pooling": "last", "layer": 0, "auroc": 0.5}]
+    with pytest.raises(UserError, match="cannot write the plot"):
+        plot_layers(rows, tmp_path / "plot.unknown-format", "t")
+    plot_layers(rows, tmp_path / "deeper" / "plot.png", "t")
+    assert (tmp_path / "deeper" / "plot.png").stat().st_size > 0

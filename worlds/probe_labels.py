@@ -35,7 +35,7 @@ def known_subjects(world: World, model: str) -> set[str]:
     return {f.subject for f in world.facts.values() if f.use in uses}
 
 
-async def label_split(world: World, split: str, answerer: Answerer, model: str = "fast",
+async def label_split(world: World, split: str, answerer: Answerer, model: str | None = "fast",
                       concurrency: int = 64,
                       progress: Callable[[int], None] | None = None) -> list[ProbeRecord]:
     """Ask ``answerer`` every question of ``split`` closed-book and record if it was right.
@@ -44,14 +44,15 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str =
         world: The world whose questions (and ground truth) are used.
         split: ``calibration``, ``test`` or ``paraphrase``.
         answerer: The answerer whose correctness the probes learn.
-        model: The world model that answerer runs (for the ``entity`` field).
+        model: The world model that answerer runs, for the ``entity`` field (``None``: the
+            answerer is not a world model, e.g. a hosted one, and ``entity`` is left out).
         concurrency: Questions in flight (the local provider batches them).
         progress: Called with 1 per labelled question.
 
     Raises:
         RoleError: The answerer failed on a question (nothing is returned half-labelled).
     """
-    known = known_subjects(world, model)
+    known = known_subjects(world, model) if model is not None else None
     questions = world.questions(split)
     gate = asyncio.Semaphore(concurrency)
 
@@ -63,6 +64,7 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str =
         return ProbeRecord(id=q.id, question=q.question, answer=draft.answer,
                            correct=is_correct(draft.answer, q.answers), group=q.subject,
                            kind=q.kind.value,
-                           entity="known" if q.subject in known else "unseen")
+                           entity=None if known is None else
+                           "known" if q.subject in known else "unseen")
 
     return list(await asyncio.gather(*(one(q) for q in questions)))
