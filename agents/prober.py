@@ -51,6 +51,10 @@ class HiddenStateProbe(Protocol):
 class TransformersProber:
     """The ``Prober`` role over any ``AutoModelForCausalLM``.
 
+    A model without an output head (an encoder loaded with ``AutoModel``, wrapped with
+    ``LocalLM.from_objects``) works too: it gives no token or logit-lens signals, only what
+    hidden-state probes read.
+
     Args:
         lm: The loaded model (``LocalLM(path_or_id, device)`` picks CUDA with bf16 when present).
         probes: Trained probes to run on the same passes.
