@@ -20,6 +20,8 @@ from rich.table import Table
 
 from knowgate.api.cli import serve_command
 from knowgate.errors import KnowgateError
+from knowgate.evals.cli import calibrate_command, eval_app
+from knowgate.probe_cli import probe_app
 
 app = typer.Typer(help="knowgate: answer, search, refine or abstain.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -31,13 +33,11 @@ index_app = typer.Typer(help="Your own documents in a chromadb collection: add a
 app.add_typer(index_app, name="index")
 graph_app = typer.Typer(help="The registered graphs: show their shape.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")
-app.command("serve")(serve_command)
-console = Console(stderr=True)
-# Batch evaluation (evals/cli.py): `knowgate eval ...` and `knowgate calibrate`.
-from knowgate.evals.cli import calibrate_command, eval_app  # noqa: E402
-
+app.add_typer(probe_app, name="probe")
 app.add_typer(eval_app, name="eval")
 app.command("calibrate")(calibrate_command)
+app.command("serve")(serve_command)
+console = Console(stderr=True)
 
 
 @app.callback()

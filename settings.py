@@ -57,6 +57,9 @@ class Settings(BaseSettings):
             as failed.
         policy: Policy file (JSON); ``None`` means the defaults fitted for the shipped world.
         checkpoint_db: SQLite file for LangGraph checkpoints; ``None`` runs without one.
+        probes: Directory of trained probes the prober runs (``knowgate probe train`` writes
+            one); ``None`` means the world's ``probes/`` when the prober is the world's fast
+            model (none otherwise), ``"off"`` runs the prober without trained probes.
 
         The chat server (``knowgate serve``) and its backends:
 
@@ -111,6 +114,8 @@ class Settings(BaseSettings):
     role_timeout_s: float = Field(default=120.0, gt=0.0, le=3600.0)
     policy: Path | None = None
     checkpoint_db: Path | None = None
+    # Trained probes of the prober (issue 4).
+    probes: str | None = None
     # -- the chat server (knowgate serve) --
     checkpoint_url: str | None = None
     chroma_url: str | None = None

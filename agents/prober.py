@@ -1,18 +1,23 @@
 """The prober: a local transformers model read from the inside.
 
-It runs one forward pass with hidden states per input and returns named signals:
+It runs one forward pass with hidden states per input (``knowgate.agents.hidden_states``) and
+returns named signals:
 
 * before any answer exists (``answer=None``): ``query_top_prob`` and ``query_entropy`` of the
   model's next-token distribution at the end of the prompt, i.e. how sure the model would be of
-  the first answer token. This costs no generation and can route a question before the answerer
-  is paid.
+  the first answer token, and ``query_lens_consistency`` (how much the middle layers, decoded with
+  the logit lens, already agree). This costs no generation and can route a question before the
+  answerer is paid.
 * for a question with a draft answer: the draft's tokens under the model, ``answer_mean_logprob``,
   ``answer_min_logprob`` and ``answer_mean_entropy`` (entropy of the model's distribution at each
-  answer position), plus the query-level signals from the same pass.
+  answer position), ``answer_lens_consistency``, plus the query-level signals from the same pass.
 
 Trained probes plug in as ``HiddenStateProbe`` objects: each gets the hidden states of the same
-pass and returns one more named signal, so the state, the graph and the policy need no change.
-The model may differ from the answerer's (a local open model checking a hosted answerer).
+pass and returns one more named signal; combiners (``knowgate.agents.probes.Combiner``) then map
+the signals of the pass to one calibrated signal. Query-level probes also run on a pass with an
+answer (the prompt's positions are the same), so the answer-level combiner can read them. The
+state, the graph and the policy need no change: the policy uses a signal by its name. The model may
+differ from the answerer's (a local open model checking a hosted answerer).
 """
 
 from __future__ import annotations
@@ -21,26 +26,15 @@ import asyncio
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
+from knowgate.agents.hidden_states import Pass, Stage, run_passes
 from knowgate.agents.local_lm import LocalLM
+from knowgate.agents.probes import Combiner, ProbeSet
 from knowgate.agents.roles import RoleError, Signals
+from knowgate.errors import UserError
 
-Stage = Literal["query", "answer"]
-
-
-@dataclass(frozen=True)
-class Pass:
-    """What one forward pass exposes to a probe.
-
-    Attributes:
-        hidden_states: One tensor per layer (embeddings first), shape ``[tokens, hidden]``.
-        prompt_tokens: How many leading tokens are the prompt (the rest is the answer).
-    """
-
-    hidden_states: tuple[Any, ...]
-    prompt_tokens: int
+__all__ = ["HiddenStateProbe", "Pass", "Stage", "TransformersProber"]
 
 
 class HiddenStateProbe(Protocol):
@@ -54,28 +48,27 @@ class HiddenStateProbe(Protocol):
         ...
 
 
-def _render(lm: LocalLM, question: str) -> str:
-    try:
-        return lm.render([{"role": "user", "content": question}])
-    except Exception:  # a base model without a chat template
-        return f"Question: {question}\nAnswer:"
-
-
 class TransformersProber:
     """The ``Prober`` role over any ``AutoModelForCausalLM``.
+
+    A model without an output head (an encoder loaded with ``AutoModel``, wrapped with
+    ``LocalLM.from_objects``) works too: it gives no token or logit-lens signals, only what
+    hidden-state probes read.
 
     Args:
         lm: The loaded model (``LocalLM(path_or_id, device)`` picks CUDA with bf16 when present).
         probes: Trained probes to run on the same passes.
+        combiners: Combined signals computed from the pass's other signals, in order.
         cache_size: Inputs whose signals are remembered (a replayed node costs nothing).
     """
 
     role = "prober"
 
     def __init__(self, lm: LocalLM, probes: Sequence[HiddenStateProbe] = (),
-                 cache_size: int = 4096) -> None:
+                 cache_size: int = 4096, combiners: Sequence[Combiner] = ()) -> None:
         self.lm = lm
         self.probes = list(probes)
+        self.combiners = list(combiners)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str | None], Signals] = OrderedDict()
 
@@ -97,49 +90,28 @@ class TransformersProber:
             self._cache.popitem(last=False)
         return signals
 
+    @classmethod
+    def with_probes(cls, lm: LocalLM, probes: ProbeSet) -> TransformersProber:
+        """A prober running a saved ``ProbeSet`` (``knowgate probe train`` writes one)."""
+        return cls(lm, probes.probes, combiners=probes.combiners)
+
     def signals(self, question: str, answer: str | None = None) -> dict[str, float]:
         """The signals of one input, computed synchronously (one forward pass)."""
-        import torch
-
-        tokenizer = self.lm.tokenizer
-        prompt_ids = tokenizer(_render(self.lm, question), add_special_tokens=False)["input_ids"]
-        answer_ids: list[int] = []
-        if answer is not None:
-            answer_ids = tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
-        ids = prompt_ids + answer_ids
-        if not prompt_ids:
-            raise RoleError(self.role, "empty prompt")
-        if len(ids) > self.lm.max_length:
-            raise RoleError(self.role, f"input of {len(ids)} tokens exceeds the model's context "
-                                       f"of {self.lm.max_length}")
-        with self.lm.lock, torch.inference_mode():
-            out = self.lm.model(torch.tensor([ids], device=self.lm.device),
-                                output_hidden_states=True)
-        logprobs = out.logits[0].float().log_softmax(dim=-1)
-        # Position i predicts token i + 1: the last prompt position predicts the first answer token.
-        start = len(prompt_ids) - 1
-        first = logprobs[start]
-        values = {
-            "query_top_prob": float(first.max().exp()),
-            "query_entropy": _entropy(first),
-        }
-        if answer_ids:
-            rows = logprobs[start:start + len(answer_ids)]
-            chosen = rows.gather(1, torch.tensor(answer_ids, device=rows.device)[:, None])[:, 0]
-            values["answer_mean_logprob"] = float(chosen.mean())
-            values["answer_min_logprob"] = float(chosen.min())
-            values["answer_mean_entropy"] = sum(_entropy(r) for r in rows) / len(answer_ids)
-        stage: Stage = "answer" if answer is not None else "query"
-        forward = Pass(hidden_states=tuple(h[0] for h in out.hidden_states),
-                       prompt_tokens=len(prompt_ids))
+        try:
+            (result,) = run_passes(self.lm, [(question, answer)])
+        except UserError as exc:
+            raise RoleError(self.role, str(exc)) from exc
+        values = dict(result.signals)
+        stages = {"query", "answer"} if answer is not None and answer.strip() else {"query"}
         for probe in self.probes:
-            if probe.stage == stage:
-                values[probe.name] = float(probe(forward))
+            if probe.stage in stages:
+                values[probe.name] = float(probe(result.forward))
+        for combiner in self.combiners:
+            if combiner.stage in stages:
+                combined = combiner(values)
+                if combined is not None:
+                    values[combiner.name] = combined
         if any(math.isnan(v) for v in values.values()):
             raise RoleError(self.role, "the model produced NaN")
         # A zero-probability token gives -inf; clamp so signals stay valid JSON and comparable.
         return {k: max(-1e4, min(1e4, v)) for k, v in values.items()}
-
-
-def _entropy(logprobs: Any) -> float:
-    return float(-(logprobs.exp() * logprobs).sum())

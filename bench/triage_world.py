@@ -69,6 +69,27 @@ def table(records: list[EvalRecord]) -> tuple[dict[str, dict[str, float]], dict[
     return rows, overall
 
 
+def print_utility(settings: knowgate.Settings, records: list[EvalRecord]) -> None:
+    """Utility in the policy's own dollars, and the role calls the questions took."""
+    from knowgate.graphs.policy import Policy
+
+    policy = Policy.load(settings.policy)
+    n = len(records)
+    utility = sum(policy.reward_usd * r.right - policy.penalty_usd * r.wrong
+                  + policy.abstain_usd * (r.outcome == "abstained") - r.cost_usd
+                  for r in records)
+    calls: Counter = Counter()
+    for r in records:
+        calls.update(s.action for s in r.steps if not s.error)
+    first = sum(1 for r in records if next((a for a in r.path if a != "probe"), None) == "search")
+    print(f"utility (reward ${policy.reward_usd} right, -${policy.penalty_usd} wrong, minus cost): "
+          f"${utility / n:.6f} per question, ${utility:.4f} in all; search_first_below "
+          f"{policy.search_first_below}")
+    print(f"calls: answerer (draft) {calls['draft']}, prober {calls['probe']}, search "
+          f"{calls['search']}, critic {calls['refine']}; questions searched before any draft: "
+          f"{first}")
+
+
 async def latency(settings: knowgate.Settings, n: int) -> None:
     questions = World(settings.world).questions("test")
     for q in questions[:20]:  # warm-up: caches, lazy imports, first-call allocations
@@ -123,6 +144,7 @@ def main() -> None:
     for name, value, op, limit in bounds:
         ok = value >= limit if op == ">=" else value <= limit
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value:.3f} ({op} {limit})")
+    print_utility(settings, records)
     if args.latency:
         asyncio.run(latency(settings, args.latency))
 

@@ -89,6 +89,8 @@ class Policy(BaseModel):
             ``critic_logit`` (logits of the stated confidences).
         success: See ``SuccessRates``.
         source: How these numbers were set.
+        fallback_maps: Maps used instead of ``maps`` when a signal the main map reads is
+            missing (no prober, a prober without trained probes, or one that failed).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -108,6 +110,7 @@ class Policy(BaseModel):
     })
     success: SuccessRates = Field(default_factory=SuccessRates)
     source: str = "built-in defaults (uncalibrated)"
+    fallback_maps: dict[MapName, LogisticMap] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Policy:
@@ -138,7 +141,16 @@ class Policy(BaseModel):
         candidate = state.candidate
         if candidate is None or not candidate.answer.strip():
             return 0.0
-        return self.maps[candidate.source].probability(self.features(state))
+        features = self.features(state)
+        return self.map_for(candidate.source, features).probability(features)
+
+    def map_for(self, name: MapName, features: dict[str, float]) -> LogisticMap:
+        """The ``name`` map, or its fallback when a feature the map reads is missing."""
+        main = self.maps[name]
+        fallback = self.fallback_maps.get(name)
+        if fallback is not None and any(f not in features for f in main.weights):
+            return fallback
+        return main
 
     def decide(self, state: TriageState, prices: Prices, can_search: bool = True,
                can_refine: bool = True) -> Decision:
@@ -186,8 +198,10 @@ class Policy(BaseModel):
     def _first(self, state: TriageState, prices: Prices, left: float,
                search_ok: bool) -> Decision:
         features = self.features(state)
-        p_query = self.maps["query"].probability(features) if "query_top_prob" in features \
-            else None
+        # A query-level estimate only when the prober gave every signal the query map reads.
+        query = self.map_for("query", features)
+        p_query = query.probability(features) \
+            if query.weights and all(name in features for name in query.weights) else None
         shown = f"query-level P(correct)={p_query:.3f}" if p_query is not None \
             else "no query-level signal"
         if prices.draft > left:

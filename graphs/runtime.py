@@ -184,7 +184,23 @@ def _prober(settings: Settings, world: Any) -> Any:
     from knowgate.agents.prober import TransformersProber
 
     source = settings.prober or world.model_dir("fast")
-    return TransformersProber(LocalLM(source, settings.device))
+    lm = LocalLM(source, settings.device)
+    probes = _probes(settings, world)
+    return TransformersProber.with_probes(lm, probes) if probes else TransformersProber(lm)
+
+
+def _probes(settings: Settings, world: Any) -> Any:
+    """The trained probes the settings name; the world's own only for the world's fast model."""
+    from knowgate.agents.probes import MANIFEST, ProbeSet
+
+    if settings.probes == "off":
+        return None
+    if settings.probes is not None:
+        return ProbeSet.load(settings.probes)
+    shipped = world.path / "probes"
+    if settings.prober is None and (shipped / MANIFEST).is_file():
+        return ProbeSet.load(shipped)
+    return None
 
 
 def _check_question(question: str) -> str:

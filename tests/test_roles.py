@@ -39,7 +39,7 @@ async def test_prober_signals_separate_known_from_unknown(shipped_world: World) 
     known = next(q for q in questions if q.kind == Kind.FAST_KNOWN)
     unknown = next(q for q in questions if q.kind == Kind.UNANSWERABLE)
     before = await prober(known.question)
-    assert set(before.values) == {"query_top_prob", "query_entropy"}
+    assert set(before.values) == {"query_top_prob", "query_entropy", "query_lens_consistency"}
     assert before.values["query_top_prob"] > (await prober(unknown.question)).values[
         "query_top_prob"]
     right = await prober(known.question, known.answers[0])

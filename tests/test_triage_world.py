@@ -68,7 +68,8 @@ def test_cli_ask_prints_the_trace(data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("KNOWGATE_DATA_DIR", str(data_dir))
     shown = CliRunner().invoke(app, ["ask", "What is the capital of the Moon?"])
     assert shown.exit_code == 0, shown.output
-    assert "path: probe -> draft" in shown.output and "cost: $" in shown.output
+    # The query-level probe expects the fast model to be wrong: search before any draft.
+    assert "path: probe -> search -> draft" in shown.output and "cost: $" in shown.output
     empty = CliRunner().invoke(app, ["ask", "  ", "--json"])
     assert empty.exit_code == 2
     assert json.loads(empty.output.splitlines()[0])["outcome"] == "error"

@@ -1,0 +1,187 @@
+"""Trained probes the prober runs on its own passes, saved as small JSON files.
+
+* ``LinearProbe``: a logistic regression on standardised features of one layer and pooling
+  (``knowgate.agents.hidden_states.Pass.pooled``): the hidden state itself, or its logit-lens
+  decoding (top log-probability, entropy, margin: a nonlinear read of the same state). Its signal is the logit of P(the answerer is
+  right), so the policy's logistic maps can use it as it is.
+* ``Combiner``: a logistic regression over named signals (token signals, logit lens, probe
+  logits) computed earlier in the same pass: the combined, calibrated signal.
+
+``ProbeSet.load(directory)`` reads what ``knowgate probe train`` wrote (``probes.json`` lists the
+files); the default prober loads the set shipped beside the world's fast model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from knowgate.agents.hidden_states import Pass, Stage
+from knowgate.errors import UserError
+
+MANIFEST = "probes.json"
+# hidden: the pooled hidden state itself; lens: its logit-lens decoding (``lens_features``).
+Family = Literal["hidden", "lens"]
+_CLAMP = 30.0
+
+
+class _Standardised(BaseModel):
+    """A logistic regression on standardised inputs: ``coef . (x - mean) / scale + intercept``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    validation_auroc: float | None = None
+    train_examples: int = 0
+
+
+class LinearProbeSpec(_Standardised):
+    """A saved linear probe: where it reads, its standardisation and weights, how it scored."""
+
+    name: str
+    stage: Stage
+    layer: int = Field(ge=0)
+    pooling: str
+    features: Family = "hidden"
+    model: str
+
+
+class CombinerSpec(_Standardised):
+    """A saved combiner: a logistic regression over named, standardised signals."""
+
+    name: str
+    stage: Stage
+    features: list[str]
+
+
+class Manifest(BaseModel):
+    """``probes.json``: the model the probes read and the files that hold them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    probes: list[str]
+    combiners: list[str] = Field(default_factory=list)
+    report: dict[str, Any] = Field(default_factory=dict)
+
+
+class LinearProbe:
+    """A ``HiddenStateProbe``: the logit of P(correct) from one layer's pooled hidden state."""
+
+    def __init__(self, spec: LinearProbeSpec) -> None:
+        import torch
+
+        if not (len(spec.mean) == len(spec.scale) == len(spec.coef)):
+            raise UserError(f"probe {spec.name}: mean, scale and coef differ in length")
+        self.spec = spec
+        self.name = spec.name
+        self.stage: Stage = spec.stage
+        # Fold the standardisation into the weights once: w' = coef / scale.
+        coef = torch.tensor(spec.coef, dtype=torch.float32)
+        self._weight = coef / torch.tensor(spec.scale, dtype=torch.float32)
+        self._bias = spec.intercept - float((self._weight * torch.tensor(spec.mean)).sum())
+
+    def __call__(self, forward: Pass) -> float:
+        """The probe's logit for this pass.
+
+        Raises:
+            UserError: The pass does not fit the probe (another hidden size, no answer).
+        """
+        import torch
+
+        with torch.inference_mode():  # the lens runs the model's head: no autograd wanted
+            vector = forward.pooled(self.stage, self.spec.layer, self.spec.pooling)
+            if self.spec.features == "lens":
+                vector = forward.lens(self.spec.layer, vector)
+            if vector.shape[-1] != self._weight.shape[0]:
+                raise UserError(f"probe {self.name} expects {self._weight.shape[0]} features, "
+                                f"the pass gives {vector.shape[-1]}")
+            weight = self._weight.to(vector.device)
+            return _clamp(float((vector.float() * weight).sum()) + self._bias)
+
+
+@dataclass(frozen=True)
+class Combiner:
+    """The combined signal: a calibrated logistic map over signals of the same pass."""
+
+    spec: CombinerSpec
+
+    @property
+    def name(self) -> str:
+        """The signal it writes."""
+        return self.spec.name
+
+    @property
+    def stage(self) -> Stage:
+        """``query``: before any answer; ``answer``: with a draft."""
+        return self.spec.stage
+
+    def __call__(self, values: dict[str, float]) -> float | None:
+        """The logit of P(correct), or ``None`` when a feature is missing."""
+        if any(f not in values for f in self.spec.features):
+            return None
+        z = self.spec.intercept + sum(
+            c * (values[f] - m) / s for f, m, s, c in
+            zip(self.spec.features, self.spec.mean, self.spec.scale, self.spec.coef, strict=True))
+        return _clamp(z)
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """The probes and combiners one prober runs, read from a directory."""
+
+    probes: list[LinearProbe] = field(default_factory=list)
+    combiners: list[Combiner] = field(default_factory=list)
+    model: str = ""
+
+    @classmethod
+    def load(cls, directory: Path | str) -> ProbeSet:
+        """Read ``probes.json`` and the files it lists.
+
+        Raises:
+            UserError: The directory, the manifest or a probe file is missing or invalid.
+        """
+        directory = Path(directory)
+        manifest_path = directory / MANIFEST
+        if not manifest_path.is_file():
+            raise UserError(f"no {MANIFEST} in {directory}: train probes with "
+                            f"`knowgate probe train`")
+        manifest = read_spec(manifest_path, Manifest)
+        probes = [LinearProbe(read_spec(directory / n, LinearProbeSpec)) for n in manifest.probes]
+        combiners = [Combiner(read_spec(directory / n, CombinerSpec)) for n in manifest.combiners]
+        return cls(probes=probes, combiners=combiners, model=manifest.model)
+
+
+def save_json(path: Path, spec: BaseModel) -> None:
+    """Write one spec (or the manifest) as indented JSON, atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(spec.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_spec(path: Path, model: type[Any]) -> Any:
+    """Read one spec file (or the manifest) as ``model``.
+
+    Raises:
+        UserError: The file is missing or invalid.
+    """
+    if not path.is_file():
+        raise UserError(f"probe file not found: {path}")
+    try:
+        return model.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: invalid probe file: {exc}") from exc
+
+
+def _clamp(z: float) -> float:
+    if math.isnan(z):
+        return 0.0
+    return max(-_CLAMP, min(_CLAMP, z))

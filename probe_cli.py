@@ -1,0 +1,224 @@
+"""``knowgate probe``: label a world split, train the prober's probes, report every signal.
+
+Registered in ``knowgate.cli`` as a sub-app. The work is in ``knowgate.agents.probe_training``
+(features, sweep, fit), ``knowgate.agents.probe_report`` (tables, plot) and
+``knowgate.worlds.probe_labels`` (labels from the answerer); this module parses options, shows
+progress and prints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from knowgate.errors import KnowgateError
+
+probe_app = typer.Typer(help="Probes of the prober: label data, train, report.",
+                        no_args_is_help=True)
+console = Console(stderr=True)
+CONTROL_DIR = "control"
+WORLD_MODEL = "world:"
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", help="Model the probes read: `fast` or `slow` (the world's), or a path or id.")]
+
+
+def _fail(exc: KnowgateError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code=2)
+
+
+def resolve_model(model: str, settings: Any) -> tuple[Path | str, str]:
+    """(what ``LocalLM`` loads, the name recorded in the probe files)."""
+    from knowgate.worlds.world import World
+
+    name = model.removeprefix(WORLD_MODEL)
+    if name in ("fast", "slow"):
+        return World(settings.world).model_dir(name), WORLD_MODEL + name
+    return model, model
+
+
+def _bar(total: int, label: str) -> tuple[Any, Any]:
+    from knowgate.cli import _progress
+
+    bars = _progress()
+    task = bars.add_task(label, total=total, info="")
+    return bars, lambda n: bars.advance(task, n)
+
+
+@probe_app.command("label")
+def probe_label(
+    out: Annotated[Path, typer.Option("--out", help="JSONL file to write.")],
+    split: Annotated[str, typer.Option(help="World split: calibration, test, paraphrase.")] = "calibration",
+    model: Annotated[str, typer.Option(help="World model the answerer runs, for the entity "
+                                            "field: fast, slow, or none (a hosted answerer).")] = "fast",
+    config: ConfigOpt = None,
+) -> None:
+    """Run the configured answerer on a world split and write each question with its label."""
+    from knowgate.agents.probe_training import write_records
+    from knowgate.aio import run_sync
+    from knowgate.graphs.runtime import build_context
+    from knowgate.settings import load_settings
+    from knowgate.worlds.probe_labels import label_split
+    from knowgate.worlds.world import World
+
+    try:
+        settings = load_settings(config, prober="off")
+        world = World(settings.world)
+        context = build_context(settings)
+        bars, advance = _bar(len(world.questions(split)), f"label {split}")
+        with bars:
+            records = run_sync(label_split(world, split, context.answerer,
+                                           None if model == "none" else model, progress=advance))
+        write_records(out, records)
+    except KnowgateError as exc:
+        raise _fail(exc) from exc
+    right = sum(r.correct for r in records)
+    console.print(f"{len(records)} questions, {right} answered right, written to {out}")
+
+
+@probe_app.command("train")
+def probe_train(
+    data: Annotated[Path, typer.Option("--data", help="Labelled JSONL (`knowgate probe label`).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the probes to.")],
+    model: ModelOpt = "fast",
+    control: Annotated[bool, typer.Option(help="Also train on an untrained copy (the control).")] = True,
+    batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass.")] = 64,
+    config: ConfigOpt = None,
+) -> None:
+    """Sweep layers x poolings x families, keep the best probe per stage, fit the combiners."""
+    from knowgate.agents.local_lm import LocalLM
+    from knowgate.agents.probe_training import (
+        extract,
+        read_records,
+        save,
+        sweep_specs,
+        train_probes,
+        untrained_copy,
+    )
+    from knowgate.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        records = read_records(data)
+        source, name = resolve_model(model, settings)
+        lm = LocalLM(source, settings.device)
+        targets = [(out, lm, name)]
+        if control:
+            targets.append((out / CONTROL_DIR, untrained_copy(lm), f"untrained copy of {name}"))
+        for directory, reader, label in targets:
+            bars, advance = _bar(len(records), f"passes ({label})")
+            with bars:
+                features = extract(reader, records, batch_size, self_eval=False, progress=advance)
+            trained = train_probes(features, label)
+            save(trained, sweep_specs(features, trained.sweep, label), directory, label,
+                 {"data": data.name, "records": len(records)})
+            for stage, spec in trained.probes.items():
+                console.print(f"{label}: {stage} probe {spec.features} layer {spec.layer} "
+                              f"{spec.pooling}, validation AUROC {spec.validation_auroc}")
+            for stage, spec in trained.combiners.items():
+                console.print(f"{label}: {stage} combined, validation AUROC "
+                              f"{spec.validation_auroc}")
+    except KnowgateError as exc:
+        raise _fail(exc) from exc
+    console.print(f"probes written to {out}")
+
+
+@probe_app.command("report")
+def probe_report(
+    probes: Annotated[Path, typer.Option("--probes", help="Directory `probe train` wrote.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled JSONL to measure on (held out).")],
+    png: Annotated[Path | None, typer.Option("--png", help="Write the AUROC-by-layer plot here.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model (default: the one the probes name).")] = None,
+    self_eval: Annotated[bool, typer.Option(help="Also the training-free self-evaluation.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass.")] = 64,
+    config: ConfigOpt = None,
+) -> None:
+    """AUROC and PRR of every signal and of the probes by layer, beside the untrained control."""
+    from knowgate.agents.local_lm import LocalLM
+    from knowgate.agents.probe_report import layer_table, plot_layers, score_all, signal_table
+    from knowgate.agents.probe_training import extract, load_sweep, read_records, untrained_copy
+    from knowgate.agents.probes import (
+        MANIFEST,
+        CombinerSpec,
+        LinearProbeSpec,
+        Manifest,
+        read_spec,
+    )
+    from knowgate.settings import load_settings
+
+    def chosen(directory: Path) -> tuple[Manifest, dict[str, Any], dict[str, Any]]:
+        manifest = read_spec(directory / MANIFEST, Manifest)
+        specs = [read_spec(directory / n, LinearProbeSpec) for n in manifest.probes]
+        combiners = [read_spec(directory / n, CombinerSpec) for n in manifest.combiners]
+        return manifest, {s.stage: s for s in specs}, {c.stage: c for c in combiners}
+
+    try:
+        settings = load_settings(config)
+        records = read_records(data)
+        manifest, specs, combiners = chosen(probes)
+        source, name = resolve_model(model or manifest.model, settings)
+        lm = LocalLM(source, settings.device)
+        bars, advance = _bar(len(records), f"passes ({name})")
+        with bars:
+            features = extract(lm, records, batch_size, self_eval=self_eval, progress=advance)
+        trained = score_all(features, specs, combiners)
+        control_features, control_scored, control_sweep = None, None, []
+        if (probes / CONTROL_DIR / MANIFEST).is_file():
+            _, c_specs, c_combiners = chosen(probes / CONTROL_DIR)
+            bars, advance = _bar(len(records), "passes (untrained control)")
+            with bars:
+                control_features = extract(untrained_copy(lm), records, batch_size,
+                                           self_eval=self_eval, progress=advance)
+            control_scored = score_all(control_features, c_specs, c_combiners)
+            control_sweep = load_sweep(probes / CONTROL_DIR)
+        signals = signal_table(trained, control_scored)
+        layers = layer_table(features, load_sweep(probes), control_features, control_sweep)
+        if png is not None:
+            plot_layers(layers, png, f"probes of {name} on {data.name}: AUROC by layer")
+    except KnowgateError as exc:
+        raise _fail(exc) from exc
+    result = {"model": name, "data": data.name, "records": len(records),
+              "right": int(features.labels.sum()),
+              "chosen": {s: {"family": p.features, "layer": p.layer, "pooling": p.pooling}
+                         for s, p in specs.items()},
+              "signals": signals, "layers": layers}
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+    else:
+        _print_report(result)
+    if png is not None:
+        console.print(f"plot written to {png}")
+
+
+def _print_report(result: dict[str, Any]) -> None:
+    out = Console()
+    table = Table(title=f"{result['model']} on {result['data']} ({result['records']} questions, "
+                        f"{result['right']} right)",
+                  caption="AUROC of 'the answerer is right'; known/unseen: right answers against "
+                          "wrong ones about known / unseen entities; control: untrained copy")
+    for column in ("signal", "AUROC", "PRR", "known", "unseen", "control AUROC", "control PRR"):
+        table.add_column(column, justify="left" if column == "signal" else "right")
+    for row in result["signals"]:
+        table.add_row(row["signal"], *(_cell(row.get(k)) for k in (
+            "auroc", "prr", "auroc_known_entity", "auroc_unseen_entity", "control_auroc",
+            "control_prr")))
+    out.print(table)
+    layers = Table(title="probes by layer (test AUROC; control in brackets)")
+    for column in ("stage", "family", "pooling", "layer", "AUROC", "control"):
+        layers.add_column(column)
+    for row in result["layers"]:
+        layers.add_row(row["stage"], row["family"], row["pooling"], str(row["layer"]),
+                       _cell(row["auroc"]), _cell(row.get("control_auroc")))
+    out.print(layers)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,70 @@
+"""Label a world split for probe training: run the answerer, record whether it was right.
+
+Questions do not say whether their subject is familiar to a model, so it is derived from the
+world's facts: a model knows an entity when it was trained on at least one of that entity's facts
+(the fast model on fast-known facts, the slow model on fast- and slow-known facts; see
+``knowgate.worlds.build``). A wrong answer about a known entity is an attribute-level unknown; one
+about an unseen entity is an entity-level unknown. The report keeps them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from knowgate.agents.probe_training import ProbeRecord
+from knowgate.agents.roles import Answerer
+from knowgate.errors import UserError
+from knowgate.grading import is_correct
+from knowgate.worlds.schema import Use
+from knowgate.worlds.world import World
+
+# Which facts each world model was trained on (as in ``knowgate.worlds.build``).
+TRAINED_ON = {"fast": (Use.FAST_KNOWN,), "slow": (Use.FAST_KNOWN, Use.SLOW_KNOWN)}
+
+
+def known_subjects(world: World, model: str) -> set[str]:
+    """Subjects with at least one fact the world model ``model`` was trained on.
+
+    Raises:
+        UserError: ``model`` is not one of the world's models.
+    """
+    if model not in TRAINED_ON:
+        raise UserError(f"unknown world model {model!r}; known: {', '.join(TRAINED_ON)}")
+    uses = TRAINED_ON[model]
+    return {f.subject for f in world.facts.values() if f.use in uses}
+
+
+async def label_split(world: World, split: str, answerer: Answerer, model: str | None = "fast",
+                      concurrency: int = 64,
+                      progress: Callable[[int], None] | None = None) -> list[ProbeRecord]:
+    """Ask ``answerer`` every question of ``split`` closed-book and record if it was right.
+
+    Args:
+        world: The world whose questions (and ground truth) are used.
+        split: ``calibration``, ``test`` or ``paraphrase``.
+        answerer: The answerer whose correctness the probes learn.
+        model: The world model that answerer runs, for the ``entity`` field (``None``: the
+            answerer is not a world model, e.g. a hosted one, and ``entity`` is left out).
+        concurrency: Questions in flight (the local provider batches them).
+        progress: Called with 1 per labelled question.
+
+    Raises:
+        RoleError: The answerer failed on a question (nothing is returned half-labelled).
+    """
+    known = known_subjects(world, model) if model is not None else None
+    questions = world.questions(split)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(q) -> ProbeRecord:
+        async with gate:
+            draft = await answerer(q.question)
+        if progress is not None:
+            progress(1)
+        return ProbeRecord(id=q.id, question=q.question, answer=draft.answer,
+                           correct=is_correct(draft.answer, q.answers), group=q.subject,
+                           kind=q.kind.value,
+                           entity=None if known is None else
+                           "known" if q.subject in known else "unseen")
+
+    return list(await asyncio.gather(*(one(q) for q in questions)))
