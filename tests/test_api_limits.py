@@ -53,6 +53,11 @@ def test_keys_and_budgets(tmp_path: Path) -> None:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=srv.url + "/v1", api_key="sk-z", max_retries=0
                           ).models.list()
+    # A restart does not hand the key a fresh budget: spend is kept in the data dir.
+    with serving(settings, triage_context()) as srv:
+        again = _chat(srv.url, key="sk-a")
+        assert again.status_code == 403 and _error(again)["code"] == "budget_exceeded"
+        assert "$0.000036" in _error(again)["message"]
 
 
 def test_rate_limits_per_key(tmp_path: Path) -> None:
