@@ -32,6 +32,7 @@ from knowgate.evals.runner import run_eval
 from knowgate.graphs.policy import DEFAULT_POLICY, Policy
 from knowgate.graphs.runtime import estimate_prices
 from knowgate.settings import load_settings
+from knowgate.worlds.world import World
 
 KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")
 
@@ -59,6 +60,9 @@ def main() -> None:
         "reward_usd": defaults.reward_usd, "penalty_usd": defaults.penalty_usd,
         "abstain_usd": defaults.abstain_usd})
     policy, report = calibrate(run, "utility", base, estimate_prices(settings))
+    policy = policy.model_copy(update={"source": f"bench/fit_default_policy.py on the "
+                                                 f"{World(settings.world).name} world's calibration split: "
+                                                 f"{policy.source}"})
     print(policy.model_dump_json(indent=2))
     print(json.dumps(report, indent=2), file=sys.stderr)
     records = read_records(run)

@@ -14,8 +14,10 @@ and whether it was right. From that:
 3. ``search_first_below`` (search before any draft when the query-level P(correct) is below it)
    is set to the value of highest replayed utility, among those that send at most
    ``MAX_RIGHT_ROUTED`` of the questions the policy answers right without help to search first
-   (the fast path stays the fast path); ``None`` when no value gains;
-4. the answer threshold is set, every replay routing by the ``search_first_below`` of step 3:
+   (the fast path stays the fast path), with the query map and with its fallback; ``None`` when
+   no value gains;
+4. the answer threshold is set, every replay routing by the ``search_first_below`` of step 3
+   (utility mode then chooses ``search_first_below`` again at the threshold it settled on):
 
    * ``utility``: the threshold (0.5 to 0.995) whose replay on the calibration questions (see
      below) has the highest utility under the base policy's reward and penalty; with perfectly
@@ -35,6 +37,7 @@ and whether it was right. From that:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -261,19 +264,27 @@ def choose_search_first(policy: Policy, prices: Prices, explored: Sequence[Explo
 
     The value only matters at the first decision, so each question is replayed twice, never and
     always routed, and any value's utility is the sum of the routed replays below it and the
-    unrouted ones above: exact, with two replays per question instead of two per value.
+    unrouted ones above: exact, with two replays per question instead of two per value. The
+    guard also holds for the query map's fallback (a prober without trained probes), whose
+    P(correct) of the same questions may sit lower.
     """
     terms = terms or policy
     never = policy.model_copy(update={"search_first_below": None})
     always = policy.model_copy(update={"search_first_below": 1.0})
-    rows = []
+    fallback = policy.fallback_maps.get("query")
+    rows, fallback_right = [], []
     for e in explored:
-        p = policy.query_probability({k: v for k, v in e.query.items() if k not in _LOGITS})
-        if p is not None:
-            direct, routed = replay(never, prices, e), replay(always, prices, e)
-            rows.append((p, routed.utility(terms) - direct.utility(terms),
-                         direct.right_without_help))
+        features = {k: v for k, v in e.query.items() if k not in _LOGITS}
+        p = policy.query_probability(features)
+        if p is None:
+            continue
+        direct, routed = replay(never, prices, e), replay(always, prices, e)
+        rows.append((p, routed.utility(terms) - direct.utility(terms), direct.right_without_help))
+        if direct.right_without_help and fallback is not None \
+                and all(n in features for n in fallback.weights):
+            fallback_right.append(fallback.probability(features))
     rows.sort(key=lambda r: r[0])
+    fallback_right.sort()
     allowed = MAX_RIGHT_ROUTED * sum(r[2] for r in rows)
     best: float | None = None
     best_gain, routed_n, gain, right_routed = 0.0, 0, 0.0, 0
@@ -284,9 +295,11 @@ def choose_search_first(policy: Policy, prices: Prices, explored: Sequence[Explo
         # Route every question up to this one: the value sits halfway to the next distinct p.
         if i + 1 < len(rows) and rows[i + 1][0] == p:
             continue
+        value = (p + (rows[i + 1][0] if i + 1 < len(rows) else 1.0)) / 2
+        if bisect.bisect_left(fallback_right, value) > MAX_RIGHT_ROUTED * len(fallback_right):
+            break  # without trained probes this value would send fast questions to search
         if gain > best_gain + 1e-12:
-            upper = rows[i + 1][0] if i + 1 < len(rows) else 1.0
-            best, best_gain, routed_n = (p + upper) / 2, gain, i + 1
+            best, best_gain, routed_n = value, gain, i + 1
     n = max(1, len(explored))
     return best, {"search_first_below": best, "routed": routed_n, "with_query_signal": len(rows),
                   "utility_gain_per_q": round(best_gain / n, 8),
@@ -397,7 +410,12 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
                f"{stats['threshold']:.3f} (binomial p={stats['p_value']:.4f})")
     else:
         fitted, stats = best_utility(fitted, prices, explored, base.success)
-        report["calibration"] = stats
+        # Routing is chosen again at the final threshold, where the guard must hold (risk mode
+        # keeps the first choice: its guarantee is for the policy Learn-then-Test replayed).
+        first, routing = choose_search_first(fitted, prices, explored, terms=base)
+        fitted = fitted.model_copy(update={"search_first_below": first})
+        stats = {**replay_all(fitted, prices, explored, terms=base), "threshold": stats["threshold"]}
+        report.update(calibration=stats, search_first=routing)
         how = (f"utility mode: answer threshold {stats['threshold']:.3f}, the best replayed "
                f"utility at reward ${base.reward_usd} / penalty ${base.penalty_usd}")
     first_how = "off" if first is None else \

@@ -300,6 +300,11 @@ async def test_search_first_is_chosen_by_replayed_utility_within_the_guard(
 
     right = [e for e in explored if replay(never, PRICES, e).right_without_help]
     assert sum(routed(e) for e in right) <= 0.01 * len(right)
+    # The same holds for a prober without trained probes (the query map's fallback).
+    bare = [policy.query_probability({k: v for k, v in e.query.items()
+                                      if k != "query_combined_logit"}) for e in right]
+    assert all(p is not None for p in bare)
+    assert sum(p < first for p in bare if p is not None) <= 0.01 * len(right)
     # Questions the routing sends to search really search before any draft.
     low = [e for e in explored if routed(e)]
     assert low and all(replay(policy, PRICES, e).path[:2] == ("probe", "search") for e in low)
