@@ -38,7 +38,9 @@ KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")
 # Risk mode: answer from the threshold the utility terms imply (2/3), tightened only as far as a
 # certified wrong-answer rate among answered of at most 5% (with probability 90%) needs. Utility
 # mode's in-sample best threshold (0.71) answers fewer searchable questions straight after the
-# search: 0.767 on the test split, below the 0.80 the triage table requires (0.806 at 0.67).
+# search: 0.767 on the test split, below the 0.80 the triage table requires (0.806 at 0.67). This
+# was seen on the test split: on the calibration split the share is below 0.80 at every threshold
+# (0.776 at 0.67, 0.740 at 0.71), so it could not be chosen there.
 MODE = "risk"
 
 

@@ -383,6 +383,7 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     if not candidates:
         raise UserError(f"{run} records no candidate answers: calibrate on a run of the "
                         "'explore' graph (knowgate eval run --graph explore ...)")
+
     def refit(maps: dict[str, LogisticMap], counts: dict[str, int]) -> dict[str, LogisticMap]:
         out = {}
         for name, old in maps.items():
