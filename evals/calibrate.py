@@ -4,12 +4,20 @@ The explore run holds, for every calibration question, each kind of candidate an
 book, critic without evidence, open book, critic with evidence) with the features the policy saw
 and whether it was right. From that:
 
-1. every P(correct) map of a *base* policy is refitted (logistic regression) over the same feature
-   names the base map uses, read generically from the recorded features, so new signals need no
-   change here (a base policy naming them is enough);
+1. every P(correct) map of a *base* policy, and every one of its ``fallback_maps``, is refitted
+   (logistic regression) on the candidates that carry all of its features, over the subset of
+   the base map's feature names of lowest 5-fold cross-validated log loss (so a signal enters a
+   map only where it helps). Names are read generically from the recorded features, so new
+   signals need no change here: a base policy naming them is enough;
 2. the success rates of search and refine are measured (an action succeeds when it yields an
    answer the policy then trusts and that answer is right);
-3. the answer threshold is set:
+3. ``search_first_below`` (search before any draft when the query-level P(correct) is below it)
+   is set to the value of highest replayed utility, among those that send at most
+   ``MAX_RIGHT_ROUTED`` of the questions the policy answers right without help to search first
+   (the fast path stays the fast path), with the query map and with its fallback; ``None`` when
+   no value gains;
+4. the answer threshold is set, every replay routing by the ``search_first_below`` of step 3
+   (utility mode then chooses ``search_first_below`` again at the threshold it settled on):
 
    * ``utility``: the threshold (0.5 to 0.995) whose replay on the calibration questions (see
      below) has the highest utility under the base policy's reward and penalty; with perfectly
@@ -29,6 +37,8 @@ and whether it was right. From that:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +58,9 @@ Mode = Literal["utility", "risk"]
 MAP_SOURCES = {"query": "closed_book", "closed_book": "closed_book", "open_book": "open_book",
                "critic": "critic"}
 _LOGITS = ("draft_logit", "critic_logit")
+# Of the questions the policy answers right with no help, the most that search-first routing may
+# send to search (each pays a search for nothing, and answering fast ones fast is the point).
+MAX_RIGHT_ROUTED = 0.01
 
 
 @dataclass(frozen=True)
@@ -90,24 +103,49 @@ def with_threshold(policy: Policy, threshold: float) -> Policy:
 def _p(policy: Policy, candidate: CandidateRecord | None) -> float:
     if candidate is None or not candidate.answer.strip():
         return 0.0
-    return policy.maps[candidate.source].probability(candidate.features)
+    return policy.map_for(candidate.source, candidate.features).probability(candidate.features)
+
+
+def _model() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=10.0, max_iter=1000)
+
+
+def choose_features(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[str]:
+    """The non-empty subset of ``names`` (columns of ``x``) of lowest 5-fold cross-validated log
+    loss; all of them when there are too few of either class to cross-validate."""
+    from sklearn.model_selection import cross_val_score
+
+    folds = min(5, int(y.sum()), int(len(y) - y.sum()))
+    if len(names) < 2 or folds < 2:
+        return names
+    losses: dict[tuple[str, ...], float] = {}
+    # Largest subsets first, so that on a tie the map keeps every feature it was given.
+    for size in range(len(names), 0, -1):
+        for subset in itertools.combinations(range(len(names)), size):
+            scores = cross_val_score(_model(), x[:, list(subset)], y, cv=folds,
+                                     scoring="neg_log_loss")
+            losses[tuple(names[i] for i in subset)] = float(-scores.mean())
+    return list(min(losses, key=lambda k: losses[k]))
 
 
 def fit_map(candidates: Sequence[CandidateRecord], names: list[str], base: LogisticMap
             ) -> tuple[LogisticMap, int]:
-    """Logistic regression of correctness on the features ``names`` (missing ones count as 0,
-    as ``LogisticMap`` reads them); the base map when one class is absent."""
-    from sklearn.linear_model import LogisticRegression
-
-    rows = [c for c in candidates if c.answer.strip()]
+    """Logistic regression of correctness over the best subset of ``names`` (see
+    ``choose_features``), on the candidates that carry every one of them (a map only judges
+    those: ``Policy.map_for`` falls back otherwise); the base map when there are too few rows
+    or one class is absent. Returns the map and how many candidates it was fitted on."""
+    rows = [c for c in candidates if c.answer.strip() and all(n in c.features for n in names)]
     y = np.array([float(c.correct) for c in rows])
     if not names or len(rows) < 10 or len(set(y)) < 2:
         return base, len(rows)
-    x = np.array([[c.features.get(n, 0.0) for n in names] for c in rows], dtype=float)
-    model = LogisticRegression(C=10.0, max_iter=1000).fit(x, y)
+    x = np.array([[c.features[n] for n in names] for c in rows], dtype=float)
+    chosen = choose_features(x, y, names)
+    model = _model().fit(x[:, [names.index(n) for n in chosen]], y)
     return LogisticMap(bias=round(float(model.intercept_[0]), 4),
                        weights={n: round(float(w), 4)
-                                for n, w in zip(names, model.coef_[0], strict=True)}), len(rows)
+                                for n, w in zip(chosen, model.coef_[0], strict=True)}), len(rows)
 
 
 def success_rates(policy: Policy, explored: Sequence[Explored], base: SuccessRates
@@ -140,6 +178,18 @@ class Replayed:
     answered: bool
     correct: bool
     cost_usd: float
+    path: tuple[str, ...] = ()
+
+    @property
+    def right_without_help(self) -> bool:
+        """Answered right with neither search nor critic."""
+        return self.answered and self.correct and not {"search", "refine"} & set(self.path)
+
+    def utility(self, terms: Policy) -> float:
+        """Reward, penalty or abstain value under ``terms``, less the dollars spent."""
+        value = (terms.reward_usd if self.correct else -terms.penalty_usd) if self.answered \
+            else terms.abstain_usd
+        return value - self.cost_usd
 
 
 def replay(policy: Policy, prices: Prices, e: Explored, max_steps: int = 12) -> Replayed:
@@ -165,28 +215,29 @@ def replay(policy: Policy, prices: Prices, e: Explored, max_steps: int = 12) -> 
             steps=steps)
         action = policy.decide(state, prices).action
         spent = state.spent_usd
+        path = tuple(s.action for s in steps)
         if action == "answer":
-            return Replayed(True, bool(candidate and candidate.correct), spent)
+            return Replayed(True, bool(candidate and candidate.correct), spent, path)
         if action == "abstain":
-            return Replayed(False, False, spent)
+            return Replayed(False, False, spent, path)
         if action == "search":
             steps = [*steps, Step(action="search", reason="replay", cost_usd=e.search_usd)]
         if action in ("search", "draft"):
             searched = any(s.action == "search" for s in steps)
             draft = e.opened if searched else e.closed
             if draft is None:
-                return Replayed(False, False, spent)
+                return Replayed(False, False, spent, path)
             candidate = draft
             steps = [*steps, Step(action="draft", reason="replay", cost_usd=draft.cost_usd)]
         elif action == "refine":
             searched = any(s.action == "search" for s in steps)
             verdict = e.critic_open if searched else e.critic_closed
             if verdict is None:
-                return Replayed(False, False, spent)
+                return Replayed(False, False, spent, path)
             candidate = verdict if verdict.answer else None
             steps = [*steps, Step(action="refine", reason="replay", cost_usd=verdict.cost_usd)]
         latest = (verdict if action == "refine" else draft).features  # type: ignore[union-attr]
-    return Replayed(False, False, sum(s.cost_usd for s in steps))
+    return Replayed(False, False, sum(s.cost_usd for s in steps), tuple(s.action for s in steps))
 
 
 def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored],
@@ -197,14 +248,62 @@ def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored],
     outcomes = [replay(policy, prices, e) for e in explored]
     answered = [o for o in outcomes if o.answered]
     wrong = sum(not o.correct for o in answered)
-    utility = np.mean([(terms.reward_usd if o.correct else -terms.penalty_usd)
-                       if o.answered else terms.abstain_usd for o in outcomes]
-                      ) - np.mean([o.cost_usd for o in outcomes])
+    utility = np.mean([o.utility(terms) for o in outcomes])
     return {"n": len(outcomes), "answered": len(answered), "wrong": wrong,
             "coverage": round(len(answered) / max(1, len(outcomes)), 4),
             "wrong_rate_answered": round(wrong / max(1, len(answered)), 4),
             "usd_per_q": round(float(np.mean([o.cost_usd for o in outcomes])), 8),
             "utility": round(float(utility), 8)}
+
+
+def choose_search_first(policy: Policy, prices: Prices, explored: Sequence[Explored],
+                        terms: Policy | None = None) -> tuple[float | None, dict[str, Any]]:
+    """The ``search_first_below`` of highest replayed utility (under ``terms``, by default the
+    policy's) that routes at most ``MAX_RIGHT_ROUTED`` of the questions ``policy`` answers right
+    without help; ``None`` when routing none is best.
+
+    The value only matters at the first decision, so each question is replayed twice, never and
+    always routed, and any value's utility is the sum of the routed replays below it and the
+    unrouted ones above: exact, with two replays per question instead of two per value. The
+    guard also holds for the query map's fallback (a prober without trained probes), whose
+    P(correct) of the same questions may sit lower.
+    """
+    terms = terms or policy
+    never = policy.model_copy(update={"search_first_below": None})
+    always = policy.model_copy(update={"search_first_below": 1.0})
+    fallback = policy.fallback_maps.get("query")
+    rows, fallback_right = [], []
+    for e in explored:
+        features = {k: v for k, v in e.query.items() if k not in _LOGITS}
+        p = policy.query_probability(features)
+        if p is None:
+            continue
+        direct, routed = replay(never, prices, e), replay(always, prices, e)
+        rows.append((p, routed.utility(terms) - direct.utility(terms), direct.right_without_help))
+        if direct.right_without_help and fallback is not None \
+                and all(n in features for n in fallback.weights):
+            fallback_right.append(fallback.probability(features))
+    rows.sort(key=lambda r: r[0])
+    fallback_right.sort()
+    allowed = MAX_RIGHT_ROUTED * sum(r[2] for r in rows)
+    best: float | None = None
+    best_gain, routed_n, gain, right_routed = 0.0, 0, 0.0, 0
+    for i, (p, delta, right) in enumerate(rows):
+        gain, right_routed = gain + delta, right_routed + right
+        if right_routed > allowed:
+            break
+        # Route every question up to this one: the value sits halfway to the next distinct p.
+        if i + 1 < len(rows) and rows[i + 1][0] == p:
+            continue
+        value = (p + (rows[i + 1][0] if i + 1 < len(rows) else 1.0)) / 2
+        if bisect.bisect_left(fallback_right, value) > MAX_RIGHT_ROUTED * len(fallback_right):
+            break  # without trained probes this value would send fast questions to search
+        if gain > best_gain + 1e-12:
+            best, best_gain, routed_n = value, gain, i + 1
+    n = max(1, len(explored))
+    return best, {"search_first_below": best, "routed": routed_n, "with_query_signal": len(rows),
+                  "utility_gain_per_q": round(best_gain / n, 8),
+                  "right_without_help_routed_max": int(allowed)}
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:
@@ -284,15 +383,27 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     if not candidates:
         raise UserError(f"{run} records no candidate answers: calibrate on a run of the "
                         "'explore' graph (knowgate eval run --graph explore ...)")
-    maps, counts = {}, {}
-    for name, old in base.maps.items():
-        pool = [c for c in candidates if c.source == MAP_SOURCES[name]]
-        maps[name], counts[name] = fit_map(pool, list(old.weights), old)
+
+    def refit(maps: dict[str, LogisticMap], counts: dict[str, int]) -> dict[str, LogisticMap]:
+        out = {}
+        for name, old in maps.items():
+            pool = [c for c in candidates if c.source == MAP_SOURCES[name]]
+            out[name], counts[name] = fit_map(pool, list(old.weights), old)
+        return out
+
+    counts: dict[str, int] = {}
+    fallback_counts: dict[str, int] = {}
+    maps = refit(dict(base.maps), counts)
+    fallbacks = refit(dict(base.fallback_maps), fallback_counts)
     explored = [Explored.of(r) for r in records]
-    fitted = base.model_copy(update={"maps": maps})
+    fitted = base.model_copy(update={"maps": maps, "fallback_maps": fallbacks})
     fitted = fitted.model_copy(update={"success": success_rates(fitted, explored, base.success)})
+    first, routing = choose_search_first(fitted, prices, explored)
+    fitted = fitted.model_copy(update={"search_first_below": first})
     report: dict[str, Any] = {"run": str(run), "mode": mode, "questions": len(records),
-                              "fitted_on": counts}
+                              "fitted_on": counts, "fallbacks_fitted_on": fallback_counts,
+                              "features": {k: list(m.weights) for k, m in maps.items()},
+                              "search_first": routing}
     if mode == "risk":
         fitted, stats = learn_then_test(fitted, prices, explored, base.success, alpha, delta)
         report.update(alpha=alpha, delta=delta, calibration=stats)
@@ -300,10 +411,20 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
                f"{stats['threshold']:.3f} (binomial p={stats['p_value']:.4f})")
     else:
         fitted, stats = best_utility(fitted, prices, explored, base.success)
-        report["calibration"] = stats
+        # Routing is chosen again at the final threshold, where the guard must hold (risk mode
+        # keeps the first choice: its guarantee is for the policy Learn-then-Test replayed).
+        first, routing = choose_search_first(fitted, prices, explored, terms=base)
+        fitted = fitted.model_copy(update={"search_first_below": first})
+        stats = {**replay_all(fitted, prices, explored, terms=base), "threshold": stats["threshold"]}
+        report.update(calibration=stats, search_first=routing)
         how = (f"utility mode: answer threshold {stats['threshold']:.3f}, the best replayed "
                f"utility at reward ${base.reward_usd} / penalty ${base.penalty_usd}")
+    first_how = "off" if first is None else \
+        f"{first:.4f} ({routing['routed']} calibration questions routed)"
     source = (f"knowgate calibrate on {len(records)} questions of an explore run "
-              f"({report['calibration']['n']} replayed): logistic maps over the base policy's "
-              f"features, success rates measured; {how}")
+              f"({report['calibration']['n']} replayed): logistic maps (and fallbacks) over "
+              f"the subset of the base policy's features of lowest cross-validated log loss "
+              f"({report['features']}), success rates measured; search_first_below {first_how}, "
+              f"the best replayed utility routing at most {MAX_RIGHT_ROUTED:.0%} of the "
+              f"questions answered right without help; {how}")
     return fitted.model_copy(update={"source": source}), report

@@ -188,7 +188,8 @@ def calibrate_command(
                                                    "are kept (default: the shipped one).")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Fit a policy (P(correct) maps, success rates, answer threshold) from an explore run."""
+    """Fit a policy (P(correct) maps and their fallbacks, success rates, search-first routing,
+    answer threshold) from an explore run."""
     from knowgate.errors import UserError
     from knowgate.evals.calibrate import calibrate
     from knowgate.graphs.policy import Policy

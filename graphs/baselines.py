@@ -53,11 +53,10 @@ async def probe_gate(state: TriageState, runtime: Runtime[TriageContext]) -> dic
     """Draft closed-book when the query-level P(correct) clears the answer threshold, else
     search first."""
     ctx = runtime.context
-    features = ctx.policy.features(state)
-    query_map = ctx.policy.maps["query"]
-    if not set(query_map.weights) & set(features):
+    # The policy's query map: the trained probes' signal, or its fallback without them.
+    p = ctx.policy.query_probability(ctx.policy.features(state))
+    if p is None:
         return {"decision": Decision(action="draft", reason="no query-level signal: draft")}
-    p = query_map.probability(features)
     threshold = query_threshold(ctx)
     action = "draft" if p >= threshold else "search"
     return {"decision": Decision(action=action, p_correct=round(p, 6),

@@ -16,7 +16,7 @@ query-level map can send a question straight to search (``search_first_below``).
 
 Policy files are JSON of ``Policy``. The defaults shipped for the default world are in
 ``graphs/default_policy.json``, fitted by ``bench/fit_default_policy.py`` on the calibration split
-(how is recorded in its ``source`` field); batch evaluation will calibrate them from run logs.
+(how is recorded in its ``source`` field) with ``knowgate calibrate``.
 """
 
 from __future__ import annotations
@@ -152,6 +152,14 @@ class Policy(BaseModel):
             return fallback
         return main
 
+    def query_probability(self, features: dict[str, float]) -> float | None:
+        """The query-level P(correct) before any answer, or ``None`` when the prober did not
+        give every signal the query map (or its fallback) reads."""
+        query = self.map_for("query", features)
+        if not query.weights or any(name not in features for name in query.weights):
+            return None
+        return query.probability(features)
+
     def decide(self, state: TriageState, prices: Prices, can_search: bool = True,
                can_refine: bool = True) -> Decision:
         """The next action for ``state``.
@@ -197,11 +205,7 @@ class Policy(BaseModel):
 
     def _first(self, state: TriageState, prices: Prices, left: float,
                search_ok: bool) -> Decision:
-        features = self.features(state)
-        # A query-level estimate only when the prober gave every signal the query map reads.
-        query = self.map_for("query", features)
-        p_query = query.probability(features) \
-            if query.weights and all(name in features for name in query.weights) else None
+        p_query = self.query_probability(self.features(state))
         shown = f"query-level P(correct)={p_query:.3f}" if p_query is not None \
             else "no query-level signal"
         if prices.draft > left:

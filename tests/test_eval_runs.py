@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from knowgate import load_settings
 from knowgate.cli import app
 from knowgate.errors import UserError
-from knowgate.evals.calibrate import Explored, calibrate, replay, threshold_of
+from knowgate.evals.calibrate import Explored, calibrate, replay, replay_all, threshold_of
 from knowgate.evals.datasets import EvalItem, load_dataset
 from knowgate.evals.metrics import summarize
 from knowgate.evals.records import EvalRecord, read_records
@@ -29,8 +29,10 @@ KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")
 PRICES = Prices(draft=0.000003, search=0.00003, refine=0.00015)
 
 
-def synthetic(n: int, seed: int = 0) -> tuple[list[EvalItem], dict[str, Any]]:
-    """A labelled toy world: scripts for every role, with some noise so calibration has work."""
+def synthetic(n: int, seed: int = 0, trained: bool = False
+              ) -> tuple[list[EvalItem], dict[str, Any]]:
+    """A labelled toy world: scripts for every role, with some noise so calibration has work.
+    ``trained``: the prober also gives the trained probes' logits the shipped maps read."""
     rng = random.Random(seed)
     items, closed, opened, results, verdicts, signals = [], {}, {}, {}, {}, {}
     for i in range(n):
@@ -41,6 +43,9 @@ def synthetic(n: int, seed: int = 0) -> tuple[list[EvalItem], dict[str, Any]]:
         closed[q] = (gold, rng.uniform(0.85, 1.0)) if knows else (wrong, rng.uniform(0.1, 0.9))
         signals[q] = {"query_top_prob": rng.uniform(0.8, 1.0) if knows else rng.uniform(0.3, 0.9),
                       "probe_score": rng.uniform(0.6, 1.0) if knows else rng.uniform(0.0, 0.7)}
+        if trained:
+            logit = rng.gauss(3.0, 1.0) if knows else rng.gauss(-1.0, 1.5)
+            signals[q] |= {"query_combined_logit": logit, "combined_logit": logit}
         found = kind in ("searchable", "fast-known")
         text = f"Person{i} was born in {gold if found else wrong}."
         results[q] = ([Passage(id=f"p{i}", text=text, score=1.0)],
@@ -235,25 +240,74 @@ def base_with_probe() -> Policy:
     return base.model_copy(update={"maps": maps})
 
 
+@pytest.mark.parametrize("trained", [True, False], ids=["trained-probes", "fallback"])
 async def test_calibrate_fits_the_base_features_and_its_replay_is_the_triage_graph(
-        tmp_path: Path) -> None:
-    items, scripts = synthetic(120)
+        tmp_path: Path, trained: bool) -> None:
+    items, scripts = synthetic(120, trained=trained)
     await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
     base = base_with_probe()
     policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
-    for name, old in base.maps.items():
-        assert set(policy.maps[name].weights) == set(old.weights)  # read from the base policy
-    assert policy.maps["closed_book"].weights["probe_score"] > 0  # the new signal is fitted
-    assert report["fitted_on"]["closed_book"] == 120
-    # The replay that calibration optimises is what the triage graph does with that policy.
-    await run(items, "triage", tmp_path / "triage", context(scripts, policy), tmp_path,
-              settings=load_settings(data_dir=tmp_path / "data", policy=None))
+    # Each map (and fallback) keeps a subset of its base map's features, read from the base.
+    for maps, old_maps in ((policy.maps, base.maps), (policy.fallback_maps, base.fallback_maps)):
+        assert set(maps) == set(old_maps)
+        for name, old in old_maps.items():
+            assert maps[name].weights and set(maps[name].weights) <= set(old.weights)
+    if trained:
+        assert policy.maps["closed_book"].weights["probe_score"] > 0  # the new signal is fitted
+        assert report["fitted_on"]["closed_book"] == 120
+    else:
+        # Without the trained probes' signals only the fallback maps can be fitted.
+        assert report["fitted_on"]["closed_book"] == 0
+        assert policy.maps["closed_book"] == base.maps["closed_book"]
+        assert report["fallbacks_fitted_on"]["closed_book"] == 120
+        assert policy.fallback_maps["closed_book"] != base.fallback_maps["closed_book"]
+    # The replay that calibration optimises is what the triage graph does, question by question,
+    # with the fitted policy and with the shipped one (which searches first below 0.69).
     explored = {r.id: Explored.of(r) for r in read_records(tmp_path / "explore")}
-    for record in read_records(tmp_path / "triage"):
-        replayed = replay(policy, PRICES, explored[record.id])
-        assert replayed.answered == (record.outcome == "answered"), record.path
-        assert replayed.correct == record.right, record.path
-        assert replayed.cost_usd == pytest.approx(record.cost_usd), record.path
+    first_moves = set()
+    for i, tried in enumerate((policy, Policy.load())):
+        out = tmp_path / f"triage{i}"
+        await run(items, "triage", out, context(scripts, tried), tmp_path,
+                  settings=load_settings(data_dir=tmp_path / "data", policy=None))
+        for record in read_records(out):
+            replayed = replay(tried, PRICES, explored[record.id])
+            assert replayed.answered == (record.outcome == "answered"), record.path
+            assert replayed.correct == record.right, record.path
+            assert replayed.cost_usd == pytest.approx(record.cost_usd), record.path
+            paid = [a for a in record.path if a in ("search", "draft", "refine")]
+            assert [a for a in replayed.path if a != "probe"] == paid, record.path
+            first_moves.add(record.path[1])
+    assert first_moves == {"search", "draft"}  # search-first routing was replayed too
+
+
+async def test_search_first_is_chosen_by_replayed_utility_within_the_guard(
+        tmp_path: Path) -> None:
+    items, scripts = synthetic(400, seed=5, trained=True)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    base = Policy.load().model_copy(update={"search_first_below": None})
+    policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
+    first = policy.search_first_below
+    assert first is not None and report["search_first"]["routed"] > 0
+    explored = [Explored.of(r) for r in read_records(tmp_path / "explore")]
+    never = policy.model_copy(update={"search_first_below": None})
+    # Routing pays on the calibration questions ...
+    assert replay_all(policy, PRICES, explored)["utility"] > \
+        replay_all(never, PRICES, explored)["utility"]
+    # ... and sends at most 1% of those answered right without help to search first.
+    def routed(e: Explored) -> bool:
+        p = policy.query_probability(e.query)
+        return p is not None and p < first
+
+    right = [e for e in explored if replay(never, PRICES, e).right_without_help]
+    assert sum(routed(e) for e in right) <= 0.01 * len(right)
+    # The same holds for a prober without trained probes (the query map's fallback).
+    bare = [policy.query_probability({k: v for k, v in e.query.items()
+                                      if k != "query_combined_logit"}) for e in right]
+    assert all(p is not None for p in bare)
+    assert sum(p < first for p in bare if p is not None) <= 0.01 * len(right)
+    # Questions the routing sends to search really search before any draft.
+    low = [e for e in explored if routed(e)]
+    assert low and all(replay(policy, PRICES, e).path[:2] == ("probe", "search") for e in low)
 
 
 async def test_risk_mode_certifies_alpha_or_says_it_cannot(tmp_path: Path) -> None:
