@@ -213,6 +213,6 @@ class Policy(BaseModel):
         if (search_ok and p_query is not None and self.search_first_below is not None
                 and p_query < self.search_first_below):
             return Decision(action="search", p_correct=round(p_query, 6),
-                            reason=f"{shown} < {self.search_first_below}: search before drafting")
+                            reason=f"{shown} < {self.search_first_below:.3f}: search before drafting")
         return Decision(action="draft", p_correct=round(p_query or 0.0, 6),
                         reason=f"{shown}: ask the answerer")
