@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 
 from knowgate.errors import UserError
 from knowgate.graphs import nodes
+from knowgate.graphs.building import new_graph, pipeline_graph
 from knowgate.graphs.compose import GRAPHS, register_graph
-from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.state import Decision, TriageState
 
 ORACLE_ROUTES = {"fast-known": "draft", "searchable": "search", "slow-known": "refine",
@@ -31,10 +31,6 @@ EXPLORE_STAGES = (
     ("refine_closed", nodes.refine), ("search", nodes.search), ("draft_open", nodes.draft),
     ("probe_open", nodes.probe), ("refine_open", nodes.refine),
 )
-
-
-def _graph() -> StateGraph:
-    return StateGraph(TriageState, context_schema=TriageContext)
 
 
 async def oracle_route(state: TriageState, config: RunnableConfig) -> dict[str, Any]:
@@ -53,7 +49,7 @@ async def oracle_route(state: TriageState, config: RunnableConfig) -> dict[str, 
 
 def build_oracle_graph(checkpointer: Any = None) -> Any:
     """``route -> draft | search -> draft | refine | abstain``, then answer-or-abstain."""
-    graph = _graph()
+    graph = new_graph()
     graph.add_node("route", oracle_route)
     for name in ("draft", "search", "refine", "answer", "abstain"):
         graph.add_node(name, getattr(nodes, name))
@@ -69,19 +65,7 @@ def build_oracle_graph(checkpointer: Any = None) -> Any:
 
 def build_explore_graph(checkpointer: Any = None) -> Any:
     """Every role in a fixed order (``EXPLORE_STAGES``), then answer-or-abstain."""
-    graph = _graph()
-    names = [name for name, _ in EXPLORE_STAGES]
-    for name, node in EXPLORE_STAGES:
-        graph.add_node(name, node)
-    graph.add_node("answer", nodes.answer)
-    graph.add_node("abstain", nodes.abstain)
-    graph.add_edge(START, names[0])
-    for before, after in zip(names, names[1:], strict=False):
-        graph.add_edge(before, after)
-    graph.add_conditional_edges(names[-1], nodes.answer_or_abstain)
-    graph.add_edge("answer", END)
-    graph.add_edge("abstain", END)
-    return graph.compile(checkpointer=checkpointer, name="explore")
+    return pipeline_graph("explore", EXPLORE_STAGES, checkpointer)
 
 
 def register_eval_graphs() -> None:

@@ -17,12 +17,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from knowgate.graphs import nodes
+from knowgate.graphs.building import new_graph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.state import Decision, TriageState, validated
-
-
-def _graph() -> StateGraph:
-    return StateGraph(TriageState, context_schema=TriageContext)
 
 
 def _finish(graph: StateGraph, last: str) -> None:
@@ -66,7 +63,7 @@ async def probe_gate(state: TriageState, runtime: Runtime[TriageContext]) -> dic
 
 def build_fast_slow_graph(checkpointer: Any = None) -> Any:
     """Baseline (verbal confidence): ``draft -> gate -> answer | refine -> answer/abstain``."""
-    graph = _graph()
+    graph = new_graph()
     graph.add_node("draft", nodes.draft)
     graph.add_node("gate", verbal_gate)
     graph.add_node("refine", nodes.refine)
@@ -79,7 +76,7 @@ def build_fast_slow_graph(checkpointer: Any = None) -> Any:
 
 def build_probe_gated_graph(checkpointer: Any = None) -> Any:
     """Baseline (probe-gated RAG): ``probe -> gate -> draft | search -> draft -> answer/abstain``."""
-    graph = _graph()
+    graph = new_graph()
     graph.add_node("probe", nodes.probe)
     graph.add_node("gate", probe_gate)
     graph.add_node("search", nodes.search)

@@ -9,19 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 
 from knowgate.errors import UserError
 from knowgate.graphs import nodes
 from knowgate.graphs.baselines import build_fast_slow_graph, build_probe_gated_graph
-from knowgate.graphs.nodes import TriageContext
-from knowgate.graphs.state import TriageState
+from knowgate.graphs.building import new_graph, pipeline_graph
 
 GraphBuilder = Callable[..., Any]
-
-
-def _graph() -> StateGraph:
-    return StateGraph(TriageState, context_schema=TriageContext)
 
 
 def build_triage_graph(checkpointer: Any = None) -> Any:
@@ -34,7 +29,7 @@ def build_triage_graph(checkpointer: Any = None) -> Any:
     Args:
         checkpointer: A LangGraph checkpointer (e.g. ``AsyncSqliteSaver``) to persist threads.
     """
-    graph = _graph()
+    graph = new_graph()
     for name in ("probe", "decide", "draft", "search", "refine", "answer", "abstain"):
         graph.add_node(name, getattr(nodes, name))
     graph.add_edge(START, "probe")
@@ -49,17 +44,8 @@ def build_triage_graph(checkpointer: Any = None) -> Any:
 
 
 def _pipeline(name: str, stages: list[str], checkpointer: Any) -> Any:
-    """A fixed sequence of nodes that ends in answer-or-abstain."""
-    graph = _graph()
-    for stage in [*stages, "answer", "abstain"]:
-        graph.add_node(stage, getattr(nodes, stage))
-    graph.add_edge(START, stages[0])
-    for before, after in zip(stages, stages[1:], strict=False):
-        graph.add_edge(before, after)
-    graph.add_conditional_edges(stages[-1], nodes.answer_or_abstain)
-    graph.add_edge("answer", END)
-    graph.add_edge("abstain", END)
-    return graph.compile(checkpointer=checkpointer, name=name)
+    return pipeline_graph(name, [(stage, getattr(nodes, stage)) for stage in stages],
+                          checkpointer)
 
 
 def build_fast_only_graph(checkpointer: Any = None) -> Any:
