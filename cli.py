@@ -8,17 +8,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from knowgate.api.cli import serve_command
+from knowgate.cli_support import ConfigOpt, console, fail, progress
 from knowgate.errors import KnowgateError
 from knowgate.evals.cli import calibrate_command, eval_app
 from knowgate.probe_cli import probe_app
@@ -37,7 +30,6 @@ app.add_typer(probe_app, name="probe")
 app.add_typer(eval_app, name="eval")
 app.command("calibrate")(calibrate_command)
 app.command("serve")(serve_command)
-console = Console(stderr=True)
 
 
 @app.callback()
@@ -54,20 +46,6 @@ def _quiet_libraries() -> None:
     logging.getLogger("LiteLLM Router").setLevel(logging.CRITICAL)
 
 
-def _fail(exc: KnowgateError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(code=2)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
-    )
-
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")]
 
 
 @world_app.command("build")
@@ -87,7 +65,7 @@ def world_build(
     try:
         settings = load_settings(config)
         plan = BuildPlan.create(seed=seed, facts=facts, max_epochs=max_epochs)
-        with _progress() as bars:
+        with progress() as bars:
             tasks: dict[str, Any] = {}
 
             def on_progress(name: str, done: int, total: int, figures: dict[str, float]) -> None:
@@ -107,14 +85,14 @@ def world_build(
             _print_check(result)
         console.print(f"world written to {out}")
     except KnowgateError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _run_check(world: Any, settings: Any) -> dict[str, Any]:
     from knowgate.aio import run_sync
     from knowgate.worlds.check import check_world
 
-    with _progress() as bars:
+    with progress() as bars:
         tasks: dict[str, Any] = {}
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -181,7 +159,7 @@ def world_check(
         settings = load_settings(config, world=world)
         result = _run_check(World(settings.world), settings)
     except KnowgateError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -216,12 +194,12 @@ def index_add(
         if not passages:
             raise UserError(f"no documents found in {path} (.jsonl, .txt, .md or .markdown)")
         searcher = open_collection(settings)
-        with _progress() as bars:
+        with progress() as bars:
             task = bars.add_task(f"index {searcher.name}", total=len(passages), info="")
             added = searcher.add(passages, on_batch=lambda n: bars.advance(task, n))
         total = searcher.count()
     except KnowgateError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(f"added {added} passages to {searcher.name!r}; it now holds {total}")
     typer.echo(f"search it with KNOWGATE_COLLECTION={searcher.name}")
 
@@ -235,7 +213,7 @@ def index_count(collection: CollectionOpt = None, config: ConfigOpt = None) -> N
     try:
         count = open_collection(load_settings(config, collection=collection)).count()
     except KnowgateError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(count)
 
 
@@ -280,7 +258,7 @@ def ask_command(
             typer.echo(json.dumps({"outcome": "error", "error": str(exc), "answer": None,
                                    "confidence": 0.0, "steps": [], "cost_usd": 0.0,
                                    "citations": []}))
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json") | {"path": result.path}))
     else:
@@ -317,7 +295,7 @@ def demo(
             out.rule(f"{q.kind.value}: {q.question}  (gold: {q.answers[0]}; {verdict})")
             _print_result(result)
     except KnowgateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @graph_app.command("show")
@@ -328,7 +306,7 @@ def graph_show(name: Annotated[str, typer.Argument(help="A registered graph name
     try:
         typer.echo(mermaid(name))
     except KnowgateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @graph_app.command("list")

@@ -16,22 +16,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from knowgate.cli_support import ConfigOpt, console, fail, progress
 from knowgate.errors import KnowgateError
 
 probe_app = typer.Typer(help="Probes of the prober: label data, train, report.",
                         no_args_is_help=True)
-console = Console(stderr=True)
 CONTROL_DIR = "control"
 WORLD_MODEL = "world:"
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")]
 ModelOpt = Annotated[str, typer.Option(
     "--model", help="Model the probes read: `fast` or `slow` (the world's), or a path or id.")]
-
-
-def _fail(exc: KnowgateError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(code=2)
 
 
 def resolve_model(model: str, settings: Any) -> tuple[Path | str, str]:
@@ -45,9 +39,7 @@ def resolve_model(model: str, settings: Any) -> tuple[Path | str, str]:
 
 
 def _bar(total: int, label: str) -> tuple[Any, Any]:
-    from knowgate.cli import _progress
-
-    bars = _progress()
+    bars = progress()
     task = bars.add_task(label, total=total, info="")
     return bars, lambda n: bars.advance(task, n)
 
@@ -78,7 +70,7 @@ def probe_label(
                                            None if model == "none" else model, progress=advance))
         write_records(out, records)
     except KnowgateError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     right = sum(r.correct for r in records)
     console.print(f"{len(records)} questions, {right} answered right, written to {out}")
 
@@ -126,7 +118,7 @@ def probe_train(
                 console.print(f"{label}: {stage} combined, validation AUROC "
                               f"{spec.validation_auroc}")
     except KnowgateError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"probes written to {out}")
 
 
@@ -184,7 +176,7 @@ def probe_report(
         if png is not None:
             plot_layers(layers, png, f"probes of {name} on {data.name}: AUROC by layer")
     except KnowgateError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     result = {"model": name, "data": data.name, "records": len(records),
               "right": int(features.labels.sum()),
               "chosen": {s: {"family": p.features, "layer": p.layer, "pooling": p.pooling}

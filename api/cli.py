@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from knowgate.cli_support import ConfigOpt, fail
 from knowgate.errors import KnowgateError
 
 
@@ -15,7 +15,7 @@ def serve_command(
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-    config: Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Serve OpenAI-compatible chat completions (/v1/chat/completions), /v1/models, /healthz,
     /metrics and the trace page /ui."""
@@ -25,5 +25,4 @@ def serve_command(
     try:
         serve(load_settings(config), host=host, port=port, log_level=log_level)
     except KnowgateError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(exc) from None

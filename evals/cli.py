@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from knowgate.cli_support import ConfigOpt, console, fail
 from knowgate.errors import KnowgateError
 from knowgate.evals.graphs import register_eval_graphs
 
@@ -18,16 +19,9 @@ register_eval_graphs()
 
 eval_app = typer.Typer(help="Batch evaluation: run graphs over datasets, summarise, report.",
                        no_args_is_help=True)
-console = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")]
 PolicyOpt = Annotated[Path | None, typer.Option(
     "--policy", help="Policy file (default: the settings' policy, else the shipped one).")]
-
-
-def _fail(exc: KnowgateError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(code=2)
 
 
 @eval_app.command("run")
@@ -94,7 +88,7 @@ def eval_run(
                                       cache_path=cache, judge=judge, backend=backend,
                                       workers=workers, on_record=on_record, on_start=on_start))
     except KnowgateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{stats.done} question(s) run, {stats.skipped} already done, in "
                   f"{stats.seconds:.1f} s; response cache: {stats.cache_hits} hit(s), "
                   f"{stats.cache_misses} paid call(s); records in {out}")
@@ -126,7 +120,7 @@ def eval_summary(
     try:
         pol, [(_, manifest, records)] = _load([run], policy, config)
     except KnowgateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     summary = {"graph": manifest.graph, "dataset": manifest.dataset,
                **summarize(records, pol, alpha=alpha)}
     if as_json:
@@ -172,7 +166,7 @@ def eval_report(
         pol, loaded = _load(runs, policy, config)
         write_report(loaded, pol, out)
     except KnowgateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"wrote {out}")
 
 
@@ -205,6 +199,6 @@ def calibrate_command(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(policy.model_dump_json(indent=2) + "\n", encoding="utf-8")
     except KnowgateError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(json.dumps(report, indent=2))
     console.print(f"wrote {out}")

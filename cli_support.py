@@ -1,0 +1,41 @@
+"""What every ``knowgate`` sub-command module shares: the console, the error exit, the progress
+bar and the ``--config`` option. It imports nothing of knowgate's sub-commands, so ``cli.py`` and
+the modules it registers (``probe_cli``, ``evals.cli``, ``api.cli``) can all import it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from knowgate.errors import KnowgateError
+
+console = Console(stderr=True)
+"""Progress, tables and errors go to stderr, so stdout carries only results (``--json``)."""
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")]
+
+
+def fail(exc: KnowgateError) -> typer.Exit:
+    """Print ``exc`` as an error and return the exit (code 2) to raise."""
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code=2)
+
+
+def progress() -> Progress:
+    """A progress bar with an ``info`` field for running figures."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
