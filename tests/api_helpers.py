@@ -43,6 +43,21 @@ def which(name: str) -> str | None:
     return shutil.which(name)
 
 
+# Flags for Debian's chromium on a machine with no outside network: without the background
+# networking ones it keeps trying (and failing) to reach Google's hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def chromium_path() -> str:
+    """Debian's chromium, for Playwright's ``executable_path`` (see ``require_tool``)."""
+    path = which("chromium") or which("chromium-browser")
+    require_tool(path is not None, "Debian's chromium")
+    assert path is not None
+    return path
+
+
 @dataclass
 class EchoAnswerer:
     """An ``Answerer`` that answers with the history it was given, so a test can read what

@@ -7,24 +7,18 @@ from pathlib import Path
 import pytest
 
 from knowgate.tests.api_helpers import (
+    CHROMIUM_ARGS,
     Q,
-    require_tool,
+    chromium_path,
     server_settings,
     serving,
     triage_context,
-    which,
 )
-
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
 def chromium() -> str:
-    path = which("chromium")
-    require_tool(path is not None, "Debian's chromium")
-    assert path is not None
-    return path
+    return chromium_path()
 
 
 def test_send_a_message_and_see_the_trace(tmp_path: Path, chromium: str) -> None:
@@ -33,7 +27,7 @@ def test_send_a_message_and_see_the_trace(tmp_path: Path, chromium: str) -> None
     with serving(server_settings(tmp_path), triage_context()) as srv, sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=chromium, headless=True,
-            args=LAUNCH_ARGS, viewport={"width": 1100, "height": 800})
+            args=CHROMIUM_ARGS, viewport={"width": 1100, "height": 800})
         try:
             page = browser.new_page()
             page.goto(srv.url + "/ui")

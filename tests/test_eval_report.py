@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from knowgate.cli import app
+from knowgate.tests.api_helpers import CHROMIUM_ARGS, chromium_path
 from knowgate.tests.test_eval_runs import context, run, synthetic
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _need_chromium() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing on CI (.ci/run installs it)")
-        pytest.skip("chromium is not installed")
-    return CHROMIUM
 
 
 async def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    browser_path = _need_chromium()
+    browser_path = chromium_path()
     items, scripts = synthetic(24)
     for graph in ("triage", "oracle", "always-search"):
         await run(items, graph, tmp_path / graph, context(scripts), tmp_path)
@@ -44,7 +30,7 @@ async def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     async with async_playwright() as pw:
         # Playwright gives every launch a fresh temporary profile.
         browser = await pw.chromium.launch(executable_path=browser_path, headless=True,
-                                           args=FLAGS)
+                                           args=CHROMIUM_ARGS)
         try:
             tab = await browser.new_page(viewport={"width": 1200, "height": 900})
             await tab.goto(page_path.as_uri())
