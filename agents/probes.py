@@ -5,7 +5,8 @@
   decoding (top log-probability, entropy, margin: a nonlinear read of the same state). Its signal is the logit of P(the answerer is
   right), so the policy's logistic maps can use it as it is.
 * ``Combiner``: a logistic regression over named signals (token signals, logit lens, probe
-  logits) computed earlier in the same pass: the combined, calibrated signal.
+  logits) computed earlier in the same pass, each read on its own scale (``rescale``): the
+  combined, calibrated signal.
 
 ``ProbeSet.load(directory)`` reads what ``knowgate probe train`` wrote (``probes.json`` lists the
 files); the default prober loads the set shipped beside the world's fast model.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from knowgate.agents.hidden_states import Pass, Stage
 from knowgate.errors import UserError
@@ -27,7 +28,31 @@ from knowgate.errors import UserError
 MANIFEST = "probes.json"
 # hidden: the pooled hidden state itself; lens: its logit-lens decoding (``lens_features``).
 Family = Literal["hidden", "lens"]
+# How a combiner reads a signal before standardising it (see ``rescale``).
+Scale = Literal["raw", "log", "neglog", "logit"]
 _CLAMP = 30.0
+_TINY = 1e-6
+
+
+def rescale(value: Any, scale: Scale) -> Any:
+    """``value`` (a float or a numpy array) on ``scale``.
+
+    Token probabilities pile up next to 1 and entropies next to 0 (about 0.04 for a fact the
+    model knows, 0.2 for a confident guess), so what tells them apart is orders of magnitude: a
+    linear map over the raw values cannot rank that end, over their logarithms it can.
+    ``log``: log(v) for values >= 0 (entropies); ``neglog``: log(-v) for values <= 0
+    (log-probabilities); ``logit``: log(p / (1 - p)) for probabilities; ``raw``: unchanged.
+    """
+    import numpy as np
+
+    if scale == "log":
+        return np.log(np.maximum(value, 0.0) + _TINY)
+    if scale == "neglog":
+        return np.log(np.maximum(-value, 0.0) + _TINY)
+    if scale == "logit":
+        p = np.clip(value, 0.0, 1.0)
+        return np.log(p + _TINY) - np.log(1.0 - p + _TINY)
+    return value
 
 
 class _Standardised(BaseModel):
@@ -55,11 +80,19 @@ class LinearProbeSpec(_Standardised):
 
 
 class CombinerSpec(_Standardised):
-    """A saved combiner: a logistic regression over named, standardised signals."""
+    """A saved combiner: a logistic regression over named signals, each rescaled (``scales``,
+    one per feature; empty: all ``raw``) and standardised."""
 
     name: str
     stage: Stage
     features: list[str]
+    scales: list[Scale] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_scale_per_feature(self) -> CombinerSpec:
+        if self.scales and len(self.scales) != len(self.features):
+            raise ValueError(f"{len(self.scales)} scales for {len(self.features)} features")
+        return self
 
 
 class Manifest(BaseModel):
@@ -128,9 +161,11 @@ class Combiner:
         """The logit of P(correct), or ``None`` when a feature is missing."""
         if any(f not in values for f in self.spec.features):
             return None
+        scales = self.spec.scales or ["raw"] * len(self.spec.features)
         z = self.spec.intercept + sum(
-            c * (values[f] - m) / s for f, m, s, c in
-            zip(self.spec.features, self.spec.mean, self.spec.scale, self.spec.coef, strict=True))
+            c * (float(rescale(values[f], r)) - m) / s for f, r, m, s, c in
+            zip(self.spec.features, scales, self.spec.mean, self.spec.scale, self.spec.coef,
+                strict=True))
         return _clamp(z)
 
 

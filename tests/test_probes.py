@@ -13,9 +13,9 @@ import knowgate
 from knowgate.agents.hidden_states import run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.probe_report import plot_layers
-from knowgate.agents.probe_training import ProbeRecord, extract, train_probes
+from knowgate.agents.probe_training import ProbeRecord, combiner_scores, extract, train_probes
 from knowgate.agents.prober import TransformersProber
-from knowgate.agents.probes import LinearProbe, ProbeSet
+from knowgate.agents.probes import Combiner, CombinerSpec, LinearProbe, ProbeSet
 from knowgate.agents.roles import RoleError
 from knowgate.cli import app
 from knowgate.errors import UserError
@@ -224,6 +224,28 @@ def test_bad_training_data_is_refused_and_writes_nothing(tmp_path: Path, data_di
     result = _invoke(["probe", "train", "--data", str(one_class), "--out", str(out)], data_dir)
     assert result.exit_code == 2 and "both right and wrong" in result.output
     assert not out.exists()
+
+
+def test_combiner_reads_saturated_signals_on_their_log_scale() -> None:
+    spec = CombinerSpec(name="c", stage="query", features=["query_entropy", "query_top_prob"],
+                        scales=["log", "logit"], mean=[0.0, 0.0], scale=[1.0, 1.0],
+                        coef=[-1.0, 1.0], intercept=0.0)
+    known = {"query_entropy": 0.04, "query_top_prob": 0.996}
+    guess = {"query_entropy": 0.2, "query_top_prob": 0.97}
+    z = Combiner(spec)(known)
+    assert z == pytest.approx(-np.log(0.04 + 1e-6) + np.log((0.996 + 1e-6) / (0.004 + 1e-6)))
+    # On the log scale the two ends are far apart (raw entropies differ by only 0.16).
+    assert z - Combiner(spec)(guess) > 2.0
+    # Training scores records exactly as the prober does at run time.
+    columns = {k: np.array([known[k], guess[k]]) for k in known}
+    assert combiner_scores(spec, columns) == pytest.approx([z, Combiner(spec)(guess)])
+    with pytest.raises(ValueError, match="1 scales for 2 features"):
+        CombinerSpec(**{**spec.model_dump(), "scales": ["log"]})
+    # A spec saved before scales existed reads every signal raw.
+    raw = CombinerSpec(**{**spec.model_dump(), "scales": []})
+    assert Combiner(raw)(known) == pytest.approx(-0.04 + 0.996)
+    shipped = ProbeSet.load(World().path / "probes")
+    assert all("log" in c.spec.scales for c in shipped.combiners)
 
 
 # --- the default policy routes on the probe signals, and falls back without them -------------
