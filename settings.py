@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         critic: litellm model id of the slow critic.
         prober: Hugging Face model id or path the prober loads; ``None`` means the world's fast
             model, ``"off"`` runs without a prober.
+        critic_prober: Model id or path of a local model the prober also reads the question with,
+            for the critic's knowledge before the critic is paid (signals ``critic_query_*``);
+            ``None`` means the world's slow model when the critic is ``local/slow`` (its own
+            weights) and none otherwise, ``"off"`` reads none (nor does ``prober="off"``).
         answerer_format: How the answerer is prompted: ``json`` (hosted models: a JSON answer
             with a confidence), ``logprobs`` (a bare answer scored by its token probabilities) or
             ``auto`` (``logprobs`` for ``local/`` models, else ``json``). Same for ``critic_format``.
@@ -98,6 +102,7 @@ class Settings(BaseSettings):
     answerer: str = Field(default="local/fast", min_length=1)
     critic: str = Field(default="local/slow", min_length=1)
     prober: str | None = None
+    critic_prober: str | None = None
     answerer_format: Literal["auto", "json", "logprobs"] = "auto"
     critic_format: Literal["auto", "json", "logprobs"] = "auto"
     # Defaults make a critic call 50x a fast call (same tokens) and a search about 10x one

@@ -35,11 +35,10 @@ from knowgate.agents.probes import (
     Family,
     LinearProbeSpec,
     Manifest,
-    Scale,
-    rescale,
     save_json,
 )
 from knowgate.errors import UserError
+from knowgate.signal_scales import Scale, rescale, scale_of
 
 QUERY_SIGNALS = ("query_top_prob", "query_entropy", "query_lens_consistency")
 ANSWER_SIGNALS = ("answer_mean_logprob", "answer_min_logprob", "answer_mean_entropy",
@@ -339,18 +338,13 @@ def out_of_fold(features: Features, cell: SweepCell, folds: int = 5,
     return out
 
 
-# The scale each signal is combined on (``knowgate.agents.probes.rescale``); others stay raw.
-SIGNAL_SCALES: dict[str, Scale] = {
-    "query_top_prob": "logit", "query_entropy": "log", "answer_mean_entropy": "log",
-    "answer_mean_logprob": "neglog", "answer_min_logprob": "neglog",
-}
 # Inverse regularisation strengths a combiner chooses from by grouped cross-validation.
 COMBINER_C = (0.1, 1.0, 10.0)
 
 
 def fit_combiner(name: str, stage: Stage, columns: dict[str, np.ndarray], labels: np.ndarray,
                  groups: np.ndarray) -> CombinerSpec:
-    """A logistic map over the named signal columns, each on its ``SIGNAL_SCALES`` scale, with
+    """A logistic map over the named signal columns, each on its scale (``scale_of``), with
     the regularisation of lowest grouped 5-fold log loss (records missing a feature are left
     out)."""
     from sklearn.linear_model import LogisticRegression
@@ -359,7 +353,7 @@ def fit_combiner(name: str, stage: Stage, columns: dict[str, np.ndarray], labels
     from sklearn.preprocessing import StandardScaler
 
     names = sorted(columns)
-    scales: list[Scale] = [SIGNAL_SCALES.get(n, "raw") for n in names]
+    scales: list[Scale] = [scale_of(n) for n in names]
     x = np.column_stack([rescale(columns[n], r) for n, r in zip(names, scales, strict=True)])
     usable = ~np.isnan(x).any(axis=1)
     x, y, groups = x[usable], labels[usable], groups[usable]

@@ -18,6 +18,12 @@ the signals of the pass to one calibrated signal. Query-level probes also run on
 answer (the prompt's positions are the same), so the answer-level combiner can read them. The
 state, the graph and the policy need no change: the policy uses a signal by its name. The model may
 differ from the answerer's (a local open model checking a hosted answerer).
+
+``JointProber`` reads several models as one prober: the answerer's model reads the question and
+the draft, and each further model reads the question alone, its signals under a prefix. With the
+critic's own weights (``critic_query_entropy`` ...) that tells, before the critic is paid, whether
+the critic knows the answer: the policy can then send a question the fast model cannot answer
+straight to the critic, or skip a critic that would only abstain.
 """
 
 from __future__ import annotations
@@ -31,10 +37,10 @@ from typing import Protocol
 from knowgate.agents.hidden_states import Pass, Stage, run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.probes import Combiner, ProbeSet
-from knowgate.agents.roles import RoleError, Signals
+from knowgate.agents.roles import Prober, RoleError, Signals
 from knowgate.errors import UserError
 
-__all__ = ["HiddenStateProbe", "Pass", "Stage", "TransformersProber"]
+__all__ = ["HiddenStateProbe", "JointProber", "Pass", "Stage", "TransformersProber"]
 
 
 class HiddenStateProbe(Protocol):
@@ -115,3 +121,38 @@ class TransformersProber:
             raise RoleError(self.role, "the model produced NaN")
         # A zero-probability token gives -inf; clamp so signals stay valid JSON and comparable.
         return {k: max(-1e4, min(1e4, v)) for k, v in values.items()}
+
+
+class JointProber:
+    """The ``Prober`` role over several models at once.
+
+    Args:
+        main: Reads the question, and the draft when there is one (signals keep their names);
+            ``None``: only the question readers run.
+        question_readers: Prefix -> a prober of another model that reads the question alone;
+            its signals come back as ``<prefix>_<name>`` (e.g. ``critic_query_entropy``).
+
+    The readers run concurrently; one failing fails the call (the graph then goes on without
+    signals, as for any prober failure). A reader's question-only signals are the same on every
+    call for one question, so a ``TransformersProber`` serves the repeats from its cache.
+    """
+
+    role = "prober"
+
+    def __init__(self, main: Prober | None, question_readers: dict[str, Prober]) -> None:
+        if main is None and not question_readers:
+            raise UserError("a joint prober needs at least one model to read")
+        self.main = main
+        self.question_readers = dict(question_readers)
+
+    async def __call__(self, question: str, answer: str | None = None) -> Signals:
+        """The main prober's signals of ``question`` (with ``answer``), and every reader's of
+        ``question`` alone, under its prefix."""
+        calls = [reader(question) for reader in self.question_readers.values()]
+        if self.main is not None:
+            calls.append(self.main(question, answer))
+        results = await asyncio.gather(*calls)
+        values = dict(results[-1].values) if self.main is not None else {}
+        for prefix, result in zip(self.question_readers, results, strict=False):
+            values.update({f"{prefix}_{name}": v for name, v in result.values.items()})
+        return Signals(values=values, cost_usd=sum(r.cost_usd for r in results))

@@ -24,35 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from knowgate.agents.hidden_states import Pass, Stage
 from knowgate.errors import UserError
+from knowgate.signal_scales import Scale, rescale
 
 MANIFEST = "probes.json"
 # hidden: the pooled hidden state itself; lens: its logit-lens decoding (``lens_features``).
 Family = Literal["hidden", "lens"]
-# How a combiner reads a signal before standardising it (see ``rescale``).
-Scale = Literal["raw", "log", "neglog", "logit"]
 _CLAMP = 30.0
-_TINY = 1e-6
-
-
-def rescale(value: Any, scale: Scale) -> Any:
-    """``value`` (a float or a numpy array) on ``scale``.
-
-    Token probabilities pile up next to 1 and entropies next to 0 (about 0.04 for a fact the
-    model knows, 0.2 for a confident guess), so what tells them apart is orders of magnitude: a
-    linear map over the raw values cannot rank that end, over their logarithms it can.
-    ``log``: log(v) for values >= 0 (entropies); ``neglog``: log(-v) for values <= 0
-    (log-probabilities); ``logit``: log(p / (1 - p)) for probabilities; ``raw``: unchanged.
-    """
-    import numpy as np
-
-    if scale == "log":
-        return np.log(np.maximum(value, 0.0) + _TINY)
-    if scale == "neglog":
-        return np.log(np.maximum(-value, 0.0) + _TINY)
-    if scale == "logit":
-        p = np.clip(value, 0.0, 1.0)
-        return np.log(p + _TINY) - np.log(1.0 - p + _TINY)
-    return value
 
 
 class _Standardised(BaseModel):

@@ -10,7 +10,9 @@ and whether it was right. From that:
    map only where it helps). Names are read generically from the recorded features, so new
    signals need no change here: a base policy naming them is enough;
 2. the success rates of search and refine are measured (an action succeeds when it yields an
-   answer the policy then trusts and that answer is right);
+   answer the policy then trusts and that answer is right), and each success map of the base
+   policy is fitted on the same cases (e.g. "the critic's answer will be trusted and right" from
+   the critic model's own pre-generation signals), like the P(correct) maps;
 3. ``search_first_below`` (search before any draft when the query-level P(correct) is below it)
    is set to the value of highest replayed utility, among those that send at most
    ``MAX_RIGHT_ROUTED`` of the questions the policy answers right without help to search first
@@ -50,7 +52,7 @@ import numpy as np
 from knowgate.agents.roles import Draft, Signals, Verdict
 from knowgate.errors import UserError
 from knowgate.evals.records import CandidateRecord, EvalRecord, read_records
-from knowgate.graphs.policy import LogisticMap, Policy, Prices, SuccessRates
+from knowgate.graphs.policy import LogisticMap, Policy, Prices, SuccessName
 from knowgate.graphs.state import Candidate, Step, TriageState
 
 Mode = Literal["utility", "risk"]
@@ -134,41 +136,78 @@ def fit_map(candidates: Sequence[CandidateRecord], names: list[str], base: Logis
             ) -> tuple[LogisticMap, int]:
     """Logistic regression of correctness over the best subset of ``names`` (see
     ``choose_features``), on the candidates that carry every one of them (a map only judges
-    those: ``Policy.map_for`` falls back otherwise); the base map when there are too few rows
-    or one class is absent. Returns the map and how many candidates it was fitted on."""
-    rows = [c for c in candidates if c.answer.strip() and all(n in c.features for n in names)]
-    y = np.array([float(c.correct) for c in rows])
+    those: ``Policy.map_for`` falls back otherwise). See ``fit_cases``."""
+    return fit_cases([(c.features, c.correct) for c in candidates if c.answer.strip()], names,
+                     base)
+
+
+def fit_cases(cases: Sequence[tuple[dict[str, float], bool]], names: list[str],
+              base: LogisticMap) -> tuple[LogisticMap, int]:
+    """Logistic regression of the outcome over the best subset of ``names``, on the cases whose
+    features carry every one of them; ``base`` when there are too few or one outcome is absent.
+    Returns the map and how many cases it was fitted on."""
+    rows = [(f, ok) for f, ok in cases if all(n in f for n in names)]
+    y = np.array([float(ok) for _, ok in rows])
     if not names or len(rows) < 10 or len(set(y)) < 2:
         return base, len(rows)
-    x = np.array([[c.features[n] for n in names] for c in rows], dtype=float)
+    # Each feature on the base map's scale for it: the fitted map reads it the same way.
+    x = np.array([[base.value(n, f[n]) for n in names] for f, _ in rows], dtype=float)
     chosen = choose_features(x, y, names)
     model = _model().fit(x[:, [names.index(n) for n in chosen]], y)
     return LogisticMap(bias=round(float(model.intercept_[0]), 4),
                        weights={n: round(float(w), 4)
-                                for n, w in zip(chosen, model.coef_[0], strict=True)}), len(rows)
+                                for n, w in zip(chosen, model.coef_[0], strict=True)},
+                       scales={n: base.scales[n] for n in chosen if n in base.scales}), len(rows)
 
 
-def success_rates(policy: Policy, explored: Sequence[Explored], base: SuccessRates
-                  ) -> SuccessRates:
-    """Chance that search / refine yields a trusted right answer, among questions the policy
-    would not answer yet (at ``policy``'s threshold)."""
+def success_cases(policy: Policy, explored: Sequence[Explored]
+                  ) -> dict[SuccessName, list[tuple[dict[str, float], bool]]]:
+    """For each action whose success the policy weighs: the features it is decided on and
+    whether it yielded a trusted right answer, among the questions the policy would not answer
+    yet (at ``policy``'s threshold)."""
     t = threshold_of(policy)
 
     def good(c: CandidateRecord | None) -> bool:
         return c is not None and c.correct and _p(policy, c) >= t
 
-    def rate(values: list[bool], default: float) -> float:
-        return round(float(np.mean(values)), 4) if values else default
-
     untrusted = [e for e in explored if e.closed is not None and _p(policy, e.closed) < t]
     after_search = [e for e in untrusted if not good(e.opened) and _p(policy, e.opened) < t]
-    return base.model_copy(update={
-        "search_first": rate([good(e.opened) for e in untrusted], base.search_first),
-        "refine_unsearched": rate([good(e.critic_closed) for e in untrusted],
-                                  base.refine_unsearched),
-        "refine_searched": rate([good(e.critic_open) for e in after_search],
-                                base.refine_searched),
-    })
+    return {
+        "search_first": [(e.query, good(e.opened)) for e in untrusted],
+        "refine_unsearched": [(e.query, good(e.critic_closed)) for e in untrusted],
+        # After a search the policy decides on the open-book draft's features.
+        "refine_searched": [(e.opened.features, good(e.critic_open))
+                            for e in after_search if e.opened is not None],
+    }
+
+
+def success_terms(policy: Policy, explored: Sequence[Explored], base: Policy, prices: Prices
+                  ) -> dict[str, Any]:
+    """``policy``'s success rates measured, and ``base``'s success maps fitted, on the same cases
+    (``success_cases``): a ``model_copy`` update.
+
+    A critic called after a search only meets the questions the policy did not send to the
+    critic first, so ``refine_searched`` is fitted on those alone (where the search's support,
+    not the critic's own knowledge, tells success apart), judged by the policy with the other
+    maps already fitted.
+    """
+    cases = success_cases(policy, explored)
+    rates = {name: round(float(np.mean([ok for _, ok in rows])), 4)
+             for name, rows in cases.items() if rows}
+    maps = {name: fit_cases(cases[name], list(old.weights), old)[0]
+            for name, old in base.success_maps.items() if name != "refine_searched"}
+    update: dict[str, Any] = {"success": base.success.model_copy(update=rates),
+                              "success_maps": maps}
+    old = base.success_maps.get("refine_searched")
+    if old is not None:
+        interim = policy.model_copy(update=update)
+        skipped = {id(e.opened.features) for e in explored
+                   if e.opened is not None
+                   and replay(interim, prices, e, max_steps=1).path[1:2] == ("refine",)}
+        reached = [(f, ok) for f, ok in cases["refine_searched"] if id(f) not in skipped]
+        update["success_maps"] = {**maps, "refine_searched": fit_cases(reached, list(old.weights),
+                                                                         old)[0]}
+    return update
 
 
 @dataclass(frozen=True)
@@ -236,7 +275,11 @@ def replay(policy: Policy, prices: Prices, e: Explored, max_steps: int = 12) -> 
                 return Replayed(False, False, spent, path)
             candidate = verdict if verdict.answer else None
             steps = [*steps, Step(action="refine", reason="replay", cost_usd=verdict.cost_usd)]
-        latest = (verdict if action == "refine" else draft).features  # type: ignore[union-attr]
+        if action == "refine" and draft is None:
+            # The critic went first: the live graph has only the question's signals.
+            latest = dict(e.query)
+        else:
+            latest = (verdict if action == "refine" else draft).features  # type: ignore[union-attr]
     return Replayed(False, False, sum(s.cost_usd for s in steps), tuple(s.action for s in steps))
 
 
@@ -324,19 +367,19 @@ def thresholds(start: float) -> list[float]:
 
 
 def at_threshold(fitted: Policy, threshold: float, explored: Sequence[Explored],
-                 base_success: SuccessRates) -> Policy:
-    """``fitted`` answering from ``threshold`` on, its success rates measured at it."""
+                 base: Policy, prices: Prices) -> Policy:
+    """``fitted`` answering from ``threshold`` on, its success rates and maps fitted at it."""
     policy = with_threshold(fitted, threshold)
-    return policy.model_copy(update={"success": success_rates(policy, explored, base_success)})
+    return policy.model_copy(update=success_terms(policy, explored, base, prices))
 
 
 def best_utility(fitted: Policy, prices: Prices, explored: Sequence[Explored],
-                 base_success: SuccessRates) -> tuple[Policy, dict[str, Any]]:
+                 base: Policy) -> tuple[Policy, dict[str, Any]]:
     """The answer threshold (from 0.5 up) whose replayed utility on the calibration questions,
     scored with ``fitted``'s reward and penalty, is highest."""
     best: tuple[Policy, dict[str, Any]] | None = None
     for t in thresholds(0.5):
-        policy = at_threshold(fitted, t, explored, base_success)
+        policy = at_threshold(fitted, t, explored, base, prices)
         stats = replay_all(policy, prices, explored, terms=fitted)
         if best is None or stats["utility"] > best[1]["utility"]:
             best = policy, {**stats, "threshold": t}
@@ -345,7 +388,7 @@ def best_utility(fitted: Policy, prices: Prices, explored: Sequence[Explored],
 
 
 def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored],
-                    base_success: SuccessRates, alpha: float, delta: float
+                    base: Policy, alpha: float, delta: float
                     ) -> tuple[Policy, dict[str, Any]]:
     """The loosest answer threshold whose replayed wrong-answer rate among answered is
     certified at most ``alpha`` with probability 1 - ``delta`` (fixed-sequence testing).
@@ -355,7 +398,7 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
     """
     chosen: tuple[Policy, dict[str, Any]] | None = None
     for t in thresholds(threshold_of(fitted)):
-        candidate = at_threshold(fitted, t, explored, base_success)
+        candidate = at_threshold(fitted, t, explored, base, prices)
         stats = replay_all(candidate, prices, explored, terms=fitted)
         p_value = binomial_cdf(stats["wrong"], stats["answered"], alpha) \
             if stats["answered"] else 1.0
@@ -397,20 +440,22 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     fallbacks = refit(dict(base.fallback_maps), fallback_counts)
     explored = [Explored.of(r) for r in records]
     fitted = base.model_copy(update={"maps": maps, "fallback_maps": fallbacks})
-    fitted = fitted.model_copy(update={"success": success_rates(fitted, explored, base.success)})
+    fitted = fitted.model_copy(update=success_terms(fitted, explored, base, prices))
     first, routing = choose_search_first(fitted, prices, explored)
     fitted = fitted.model_copy(update={"search_first_below": first})
     report: dict[str, Any] = {"run": str(run), "mode": mode, "questions": len(records),
                               "fitted_on": counts, "fallbacks_fitted_on": fallback_counts,
                               "features": {k: list(m.weights) for k, m in maps.items()},
+                              "success_features": {k: list(m.weights)
+                                                   for k, m in fitted.success_maps.items()},
                               "search_first": routing}
     if mode == "risk":
-        fitted, stats = learn_then_test(fitted, prices, explored, base.success, alpha, delta)
+        fitted, stats = learn_then_test(fitted, prices, explored, base, alpha, delta)
         report.update(alpha=alpha, delta=delta, calibration=stats)
         how = (f"risk mode (Learn-then-Test, alpha={alpha}, delta={delta}): answer threshold "
                f"{stats['threshold']:.3f} (binomial p={stats['p_value']:.4f})")
     else:
-        fitted, stats = best_utility(fitted, prices, explored, base.success)
+        fitted, stats = best_utility(fitted, prices, explored, base)
         # Routing is chosen again at the final threshold, where the guard must hold (risk mode
         # keeps the first choice: its guarantee is for the policy Learn-then-Test replayed).
         first, routing = choose_search_first(fitted, prices, explored, terms=base)
@@ -424,7 +469,8 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     source = (f"knowgate calibrate on {len(records)} questions of an explore run "
               f"({report['calibration']['n']} replayed): logistic maps (and fallbacks) over "
               f"the subset of the base policy's features of lowest cross-validated log loss "
-              f"({report['features']}), success rates measured; search_first_below {first_how}, "
+              f"({report['features']}), success rates measured and success maps fitted the same way "
+              f"({report['success_features']}); search_first_below {first_how}, "
               f"the best replayed utility routing at most {MAX_RIGHT_ROUTED:.0%} of the "
               f"questions answered right without help; {how}")
     return fitted.model_copy(update={"source": source}), report

@@ -9,10 +9,13 @@ calibrated logistic map of the signals (one map per kind of candidate), then com
 * refine:      ``s * reward + (1 - s) * abstain_usd - price(critic)``
 
 where ``s`` is the chance that the action produces an answer the policy will then trust (a rate
-measured on a calibration run; it depends on what was tried already). An action is available only
-while its rounds last, its role has not failed, and its price fits the remaining budget; when
-nothing else is left the choice is answer-or-abstain, never an error. Before any answer exists the
-query-level map can send a question straight to search (``search_first_below``).
+measured on a calibration run, by what was tried already; or, where ``success_maps`` has a map for
+it and the signals it reads are there, a calibrated map of those signals, e.g. of the critic's own
+pre-generation confidence). An action is available only while its rounds last, its role has not
+failed, and its price fits the remaining budget; when nothing else is left the choice is
+answer-or-abstain, never an error. Before any answer exists the query-level map can send a
+question the answerer will not know straight to search, or, when a success map of the critic says
+the critic knows it, straight to the critic (``search_first_below``).
 
 Policy files are JSON of ``Policy``. The defaults shipped for the default world are in
 ``graphs/default_policy.json``, fitted by ``bench/fit_default_policy.py`` on the calibration split
@@ -29,8 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from knowgate.errors import UserError
 from knowgate.graphs.state import Decision, TriageState
+from knowgate.signal_scales import Scale, rescale
 
 MapName = Literal["query", "closed_book", "open_book", "critic"]
+SuccessName = Literal["search_first", "refine_unsearched", "refine_searched"]
 DEFAULT_POLICY = Path(__file__).resolve().parent / "default_policy.json"
 _EPS = 1e-6
 
@@ -40,17 +45,28 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 class LogisticMap(BaseModel):
-    """P(correct) = sigmoid(bias + sum(weight * feature)); missing features count as 0."""
+    """P(correct) = sigmoid(bias + sum(weight * feature)); missing features count as 0.
+
+    A feature named in ``scales`` is read on that scale (``knowgate.signal_scales.rescale``,
+    e.g. the log of an entropy) before it is weighed.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bias: float = 0.0
     weights: dict[str, float] = Field(default_factory=dict)
+    scales: dict[str, Scale] = Field(default_factory=dict)
 
     def probability(self, features: dict[str, float]) -> float:
         """The calibrated probability for these features."""
-        z = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
+        z = self.bias + sum(w * self.value(name, features.get(name, 0.0))
+                            for name, w in self.weights.items())
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def value(self, name: str, raw: float) -> float:
+        """Feature ``name`` on its scale."""
+        scale = self.scales.get(name)
+        return raw if scale is None else float(rescale(raw, scale))
 
 class SuccessRates(BaseModel):
     """Chance that an action yields an answer the policy then trusts, by what was tried."""
@@ -82,15 +98,19 @@ class Policy(BaseModel):
         max_searches: Search rounds per question.
         max_refines: Critic rounds per question.
         budget_usd: Most a question may spend.
-        search_first_below: Search before drafting when the query-level P(correct) is below
-            this (``None``: always draft first).
+        search_first_below: Do not draft first when the query-level P(correct) is below this
+            (``None``: always draft first): search, or refine when a ``refine_unsearched``
+            success map applies and refining is worth more.
         maps: P(correct) maps: ``query`` (before any answer), ``closed_book`` and ``open_book``
             drafts, and ``critic`` answers. Features are signal names plus ``draft_logit`` and
             ``critic_logit`` (logits of the stated confidences).
         success: See ``SuccessRates``.
+        success_maps: Per-question success probabilities replacing a rate of ``success`` when
+            every signal the map reads is present (no map, or a missing signal: the rate).
         source: How these numbers were set.
         fallback_maps: Maps used instead of ``maps`` when a signal the main map reads is
-            missing (no prober, a prober without trained probes, or one that failed).
+            missing (no prober, a prober without trained probes, one that failed, a critic that
+            answered before any draft or search).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -109,6 +129,7 @@ class Policy(BaseModel):
         "critic": LogisticMap(weights={"critic_logit": 1.0}),
     })
     success: SuccessRates = Field(default_factory=SuccessRates)
+    success_maps: dict[SuccessName, LogisticMap] = Field(default_factory=dict)
     source: str = "built-in defaults (uncalibrated)"
     fallback_maps: dict[MapName, LogisticMap] = Field(default_factory=dict)
 
@@ -178,8 +199,10 @@ class Policy(BaseModel):
         refine_ok = can_refine and refined < self.max_refines and "critic" not in failed \
             and prices.refine <= left
 
-        if state.draft is None and state.count("draft") == 0 and "answerer" not in failed:
-            return self._first(state, prices, left, search_ok)
+        features = self.features(state)
+        if (state.draft is None and state.candidate is None and state.count("draft") == 0
+                and "answerer" not in failed):
+            return self._first(features, prices, left, search_ok, refine_ok)
 
         p = self.p_correct(state)
         values = {"answer": self.reward_usd * p - self.penalty_usd * (1.0 - p),
@@ -187,11 +210,16 @@ class Policy(BaseModel):
         if state.candidate is None or not state.candidate.answer.strip():
             values.pop("answer")
         if search_ok:
-            s = self.success.search_first if searched == 0 else self.success.search_again
+            s = self.success_of("search_first", features) if searched == 0 \
+                else self.success.search_again
             values["search"] = self._gamble(s) - prices.search - prices.draft
         if refine_ok:
+            # Success maps are fitted on questions whose answer is not trusted yet; a trusted
+            # draft keeps the measured rate (a critic that knows the answer adds little there).
+            trusted = "answer" in values and values["answer"] >= values["abstain"]
+            name: SuccessName = "refine_searched" if searched else "refine_unsearched"
             s = (self.success.refine_again if refined else
-                 self.success.refine_searched if searched else self.success.refine_unsearched)
+                 getattr(self.success, name) if trusted else self.success_of(name, features))
             values["refine"] = self._gamble(s) - prices.refine
         # Highest value wins; on a tie the cheaper, more final action (dict order) wins.
         action = max(values, key=lambda a: values[a])
@@ -200,19 +228,45 @@ class Policy(BaseModel):
         return Decision(action=action, p_correct=round(p, 6), values=rounded,
                         reason=f"P(correct)={p:.3f}; expected value: {shown}")
 
+    def success_of(self, name: SuccessName, features: dict[str, float]) -> float:
+        """Chance that the action ``name`` yields a trusted right answer: its success map's
+        probability when the map applies to ``features``, else the measured rate."""
+        model = self.success_maps.get(name)
+        if model is not None and model.weights and all(f in features for f in model.weights):
+            return model.probability(features)
+        return getattr(self.success, name)
+
     def _gamble(self, success: float) -> float:
         return success * self.reward_usd + (1.0 - success) * self.abstain_usd
 
-    def _first(self, state: TriageState, prices: Prices, left: float,
-               search_ok: bool) -> Decision:
-        p_query = self.query_probability(self.features(state))
+    def _first(self, features: dict[str, float], prices: Prices, left: float,
+               search_ok: bool, refine_ok: bool) -> Decision:
+        """Before any draft: draft, unless the query-level P(correct) says the answerer will not
+        know; then search, or go straight to the critic when its success map says the critic
+        knows and that is worth more."""
+        p_query = self.query_probability(features)
         shown = f"query-level P(correct)={p_query:.3f}" if p_query is not None \
             else "no query-level signal"
         if prices.draft > left:
             return Decision(action="abstain", reason=f"budget left ${left:.6f} cannot pay a draft")
-        if (search_ok and p_query is not None and self.search_first_below is not None
-                and p_query < self.search_first_below):
-            return Decision(action="search", p_correct=round(p_query, 6),
-                            reason=f"{shown} < {self.search_first_below:.3f}: search before drafting")
-        return Decision(action="draft", p_correct=round(p_query or 0.0, 6),
-                        reason=f"{shown}: ask the answerer")
+        if p_query is None or self.search_first_below is None or p_query >= self.search_first_below:
+            return Decision(action="draft", p_correct=round(p_query or 0.0, 6),
+                            reason=f"{shown}: ask the answerer")
+        below = f"{shown} < {self.search_first_below:.3f}"
+        values: dict[str, float] = {}
+        if search_ok:
+            values["search"] = (self._gamble(self.success_of("search_first", features))
+                                - prices.search - prices.draft)
+        critic_map = self.success_maps.get("refine_unsearched")
+        if refine_ok and critic_map is not None and all(f in features for f in critic_map.weights):
+            s = critic_map.probability(features)
+            values["refine"] = self._gamble(s) - prices.refine
+            below += f", the critic's P(success)={s:.3f}"
+        if not values:
+            return Decision(action="draft", p_correct=round(p_query, 6),
+                            reason=f"{below}, but nothing else is available: ask the answerer")
+        action = max(values, key=lambda a: values[a])
+        rounded = {k: round(v, 8) for k, v in values.items()}
+        what = "search before drafting" if action == "search" else "ask the critic first"
+        return Decision(action=action, p_correct=round(p_query, 6), values=rounded,  # type: ignore[arg-type]
+                        reason=f"{below}: {what}")

@@ -178,15 +178,23 @@ def _searcher(settings: Settings, world: Any) -> Any:
 
 
 def _prober(settings: Settings, world: Any) -> Any:
+    """The answerer's model read by a ``TransformersProber`` (with its trained probes), joined by
+    a reader of the critic's model when there is one (``critic_prober``)."""
+    from knowgate.agents.local_lm import LocalLM
+    from knowgate.agents.prober import JointProber, TransformersProber
+
     if settings.prober == "off":
         return None
-    from knowgate.agents.local_lm import LocalLM
-    from knowgate.agents.prober import TransformersProber
-
-    source = settings.prober or world.model_dir("fast")
-    lm = LocalLM(source, settings.device)
+    lm = LocalLM(settings.prober or world.model_dir("fast"), settings.device)
     probes = _probes(settings, world)
-    return TransformersProber.with_probes(lm, probes) if probes else TransformersProber(lm)
+    main = TransformersProber.with_probes(lm, probes) if probes else TransformersProber(lm)
+    critic_source = settings.critic_prober
+    if critic_source is None and settings.critic == "local/slow":
+        critic_source = str(world.model_dir("slow"))
+    if critic_source is None or critic_source == "off":
+        return main
+    reader = TransformersProber(LocalLM(critic_source, settings.device))
+    return JointProber(main, {"critic": reader})
 
 
 def _probes(settings: Settings, world: Any) -> Any:

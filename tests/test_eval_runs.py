@@ -29,10 +29,11 @@ KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")
 PRICES = Prices(draft=0.000003, search=0.00003, refine=0.00015)
 
 
-def synthetic(n: int, seed: int = 0, trained: bool = False
+def synthetic(n: int, seed: int = 0, trained: bool = False, critic_signal: bool = False
               ) -> tuple[list[EvalItem], dict[str, Any]]:
     """A labelled toy world: scripts for every role, with some noise so calibration has work.
-    ``trained``: the prober also gives the trained probes' logits the shipped maps read."""
+    ``trained``: the prober also gives the trained probes' logits the shipped maps read;
+    ``critic_signal``: and the critic model's own pre-generation confidence."""
     rng = random.Random(seed)
     items, closed, opened, results, verdicts, signals = [], {}, {}, {}, {}, {}
     for i in range(n):
@@ -46,6 +47,9 @@ def synthetic(n: int, seed: int = 0, trained: bool = False
         if trained:
             logit = rng.gauss(3.0, 1.0) if knows else rng.gauss(-1.0, 1.5)
             signals[q] |= {"query_combined_logit": logit, "combined_logit": logit}
+        if critic_signal:
+            signals[q]["critic_query_top_prob"] = (rng.uniform(0.85, 1.0) if kind == "slow-known"
+                                                   else rng.uniform(0.1, 0.8))
         found = kind in ("searchable", "fast-known")
         text = f"Person{i} was born in {gold if found else wrong}."
         results[q] = ([Passage(id=f"p{i}", text=text, score=1.0)],
@@ -263,21 +267,59 @@ async def test_calibrate_fits_the_base_features_and_its_replay_is_the_triage_gra
         assert policy.fallback_maps["closed_book"] != base.fallback_maps["closed_book"]
     # The replay that calibration optimises is what the triage graph does, question by question,
     # with the fitted policy and with the shipped one (which searches first below 0.69).
-    explored = {r.id: Explored.of(r) for r in read_records(tmp_path / "explore")}
     first_moves = set()
     for i, tried in enumerate((policy, Policy.load())):
-        out = tmp_path / f"triage{i}"
-        await run(items, "triage", out, context(scripts, tried), tmp_path,
-                  settings=load_settings(data_dir=tmp_path / "data", policy=None))
-        for record in read_records(out):
-            replayed = replay(tried, PRICES, explored[record.id])
-            assert replayed.answered == (record.outcome == "answered"), record.path
-            assert replayed.correct == record.right, record.path
-            assert replayed.cost_usd == pytest.approx(record.cost_usd), record.path
-            paid = [a for a in record.path if a in ("search", "draft", "refine")]
-            assert [a for a in replayed.path if a != "probe"] == paid, record.path
-            first_moves.add(record.path[1])
+        records = await triage_equals_replay(items, scripts, tried, tmp_path / f"triage{i}",
+                                             tmp_path)
+        first_moves |= {r.path[1] for r in records}
     assert first_moves == {"search", "draft"}  # search-first routing was replayed too
+
+
+async def triage_equals_replay(items: list[EvalItem], scripts: dict[str, Any], policy: Policy,
+                               out: Path, tmp_path: Path) -> list[EvalRecord]:
+    """Run the triage graph with ``policy`` and check each record against the replay of the
+    explore run in ``tmp_path / "explore"``; returns the records."""
+    explored = {r.id: Explored.of(r) for r in read_records(tmp_path / "explore")}
+    await run(items, "triage", out, context(scripts, policy), tmp_path,
+              settings=load_settings(data_dir=tmp_path / "data", policy=None))
+    records = read_records(out)
+    for record in records:
+        replayed = replay(policy, PRICES, explored[record.id])
+        assert replayed.answered == (record.outcome == "answered"), record.path
+        assert replayed.correct == record.right, record.path
+        assert replayed.cost_usd == pytest.approx(record.cost_usd), record.path
+        paid = [a for a in record.path if a in ("search", "draft", "refine")]
+        assert [a for a in replayed.path if a != "probe"] == paid, record.path
+    return records
+
+
+async def test_the_critics_own_signal_sends_questions_to_the_critic_first(
+        tmp_path: Path) -> None:
+    items, scripts = synthetic(240, seed=11, trained=True, critic_signal=True)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    base = Policy.load()
+    policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
+    assert set(policy.success_maps) == {"refine_unsearched", "refine_searched"}
+    assert policy.success_maps["refine_unsearched"].weights["critic_query_top_prob"] > 0
+    assert "critic_query_top_prob" in report["success_features"]["refine_unsearched"]
+    records = await triage_equals_replay(items, scripts, policy, tmp_path / "triage", tmp_path)
+    first = {kind: [r.path[1] for r in records if r.kind == kind] for kind in KINDS}
+    # The critic knows the slow-known questions: they skip the draft and the search ...
+    assert first["slow-known"].count("refine") >= 0.9 * len(first["slow-known"])
+    # ... and no other question is sent to it first.
+    assert all(m != "refine" for k in ("fast-known", "searchable", "unanswerable")
+               for m in first[k])
+    # The same policy without the critic's signal falls back to the measured rates: it never
+    # goes to the critic first, and so it pays more for the same questions.
+    blind = {**scripts, "signals": {q: {k: v for k, v in s.items()
+                                        if not k.startswith("critic_")}
+                                    for q, s in scripts["signals"].items()}}
+    blind_out = tmp_path / "blind"
+    await run(items, "triage", blind_out, context(blind, policy), tmp_path,
+              settings=load_settings(data_dir=tmp_path / "data", policy=None))
+    blind_records = read_records(blind_out)
+    assert all(r.path[1] != "refine" for r in blind_records)
+    assert sum(r.cost_usd for r in records) < sum(r.cost_usd for r in blind_records)
 
 
 async def test_search_first_is_chosen_by_replayed_utility_within_the_guard(

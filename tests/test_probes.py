@@ -14,7 +14,7 @@ from knowgate.agents.hidden_states import run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.probe_report import plot_layers
 from knowgate.agents.probe_training import ProbeRecord, combiner_scores, extract, train_probes
-from knowgate.agents.prober import TransformersProber
+from knowgate.agents.prober import JointProber, TransformersProber
 from knowgate.agents.probes import Combiner, CombinerSpec, LinearProbe, ProbeSet
 from knowgate.agents.roles import RoleError
 from knowgate.cli import app
@@ -144,13 +144,47 @@ def test_missing_or_broken_probe_files_are_user_errors(tmp_path: Path) -> None:
 async def test_default_settings_give_the_probe_signals(data_dir: Path,
                                                        shipped_world: World) -> None:
     kg = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir))
-    assert kg.context.prober.probes and kg.context.prober.combiners
+    assert kg.context.prober.main.probes and kg.context.prober.main.combiners
     question = next(q for q in shipped_world.questions("test") if q.kind == Kind.FAST_KNOWN)
     result = await kg.ask(question.question)
-    assert {"query_combined_logit", "combined_logit", "answer_lens_consistency"} <= set(
-        result.signals)
-    off = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir, probes="off"))
+    assert {"query_combined_logit", "combined_logit", "answer_lens_consistency",
+            "critic_query_top_prob"} <= set(result.signals)
+    off = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir, probes="off",
+                                                   critic_prober="off"))
     assert off.context.prober.probes == [] and off.context.prober.combiners == []
+
+
+async def test_the_critics_own_weights_say_whether_it_knows_before_it_is_paid(
+        data_dir: Path, shipped_world: World) -> None:
+    kg = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir))
+    prober = kg.context.prober
+    assert isinstance(prober, JointProber) and set(prober.question_readers) == {"critic"}
+    questions = shipped_world.questions("test")
+    slow = [q.question for q in questions if q.kind == Kind.SLOW_KNOWN][:25]
+    nobody = [q.question for q in questions if q.kind == Kind.UNANSWERABLE][:25]
+
+    async def mean(qs: list[str], name: str) -> float:
+        return float(np.mean([(await prober(q)).values[name] for q in qs]))
+
+    # The fast model knows neither kind; the critic's model knows the slow-known ones.
+    assert await mean(slow, "critic_query_top_prob") > await mean(nobody, "critic_query_top_prob") + 0.3
+    assert abs(await mean(slow, "query_top_prob") - await mean(nobody, "query_top_prob")) < 0.15
+    # The prefixed signals are the critic model's own, of the question alone, draft or not.
+    own = TransformersProber(LocalLM(shipped_world.model_dir("slow"), "cpu")).signals(slow[0])
+    with_draft = (await prober(slow[0], "Nowhere")).values
+    assert {f"critic_{k}": v for k, v in own.items()} == pytest.approx(
+        {k: v for k, v in with_draft.items() if k.startswith("critic_")}, abs=1e-4)
+    assert "answer_mean_logprob" in with_draft and "critic_answer_mean_logprob" not in with_draft
+    # The shipped policy sends a slow-known question straight to the critic: no draft, no search.
+    result = await kg.ask(slow[1])
+    assert result.path[:2] == ["probe", "refine"] and "search" not in result.path
+    assert result.outcome == "answered" and result.ledger["critic"]["calls"] == 1
+    # A reader that fails fails the prober's call, as any prober failure does.
+    broken = JointProber(prober.main, {"critic": ScriptedProber(signals={slow[0]: Fail("OOM")})})
+    with pytest.raises(RoleError, match="OOM"):
+        await broken(slow[0])
+    plain = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir, critic_prober="off"))
+    assert isinstance(plain.context.prober, TransformersProber)
 
 
 # --- the CLI: label, train, report ------------------------------------------------------------
