@@ -12,9 +12,11 @@ causal, padding after them changes nothing they see.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from knowgate.agents.local_lm import LocalLM
@@ -32,6 +34,11 @@ POOLINGS: dict[Stage, tuple[str, ...]] = {
 SELF_EVAL_SUFFIX = " Can you answer this question correctly? Yes or No?"
 
 
+# What a lens probe reads: (stage, layer, pooling). ``run_passes`` computes the lens features of
+# the reads it is given with its own signals, in one set of ops, instead of one set per probe.
+LensRead = tuple[Stage, int, str]
+
+
 @dataclass(frozen=True)
 class Pass:
     """What one forward pass exposes to a probe.
@@ -39,11 +46,14 @@ class Pass:
     Attributes:
         hidden_states: One tensor per layer (embeddings first), shape ``[tokens, hidden]``.
         prompt_tokens: How many leading tokens are the prompt (the rest is the answer).
+        decode: ``(layer, hidden) -> logits`` (the logit lens), ``None`` without an output head.
+        lens_cache: Lens features ``run_passes`` already computed (Python floats), by read.
     """
 
     hidden_states: tuple[Any, ...]
     prompt_tokens: int
     decode: Callable[[int, Any], Any] | None = None
+    lens_cache: Mapping[LensRead, list[float]] = field(default_factory=dict)
 
     def lens(self, layer: int, vector: Any) -> Any:
         """Logit-lens features of a pooled ``vector`` of ``layer`` (see ``lens_features``).
@@ -57,19 +67,22 @@ class Pass:
 
     def pooled(self, stage: Stage, layer: int, pooling: str) -> Any:
         """The ``[hidden]`` vector a probe of ``stage`` reads at ``layer`` with ``pooling``."""
-        states = self.hidden_states[layer]
-        if stage == "query":
-            span = states[1:self.prompt_tokens] if self.prompt_tokens > 1 else \
-                states[:self.prompt_tokens]
-        else:
-            span = states[self.prompt_tokens:]
-            if len(span) == 0:
-                raise UserError("an answer-level probe needs an answer")
-        if pooling == "last":
-            return span[-1]
-        if pooling == "mean":
-            return span.mean(dim=0)
-        raise UserError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS[stage])}")
+        return _pool(self.hidden_states[layer], self.prompt_tokens, stage, pooling)
+
+
+def _pool(states: Any, prompt_tokens: int, stage: Stage, pooling: str) -> Any:
+    """One layer's ``[tokens, hidden]`` states pooled over the span ``stage`` reads."""
+    if stage == "query":
+        span = states[1:prompt_tokens] if prompt_tokens > 1 else states[:prompt_tokens]
+    else:
+        span = states[prompt_tokens:]
+        if len(span) == 0:
+            raise UserError("an answer-level probe needs an answer")
+    if pooling == "last":
+        return span[-1]
+    if pooling == "mean":
+        return span.mean(dim=0)
+    raise UserError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS[stage])}")
 
 
 def render(lm: LocalLM, question: str) -> str:
@@ -116,6 +129,38 @@ def _stack(columns: list[Any]) -> Any:
     return torch.stack(columns, dim=-1)
 
 
+# Fewest positions the model's head runs on. BLAS libraries (MKL on CPU) multiply 1 to 3 rows with
+# other kernels than a larger product, and those round differently: from 4 rows on, each kept
+# position's logits are those of the whole pass, so the signals do not depend on how many are kept.
+MIN_LOGITS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """Which options of the prober's pass the model's forward takes (looked up once per model).
+
+    ``logits_to_keep`` (most causal LMs): only the positions read get logits; ``use_cache``.
+    """
+
+    keeps_logits: bool
+    use_cache: bool
+
+
+_FORWARDS: weakref.WeakKeyDictionary[Any, _Forward] = weakref.WeakKeyDictionary()
+
+
+def _forward_options(model: Any) -> _Forward:
+    options = _FORWARDS.get(model)
+    if options is None:
+        try:
+            parameters = set(inspect.signature(model.forward).parameters)
+        except (TypeError, ValueError):  # a forward without a readable signature
+            parameters = set()
+        options = _Forward("logits_to_keep" in parameters, "use_cache" in parameters)
+        _FORWARDS[model] = options
+    return options
+
+
 def decoder(model: Any) -> Callable[[int, Any], Any] | None:
     """``(layer, hidden) -> logits`` with the final norm and output head (the logit lens).
 
@@ -146,14 +191,17 @@ class PassResult:
     signals: dict[str, float]
 
 
-def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]],
-               lens: bool = True) -> list[PassResult]:
+def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool = True,
+               lens_reads: Sequence[LensRead] = ()) -> list[PassResult]:
     """One batched forward pass with hidden states over ``(question, answer)`` inputs.
 
     Args:
         lm: The model read from the inside.
         inputs: Questions with an optional draft answer (``None``: the question alone).
         lens: Also compute the logit-lens consistency signals.
+        lens_reads: Lens features to compute with the signals (what the prober's lens probes
+            read; each lands in ``Pass.lens_cache``). Answer-level reads of an input without an
+            answer are skipped: the probe reports that itself.
 
     Returns:
         Per input, the ``Pass`` (float32 hidden states on the model's device) and the token signals:
@@ -171,72 +219,121 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]],
     encoded = [encode(lm, q, a) for q, a in inputs]
     width = max(len(p) + len(a) for p, a in encoded)
     pad = lm.tokenizer.pad_token_id or 0
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, (p, a) in enumerate(encoded):
-        ids[row, :len(p) + len(a)] = torch.tensor(p + a)
-        mask[row, :len(p) + len(a)] = 1
+    ids = torch.tensor([p + a + [pad] * (width - len(p) - len(a)) for p, a in encoded])
+    mask = torch.tensor([[1] * (len(p) + len(a)) + [0] * (width - len(p) - len(a))
+                         for p, a in encoded])
+    options = _forward_options(lm.model)
+    extra: dict[str, Any] = {}
+    if options.keeps_logits:
+        # The signals read the logits from the last prompt position on: the head (a [vocab,
+        # hidden] product per position) need not run over the whole prompt.
+        extra["logits_to_keep"] = min(width, max(MIN_LOGITS_KEPT,
+                                                 width - min(len(p) for p, _ in encoded) + 1))
+    if options.use_cache:
+        extra["use_cache"] = False  # nothing is generated after this pass: no KV cache to build
     with lm.lock, torch.inference_mode():
         out = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                       output_hidden_states=True)
+                       output_hidden_states=True, **extra)
         # An encoder without an output head (AutoModel) gives hidden states only.
         logits = getattr(out, "logits", None)
         decode = decoder(lm.model) if logits is not None else None
+        offset = width - logits.shape[1] if logits is not None else 0  # position of logits[:, 0]
         results = []
         for row, (p, a) in enumerate(encoded):
             n = len(p) + len(a)
-            hidden = tuple(h[row, :n].float() for h in out.hidden_states)
-            signals = _token_signals(logits[row, :n].float(), len(p), a) \
-                if logits is not None else {}
-            if lens and decode is not None:
-                signals.update(_lens_signals(decode, hidden, logits[row, :n].float(), len(p),
-                                             a))
-            results.append(PassResult(Pass(hidden, len(p), decode), signals))
+            # .float() copies only a half-precision model's states (it is a no-op on float32).
+            hidden = tuple((h[row] if n == width else h[row, :n]).float()
+                           for h in out.hidden_states)
+            signals: dict[str, float] = {}
+            cache: dict[LensRead, list[float]] = {}
+            if logits is not None:
+                signals, cache = _signals(
+                    logits[row, len(p) - 1 - offset:n - offset].float(), hidden, len(p), a,
+                    decode, lens, [r for r in lens_reads if r[0] == "query" or a])
+            results.append(PassResult(Pass(hidden, len(p), decode, cache), signals))
     return results
 
 
-def _token_signals(logits: Any, prompt_tokens: int, answer_ids: list[int]) -> dict[str, float]:
-    import torch
+def _signals(logits: Any, hidden: tuple[Any, ...], prompt_tokens: int, answer_ids: list[int],
+             decode: Callable[[int, Any], Any] | None, lens: bool, reads: Sequence[LensRead]
+             ) -> tuple[dict[str, float], dict[LensRead, list[float]]]:
+    """Token and logit-lens signals of one input, and the lens features of ``reads``.
 
-    # Position i predicts token i + 1: the last prompt position predicts the first answer token.
-    start = prompt_tokens - 1
-    first = logits[start].log_softmax(dim=-1)
-    values = {"query_top_prob": float(first.max().exp()), "query_entropy": _entropy(first)}
-    if answer_ids:
-        rows = logits[start:start + len(answer_ids)].log_softmax(dim=-1)
-        chosen = rows.gather(1, torch.tensor(answer_ids, device=rows.device)[:, None])[:, 0]
-        values["answer_mean_logprob"] = float(chosen.mean())
-        values["answer_min_logprob"] = float(chosen.min())
-        values["answer_mean_entropy"] = float(-(rows.exp() * rows).sum(dim=-1).mean())
-    return values
+    Args:
+        logits: ``[tokens - prompt_tokens + 1, vocab]``, the logits from the last prompt position.
+        decode: The model's logit lens (``None``: no lens signals or reads).
+        lens: Compute the lens consistency signals.
+        reads: Lens features wanted (``lens_features`` of ``Pass.pooled``, as Python floats).
 
-
-def _lens_signals(decode: Callable[[int, Any], Any], hidden: tuple[Any, ...], logits: Any,
-                  prompt_tokens: int, answer_ids: list[int]) -> dict[str, float]:
-    """Logit-lens consistency: how much the middle layers already predict the final choice.
-
-    For each layer strictly between the embeddings and the last, its hidden state is decoded with
-    the final norm and output head. Query level: the mean probability the decoded layers give the
-    last layer's top next token. Answer level: the mean log-probability they give the draft's
-    tokens, over layers and answer positions.
+    On a small model the fixed cost of each torch op, not the arithmetic, is most of what the
+    prober adds to the forward pass. So every distribution read (the model's own at the
+    answer-predicting positions, the middle layers' there, the reads') goes through one
+    log-softmax and one entropy, the few numbers the signals need become Python floats in one
+    ``tolist``, and the means over a handful of them are taken in Python. Each decoding keeps the
+    product shape it had when every signal and probe did its own (BLAS rounds a one-vector product
+    differently from a row of a larger one): only the last means and the probes' dot products,
+    now in double precision instead of float32, round differently (by 1e-6 at most).
     """
     import torch
 
-    middle = hidden[1:-1]
-    if not middle:
-        return {}
-    start = prompt_tokens - 1
     span = max(1, len(answer_ids))
-    # Every middle layer is decoded the same way (final norm, then head): one call for all.
-    block = torch.stack([h[start:start + span] for h in middle])  # [layers, span, hidden]
-    logprobs = decode(1, block).float().log_softmax(dim=-1)
-    top = int(logits[start].argmax())
-    values = {"query_lens_consistency": float(logprobs[:, 0, top].exp().mean())}
+    start = prompt_tokens - 1
+    middle = hidden[1:-1] if lens and decode is not None else ()
+    reads = reads if decode is not None else ()
+    # The distributions, one per row: the model's at the answer-predicting positions (position i
+    # predicts token i + 1, so row j predicts the answer's token j); then each middle layer's at
+    # the same positions, decoded in one product (the logit lens); then each read's.
+    parts = [logits[:span].float()]
+    if middle:
+        assert decode is not None
+        block = torch.cat([h[start:start + span] for h in middle])  # [layers * span, hidden]
+        parts.append(decode(1, block).float())
+    if reads:
+        assert decode is not None
+        parts.append(torch.stack([
+            decode(layer, _pool(hidden[layer], prompt_tokens, stage, pooling))
+            for stage, layer, pooling in reads]).float())
+    logprobs = (torch.cat(parts) if len(parts) > 1 else parts[0]).log_softmax(dim=-1)
+    entropy = -(logprobs.exp() * logprobs).sum(dim=-1)
+
+    # What is read: every row's entropy; the top two log-probabilities of the model's first row
+    # and of the reads' rows; the log-probabilities of (row, token) pairs: the draft's tokens
+    # under the model, then for each middle layer the model's top next token and the draft's.
+    first_read = span * (1 + len(middle))
+    top_rows = [0, *range(first_read, first_read + len(reads))]
+    pairs = list(enumerate(answer_ids))
+    if middle:
+        top = int(logits[0].argmax())
+        for row in range(span, first_read, span):
+            pairs += [(row, top), *((row + j, t) for j, t in enumerate(answer_ids))]
+    vocab = logprobs.shape[-1]
+    index = torch.tensor([r * vocab + t for r, t in pairs], dtype=torch.long,
+                         device=logprobs.device)
+    numbers = torch.cat([entropy, logprobs[top_rows].topk(2, dim=-1).values.flatten(),
+                         logprobs.view(-1)[index]]).tolist()
+    entropies = numbers[:len(entropy)]
+    tops = numbers[len(entropy):len(entropy) + 2 * len(top_rows)]
+    picked = numbers[len(entropy) + 2 * len(top_rows):]
+
+    values = {"query_top_prob": math.exp(tops[0]), "query_entropy": entropies[0]}
     if answer_ids:
-        index = torch.tensor(answer_ids, device=logprobs.device)
-        chosen = logprobs[:, torch.arange(len(answer_ids), device=logprobs.device), index]
-        values["answer_lens_consistency"] = float(chosen.mean())
-    return values
+        chosen = picked[:len(answer_ids)]
+        values["answer_mean_logprob"] = sum(chosen) / len(chosen)
+        values["answer_min_logprob"] = min(chosen)
+        values["answer_mean_entropy"] = sum(entropies[:span]) / span
+    if middle:
+        # Query level: the mean probability the decoded layers give the model's top next token;
+        # answer level: the mean log-probability they give the draft's tokens.
+        group = 1 + len(answer_ids)
+        layers = [picked[i:i + group] for i in range(len(answer_ids), len(picked), group)]
+        values["query_lens_consistency"] = sum(math.exp(g[0]) for g in layers) / len(layers)
+        if answer_ids:
+            values["answer_lens_consistency"] = (sum(sum(g[1:]) for g in layers)
+                                                 / (len(layers) * len(answer_ids)))
+    # ``lens_features`` of each read: top log-probability, entropy, top-2 margin.
+    cache = {read: [tops[2 * k], entropies[first_read + k - 1], tops[2 * k] - tops[2 * k + 1]]
+             for k, read in enumerate(reads, start=1)}
+    return values, cache
 
 
 def self_evaluation(lm: LocalLM, questions: Sequence[str]) -> list[float | None]:
@@ -276,6 +373,3 @@ def self_evaluation(lm: LocalLM, questions: Sequence[str]) -> list[float | None]
             scores.append(total / weight_sum)
     return scores
 
-
-def _entropy(logprobs: Any) -> float:
-    return float(-(logprobs.exp() * logprobs).sum())

@@ -103,12 +103,15 @@ class TransformersProber:
 
     def signals(self, question: str, answer: str | None = None) -> dict[str, float]:
         """The signals of one input, computed synchronously (one forward pass)."""
+        stages = {"query", "answer"} if answer is not None and answer.strip() else {"query"}
+        # The lens probes' features are computed in the pass, with its own signals.
+        reads = [read for probe in self.probes if probe.stage in stages
+                 and (read := getattr(probe, "lens_read", None)) is not None]
         try:
-            (result,) = run_passes(self.lm, [(question, answer)])
+            (result,) = run_passes(self.lm, [(question, answer)], lens_reads=reads)
         except UserError as exc:
             raise RoleError(self.role, str(exc)) from exc
         values = dict(result.signals)
-        stages = {"query", "answer"} if answer is not None and answer.strip() else {"query"}
         for probe in self.probes:
             if probe.stage in stages:
                 values[probe.name] = float(probe(result.forward))

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from knowgate.agents.hidden_states import Pass, Stage
+from knowgate.agents.hidden_states import LensRead, Pass, Stage
 from knowgate.errors import UserError
 from knowgate.signal_scales import Scale, rescale
 
@@ -94,9 +94,14 @@ class LinearProbe:
         self.spec = spec
         self.name = spec.name
         self.stage: Stage = spec.stage
+        # A lens probe's read: the prober asks ``run_passes`` for its features, computed with the
+        # pass's own signals (``Pass.lens_cache``), instead of decoding it again here.
+        self.lens_read: LensRead | None = (spec.stage, spec.layer, spec.pooling) \
+            if spec.features == "lens" else None
         # Fold the standardisation into the weights once: w' = coef / scale.
         coef = torch.tensor(spec.coef, dtype=torch.float32)
         self._weight = coef / torch.tensor(spec.scale, dtype=torch.float32)
+        self._weights = self._weight.tolist()  # for features already Python floats
         self._bias = spec.intercept - float((self._weight * torch.tensor(spec.mean)).sum())
 
     def __call__(self, forward: Pass) -> float:
@@ -107,15 +112,24 @@ class LinearProbe:
         """
         import torch
 
+        cached = forward.lens_cache.get(self.lens_read) if self.lens_read else None
+        if cached is not None:  # a few Python floats: a Python dot product beats torch ops
+            self._check_width(len(cached))
+            return _clamp(sum(w * x for w, x in zip(self._weights, cached, strict=True))
+                          + self._bias)
         with torch.inference_mode():  # the lens runs the model's head: no autograd wanted
             vector = forward.pooled(self.stage, self.spec.layer, self.spec.pooling)
             if self.spec.features == "lens":
                 vector = forward.lens(self.spec.layer, vector)
-            if vector.shape[-1] != self._weight.shape[0]:
-                raise UserError(f"probe {self.name} expects {self._weight.shape[0]} features, "
-                                f"the pass gives {vector.shape[-1]}")
+            self._check_width(vector.shape[-1])
             weight = self._weight.to(vector.device)
             return _clamp(float((vector.float() * weight).sum()) + self._bias)
+
+    def _check_width(self, features: int) -> None:
+        """Raises ``UserError`` when the pass gives another number of features than trained on."""
+        if features != self._weight.shape[0]:
+            raise UserError(f"probe {self.name} expects {self._weight.shape[0]} features, "
+                            f"the pass gives {features}")
 
 
 @dataclass(frozen=True)

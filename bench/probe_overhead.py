@@ -9,6 +9,9 @@ the way the graph probes a draft), it times, one input at a time after a warm-up
 
 Both run in the same process on the same inputs, interleaved, and the ratio of medians is
 printed for the question alone (before any answer) and for the question with its draft.
+The bare pass keeps the model's defaults (a KV cache, logits at every position); the prober's own
+pass builds no cache and runs the head only from the last prompt position on (at least 4
+positions), since it reads nothing else: that saving is part of what the ratio measures.
 Run: ``python bench/probe_overhead.py [--n N] [--device cpu|cuda] [--threads N]``.
 """
 
