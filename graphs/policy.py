@@ -230,10 +230,18 @@ class Policy(BaseModel):
 
     def success_of(self, name: SuccessName, features: dict[str, float]) -> float:
         """Chance that the action ``name`` yields a trusted right answer: its success map's
-        probability when the map applies to ``features``, else the measured rate."""
-        model = self.success_maps.get(name)
-        if model is not None and model.weights and all(f in features for f in model.weights):
-            return model.probability(features)
+        probability when the map applies to ``features``, else the measured rate.
+
+        The ``refine_searched`` map is fitted on the questions critic-first routing left to
+        search (``knowgate calibrate``), so it applies only where that routing could run, i.e.
+        where the ``refine_unsearched`` map applies too: without the critic's signal, a question
+        the critic knows reaches the after-search decision, and the rate is the honest guess.
+        """
+        needed = [name] if name != "refine_searched" else ["refine_unsearched", name]
+        maps = [self.success_maps.get(n) for n in needed]
+        if all(m is not None and m.weights and all(f in features for f in m.weights)
+               for m in maps):
+            return maps[-1].probability(features)  # type: ignore[union-attr]
         return getattr(self.success, name)
 
     def _gamble(self, success: float) -> float:
