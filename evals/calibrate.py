@@ -13,9 +13,10 @@ and whether it was right. From that:
    answer the policy then trusts and that answer is right), and each success map of the base
    policy is fitted on the same cases (e.g. "the critic's answer will be trusted and right" from
    the critic model's own pre-generation signals), like the P(correct) maps;
-3. ``search_first_below`` (search before any draft when the query-level P(correct) is below it)
-   is set to the value of highest replayed utility, among those that send at most
-   ``MAX_RIGHT_ROUTED`` of the questions the policy answers right without help to search first
+3. ``search_first_below`` (search, or go to the critic when its success map says so, before any
+   draft when the query-level P(correct) is below it) is set to the value of highest replayed
+   utility, among those that send at most ``MAX_RIGHT_ROUTED`` of the questions the policy
+   answers right without help away from the draft
    (the fast path stays the fast path), with the query map and with its fallback; ``None`` when
    no value gains;
 4. the answer threshold is set, every replay routing by the ``search_first_below`` of step 3

@@ -45,7 +45,7 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 class LogisticMap(BaseModel):
-    """P(correct) = sigmoid(bias + sum(weight * feature)); missing features count as 0.
+    """P(correct) = sigmoid(bias + sum(weight * feature)); a missing feature adds nothing.
 
     A feature named in ``scales`` is read on that scale (``knowgate.signal_scales.rescale``,
     e.g. the log of an entropy) before it is weighed.
@@ -59,8 +59,8 @@ class LogisticMap(BaseModel):
 
     def probability(self, features: dict[str, float]) -> float:
         """The calibrated probability for these features."""
-        z = self.bias + sum(w * self.value(name, features.get(name, 0.0))
-                            for name, w in self.weights.items())
+        z = self.bias + sum(w * self.value(name, features[name])
+                            for name, w in self.weights.items() if name in features)
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     def value(self, name: str, raw: float) -> float:
@@ -266,7 +266,8 @@ class Policy(BaseModel):
             values["search"] = (self._gamble(self.success_of("search_first", features))
                                 - prices.search - prices.draft)
         critic_map = self.success_maps.get("refine_unsearched")
-        if refine_ok and critic_map is not None and all(f in features for f in critic_map.weights):
+        if (refine_ok and critic_map is not None and critic_map.weights
+                and all(f in features for f in critic_map.weights)):
             s = critic_map.probability(features)
             values["refine"] = self._gamble(s) - prices.refine
             below += f", the critic's P(success)={s:.3f}"
