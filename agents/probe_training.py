@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from knowgate.agents.hidden_states import (
     POOLINGS,
@@ -38,6 +38,7 @@ from knowgate.agents.probes import (
     save_json,
 )
 from knowgate.errors import UserError
+from knowgate.jsonl import read_jsonl
 from knowgate.signal_scales import Scale, rescale, scale_of
 
 QUERY_SIGNALS = ("query_top_prob", "query_entropy", "query_lens_consistency")
@@ -83,15 +84,7 @@ def read_records(path: Path | str) -> list[ProbeRecord]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(ProbeRecord.model_validate_json(line))
-            except ValidationError as exc:
-                raise UserError(f"{path}:{number}: not a labelled question: {exc}") from exc
+    records = [r for _, r in read_jsonl(path, ProbeRecord, "labelled question")]
     if len({r.correct for r in records}) < 2:
         raise UserError(f"{path}: a probe needs both right and wrong answers "
                         f"({len(records)} records)")
@@ -378,9 +371,8 @@ def fit_combiner(name: str, stage: Stage, columns: dict[str, np.ndarray], labels
 
 def combiner_scores(spec: CombinerSpec, columns: dict[str, np.ndarray]) -> np.ndarray:
     """The combiner's logit per record (NaN where a feature is missing)."""
-    scales = spec.scales or ["raw"] * len(spec.features)
-    x = np.column_stack([rescale(columns[n], r) for n, r in zip(spec.features, scales,
-                                                                strict=True)])
+    x = np.column_stack([rescale(columns[n], r)
+                         for n, r in zip(spec.features, spec.feature_scales(), strict=True)])
     return ((x - np.array(spec.mean)) / np.array(spec.scale)) @ np.array(spec.coef) \
         + spec.intercept
 

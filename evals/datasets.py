@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowgate.errors import UserError
+from knowgate.jsonl import read_jsonl
 from knowgate.settings import Settings
 
 
@@ -70,20 +71,11 @@ def read_items(path: Path) -> list[EvalItem]:
         raise UserError(f"dataset not found: {path}")
     items: list[EvalItem] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = EvalItem.model_validate_json(line)
-            except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}"
-                                     for e in exc.errors())
-                raise UserError(f"{path}:{number}: invalid record: {problems}") from exc
-            if item.id in seen:
-                raise UserError(f"{path}:{number}: duplicate id {item.id!r}")
-            seen.add(item.id)
-            items.append(item)
+    for number, item in read_jsonl(path, EvalItem, "record"):
+        if item.id in seen:
+            raise UserError(f"{path}:{number}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
     if not items:
         raise UserError(f"{path}: no records")
     return items

@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowgate.errors import UserError
+from knowgate.jsonl import read_jsonl, read_text
 from knowgate.tools.passage import Passage
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -86,7 +87,7 @@ def read_documents(path: Path, chunk_chars: int = 1000) -> Iterator[Passage]:
         else:
             found = (
                 (Passage(id=f"{name}#{n}", text=chunk), f"{file} (chunk {n})")
-                for n, chunk in enumerate(chunk_text(_read_text(file), chunk_chars))
+                for n, chunk in enumerate(chunk_text(read_text(file), chunk_chars))
             )
         for passage, place in found:
             if passage.id in seen:
@@ -145,26 +146,7 @@ def _split_long(paragraph: str, limit: int) -> list[str]:
     return pieces
 
 
-def _read_text(file: Path) -> str:
-    try:
-        # utf-8-sig drops the byte-order mark some Windows editors write.
-        return file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-
-
 def _read_jsonl(file: Path) -> Iterator[tuple[Passage, str]]:
     """(passage, "file:line") for each non-blank line of a JSONL file."""
-    for number, line in enumerate(_read_text(file).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = _Record.model_validate_json(line)
-        except ValidationError as exc:
-            # One line per problem, not pydantic's multi-line report: the CLI prints one line.
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
-                for e in exc.errors()
-            )
-            raise UserError(f"{file}:{number}: invalid passage: {problems}") from exc
+    for number, record in read_jsonl(file, _Record, "passage"):
         yield Passage(id=record.id, text=record.text), f"{file}:{number}"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from knowgate import jsonl
 from knowgate.errors import WorldError
 from knowgate.worlds.schema import CorpusPassage, Fact, Question, WorldCard
 
@@ -53,16 +54,7 @@ def read_jsonl(path: Path, model: type[_Record]) -> list[_Record]:
     """Read and validate a JSONL file; a bad line raises ``WorldError`` naming file and line."""
     if not path.is_file():
         raise WorldError(f"missing world file: {path}")
-    records: list[_Record] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(model.model_validate_json(line))
-            except ValidationError as exc:
-                raise WorldError(f"{path}:{number}: invalid {model.__name__}: {exc}") from exc
-    return records
+    return [record for _, record in jsonl.read_jsonl(path, model, model.__name__, WorldError)]
 
 
 class World:
