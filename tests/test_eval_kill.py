@@ -57,6 +57,17 @@ def command(tmp_path: Path, cfg: Path, out: str, cache: str) -> list[str]:
             "--config", str(cfg)]
 
 
+def run_to_end(tmp_path: Path, env: dict[str, str], name: str, out: str, cache: str
+               ) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``knowgate eval run`` to its end against a fresh loopback provider: the finished process
+    and how many calls the provider billed."""
+    with LoopbackLLM(default=reply) as llm:
+        done = subprocess.run(command(tmp_path, config(tmp_path, llm, name), out, cache), env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=LIMIT_S)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done, len(llm.billed)
+
+
 def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
                                                                   data_dir: Path) -> None:
     (tmp_path / "qs.jsonl").write_text("".join(
@@ -64,12 +75,7 @@ def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
                     "answers": [f"City{i}"]}) + "\n" for i in range(N)))
     env = {**os.environ, "KNOWGATE_DATA_DIR": str(data_dir)}
 
-    with LoopbackLLM(default=reply) as whole:
-        done = subprocess.run(command(tmp_path, config(tmp_path, whole, "whole"), "whole",
-                                      "whole.sqlite"), env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=LIMIT_S)
-        assert done.returncode == 0, done.stderr[-2000:]
-        reference = len(whole.billed)
+    _, reference = run_to_end(tmp_path, env, "whole", "whole", "whole.sqlite")
     assert reference == 2 * N  # a draft and a critic call per question
 
     records = tmp_path / "killed" / "records.jsonl"
@@ -95,12 +101,7 @@ def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(tmp_path: Path,
     finished_before = len(read_records(tmp_path / "killed", repair=False))
     assert 0 < finished_before < N, "the kill must land midway"
 
-    with LoopbackLLM(default=reply) as second:
-        resumed = subprocess.run(command(tmp_path, config(tmp_path, second, "second"), "killed",
-                                         "killed.sqlite"), env=env, cwd=tmp_path,
-                                 capture_output=True, text=True, timeout=LIMIT_S)
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
-        paid_after = len(second.billed)
+    resumed, paid_after = run_to_end(tmp_path, env, "second", "killed", "killed.sqlite")
     assert f"{finished_before} already done" in resumed.stderr
 
     final = {r.id: strip_latency(r) for r in read_records(tmp_path / "killed")}
