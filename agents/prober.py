@@ -130,8 +130,7 @@ class JointProber:
     """The ``Prober`` role over several models at once.
 
     Args:
-        main: Reads the question, and the draft when there is one (signals keep their names);
-            ``None``: only the question readers run.
+        main: Reads the question, and the draft when there is one (signals keep their names).
         question_readers: Prefix -> a prober of another model that reads the question alone;
             its signals come back as ``<prefix>_<name>`` (e.g. ``critic_query_entropy``).
 
@@ -142,20 +141,17 @@ class JointProber:
 
     role = "prober"
 
-    def __init__(self, main: Prober | None, question_readers: dict[str, Prober]) -> None:
-        if main is None and not question_readers:
-            raise UserError("a joint prober needs at least one model to read")
+    def __init__(self, main: Prober, question_readers: dict[str, Prober]) -> None:
         self.main = main
         self.question_readers = dict(question_readers)
 
     async def __call__(self, question: str, answer: str | None = None) -> Signals:
         """The main prober's signals of ``question`` (with ``answer``), and every reader's of
         ``question`` alone, under its prefix."""
-        calls = [reader(question) for reader in self.question_readers.values()]
-        if self.main is not None:
-            calls.append(self.main(question, answer))
-        results = await asyncio.gather(*calls)
-        values = dict(results[-1].values) if self.main is not None else {}
-        for prefix, result in zip(self.question_readers, results, strict=False):
+        *read, main = await asyncio.gather(
+            *(reader(question) for reader in self.question_readers.values()),
+            self.main(question, answer))
+        values = dict(main.values)
+        for prefix, result in zip(self.question_readers, read, strict=True):
             values.update({f"{prefix}_{name}": v for name, v in result.values.items()})
-        return Signals(values=values, cost_usd=sum(r.cost_usd for r in results))
+        return Signals(values=values, cost_usd=main.cost_usd + sum(r.cost_usd for r in read))

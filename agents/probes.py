@@ -71,6 +71,10 @@ class CombinerSpec(_Standardised):
             raise ValueError(f"{len(self.scales)} scales for {len(self.features)} features")
         return self
 
+    def feature_scales(self) -> list[Scale]:
+        """One scale per feature (a spec saved before scales existed reads every one raw)."""
+        return self.scales or ["raw"] * len(self.features)
+
 
 class Manifest(BaseModel):
     """``probes.json``: the model the probes read and the files that hold them."""
@@ -152,10 +156,9 @@ class Combiner:
         """The logit of P(correct), or ``None`` when a feature is missing."""
         if any(f not in values for f in self.spec.features):
             return None
-        scales = self.spec.scales or ["raw"] * len(self.spec.features)
         z = self.spec.intercept + sum(
             c * (float(rescale(values[f], r)) - m) / s for f, r, m, s, c in
-            zip(self.spec.features, scales, self.spec.mean, self.spec.scale, self.spec.coef,
+            zip(self.spec.features, self.spec.feature_scales(), self.spec.mean, self.spec.scale, self.spec.coef,
                 strict=True))
         return _clamp(z)
 

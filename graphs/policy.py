@@ -157,12 +157,13 @@ class Policy(BaseModel):
             out["critic_logit"] = logit(state.verdict.confidence)
         return out
 
-    def p_correct(self, state: TriageState) -> float:
-        """Calibrated P(correct) of the current candidate (0 when there is none)."""
+    def p_correct(self, state: TriageState, features: dict[str, float] | None = None) -> float:
+        """Calibrated P(correct) of the current candidate (0 when there is none);
+        ``features``: ``self.features(state)`` when the caller has them already."""
         candidate = state.candidate
         if candidate is None or not candidate.answer.strip():
             return 0.0
-        features = self.features(state)
+        features = self.features(state) if features is None else features
         return self.map_for(candidate.source, features).probability(features)
 
     def map_for(self, name: MapName, features: dict[str, float]) -> LogisticMap:
@@ -204,7 +205,7 @@ class Policy(BaseModel):
                 and "answerer" not in failed):
             return self._first(features, prices, left, search_ok, refine_ok)
 
-        p = self.p_correct(state)
+        p = self.p_correct(state, features)
         values = {"answer": self.reward_usd * p - self.penalty_usd * (1.0 - p),
                   "abstain": self.abstain_usd}
         if state.candidate is None or not state.candidate.answer.strip():
@@ -237,12 +238,17 @@ class Policy(BaseModel):
         where the ``refine_unsearched`` map applies too: without the critic's signal, a question
         the critic knows reaches the after-search decision, and the rate is the honest guess.
         """
+        model = self._success_map(name, features)
+        return getattr(self.success, name) if model is None else model.probability(features)
+
+    def _success_map(self, name: SuccessName, features: dict[str, float]) -> LogisticMap | None:
+        """The success map of ``name`` when it applies to ``features`` (see ``success_of``)."""
         needed = [name] if name != "refine_searched" else ["refine_unsearched", name]
         maps = [self.success_maps.get(n) for n in needed]
         if all(m is not None and m.weights and all(f in features for f in m.weights)
                for m in maps):
-            return maps[-1].probability(features)  # type: ignore[union-attr]
-        return getattr(self.success, name)
+            return maps[-1]
+        return None
 
     def _gamble(self, success: float) -> float:
         return success * self.reward_usd + (1.0 - success) * self.abstain_usd
@@ -265,9 +271,8 @@ class Policy(BaseModel):
         if search_ok:
             values["search"] = (self._gamble(self.success_of("search_first", features))
                                 - prices.search - prices.draft)
-        critic_map = self.success_maps.get("refine_unsearched")
-        if (refine_ok and critic_map is not None and critic_map.weights
-                and all(f in features for f in critic_map.weights)):
+        critic_map = self._success_map("refine_unsearched", features)
+        if refine_ok and critic_map is not None:
             s = critic_map.probability(features)
             values["refine"] = self._gamble(s) - prices.refine
             below += f", the critic's P(success)={s:.3f}"
