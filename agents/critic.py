@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from knowgate.agents.answerer import SURE_AT
-from knowgate.agents.llm import Completion, Deadline, LiteLLMRole, bill, complete
+from knowgate.agents.llm import Completion, Deadline, Format, LiteLLMRole, bill, complete
 from knowgate.agents.prompting import listed_passages, question_with_evidence
 from knowgate.agents.roles import Draft, RoleError, Signals, Verdict, VerdictKind
 from knowgate.agents.structured import complete_json
@@ -53,10 +54,30 @@ def _describe(question: str, draft: Draft | None, signals: Signals,
     return "\n".join(lines)
 
 
+# Float slack of a closed-book bound: the prober's pass and the critic's call round differently.
+_BOUND_SLACK = 1e-4
+
+
 class LiteLLMCritic(LiteLLMRole):
-    """The ``Critic`` role over a litellm Router (arguments: ``LiteLLMRole``)."""
+    """The ``Critic`` role over a litellm Router.
+
+    Args:
+        closed_book_bound: In ``logprobs`` mode, the name of a signal that bounds the probability
+            of the critic's closed-book answer from above: the top next-token probability of the
+            critic's own model at the end of the closed-book prompt (``critic_query_top_prob``
+            when the prober reads the critic's model). A greedy answer's probability is at most
+            that of its first token, so when the open-book answer already scores above the
+            bound, the closed-book call cannot change the verdict and is not made. Give it
+            only when the signal reads the very model and prompt the critic calls.
+        Other arguments: see ``LiteLLMRole``.
+    """
 
     role = "critic"
+
+    def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
+                 max_tokens: int = 24, closed_book_bound: str | None = None) -> None:
+        super().__init__(router, model, fmt, timeout_s, max_tokens)
+        self.closed_book_bound = closed_book_bound
 
     async def __call__(self, question: str, draft: Draft | None, signals: Signals,
                        evidence: Sequence[Passage] = ()) -> Verdict:
@@ -80,14 +101,16 @@ class LiteLLMCritic(LiteLLMRole):
     async def _by_logprobs(self, question: str, draft: Draft | None, signals: Signals,
                            evidence: Sequence[Passage]) -> Verdict:
         support = signals.values.get("search_support", 1.0)
+        bound = signals.values.get(self.closed_book_bound) if self.closed_book_bound else None
         completions: list[Completion] = []
         scored: list[tuple[float, Completion]] = []
         spent = 0.0
         deadline = Deadline(self.timeout_s)  # both passes share the role's time budget
-        for prompt, weight in self._passes(question, evidence, support):
-            if scored and weight <= scored[0][0]:
-                # The evidence answer scores at most `support`: when the closed-book answer is
-                # already surer than that, the second (paid) pass cannot change the verdict.
+        for prompt, weight, ceiling in self._passes(question, evidence, support, bound):
+            if scored and ceiling <= max(score for score, _ in scored):
+                # A pass scores at most its ceiling (`support` for the evidence answer, the
+                # bound for the closed-book one): when an answer already scores that much,
+                # the next (paid) pass cannot change the verdict.
                 break
             try:
                 done = await complete(self.router, self.role, self.model,
@@ -112,12 +135,18 @@ class LiteLLMCritic(LiteLLMRole):
                        usage=usage, cost_usd=cost)
 
     @staticmethod
-    def _passes(question: str, evidence: Sequence[Passage],
-                support: float) -> list[tuple[str, float]]:
-        """The closed-book prompt (weight 1), then with evidence the open-book one, whose
-        answer counts only as much as the search's support."""
-        passes = [(question_with_evidence(question), 1.0)]
+    def _passes(question: str, evidence: Sequence[Passage], support: float,
+                bound: float | None) -> list[tuple[str, float, float]]:
+        """``(prompt, weight, ceiling)`` of each pass, in the order they are tried.
+
+        The closed-book prompt (weight 1) and, with evidence, the open-book one, whose answer
+        counts only as much as the search's support. The closed book goes first unless a bound
+        on its answer's probability says it is the less promising one.
+        """
+        closed_ceiling = 1.0 if bound is None else min(1.0, bound + _BOUND_SLACK)
+        passes = [(question_with_evidence(question), 1.0, closed_ceiling)]
         if evidence:
-            passes.append((question_with_evidence(question, [p.text for p in evidence]),
-                           support))
+            opened = (question_with_evidence(question, [p.text for p in evidence]), support,
+                      support)
+            passes = [opened, *passes] if closed_ceiling < support else [*passes, opened]
         return passes

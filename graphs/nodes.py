@@ -40,6 +40,9 @@ class TriageContext:
     prober: Prober | None = None
     role_timeout_s: float = 120.0
     evidence_passages: int = 1
+    # Scores an open-book draft against the evidence sentence it came from (``evidence_match``;
+    # ``knowgate.tools.evidence_match.EvidenceMatcher``); ``None``: the signal is not read.
+    matcher: Callable[[str, str, Sequence[Passage]], Awaitable[float]] | None = None
 
 
 async def _call(role: str, impl: Callable[..., Awaitable[_Result]] | None, timeout_s: float,
@@ -131,8 +134,18 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     candidate = Candidate(answer=result.answer,
                           source="open_book" if passages else "closed_book",
                           citations=citations(result.answer, passages))
+    signals = {**state.signals.values, "answerer_confidence": result.confidence}
+    signals.pop("evidence_match", None)  # it belongs to the draft it was read from
+    if passages and ctx.matcher is not None:
+        match, error, _ = await _call("matcher", ctx.matcher, ctx.role_timeout_s,
+                                      state.question, result.answer, passages)
+        if match is not None:
+            signals["evidence_match"] = match
+            step = step.model_copy(update={"reason": f"{step.reason}; evidence match {match:.3f}"})
+        else:  # not fatal: the policy reads the open-book map's fallback without the signal
+            step = step.model_copy(update={"reason": f"{step.reason}; {error}"})
     return {"draft": result, "candidate": candidate, "steps": [*state.steps, step],
-            "signals": _merge(state, answerer_confidence=result.confidence)}
+            "signals": Signals(values=signals)}
 
 
 @validated

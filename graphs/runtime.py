@@ -122,11 +122,15 @@ def build_context(settings: Settings) -> TriageContext:
     answerer = LiteLLMAnswerer(router, settings.answerer,
                                resolve_format(settings.answerer, settings.answerer_format), budget)
     critic = LiteLLMCritic(router, settings.critic,
-                           resolve_format(settings.critic, settings.critic_format), budget)
+                           resolve_format(settings.critic, settings.critic_format), budget,
+                           closed_book_bound="critic_query_top_prob"
+                           if _critic_prober_source(settings) == "world" else None)
+    searcher = _searcher(settings, world)
     return TriageContext(
         answerer=answerer,
         critic=critic,
-        searcher=_searcher(settings, world),
+        searcher=searcher,
+        matcher=_matcher(searcher),
         prober=_prober(settings, world),
         policy=Policy.load(settings.policy),
         prices=estimate_prices(settings),
@@ -177,6 +181,14 @@ def _searcher(settings: Settings, world: Any) -> Any:
                           timeout_s=settings.role_timeout_s)
 
 
+def _matcher(searcher: Any) -> Any:
+    """An ``EvidenceMatcher`` on the search backend's own embedder, when it has one."""
+    from knowgate.tools.evidence_match import EvidenceMatcher
+
+    embed = getattr(searcher.backend, "embed", None)
+    return EvidenceMatcher(embed) if embed is not None else None
+
+
 def _prober(settings: Settings, world: Any) -> Any:
     """The answerer's model read by a ``TransformersProber`` (with its trained probes), joined by
     a reader of the critic's model when there is one (``critic_prober``)."""
@@ -188,13 +200,23 @@ def _prober(settings: Settings, world: Any) -> Any:
     lm = LocalLM(settings.prober or world.model_dir("fast"), settings.device)
     probes = _probes(settings, world)
     main = TransformersProber.with_probes(lm, probes) if probes else TransformersProber(lm)
-    critic_source = settings.critic_prober
-    if critic_source is None and settings.critic == "local/slow":
-        critic_source = str(world.model_dir("slow"))
-    if critic_source is None or critic_source == "off":
+    source = _critic_prober_source(settings)
+    if source is None:
         return main
-    reader = TransformersProber(LocalLM(critic_source, settings.device))
+    path = str(world.model_dir("slow")) if source == "world" else source
+    reader = TransformersProber(LocalLM(path, settings.device))
     return JointProber(main, {"critic": reader})
+
+
+def _critic_prober_source(settings: Settings) -> str | None:
+    """The model the prober reads for the critic's signals: ``"world"`` for the world's slow
+    model, which is exactly what a ``local/slow`` critic calls (so its signals describe the
+    critic's own closed-book answer), else the ``critic_prober`` setting, or ``None``."""
+    if settings.prober == "off" or settings.critic_prober == "off":
+        return None
+    if settings.critic_prober is None:
+        return "world" if settings.critic == "local/slow" else None
+    return settings.critic_prober
 
 
 def _probes(settings: Settings, world: Any) -> Any:

@@ -123,3 +123,31 @@ async def test_a_search_backend_gone_away_is_a_typed_failure_in_the_trace(tmp_pa
     assert [s.action for s in failed] == ["search"]
     assert "search failed" in failed[0].reason and failed[0].cost_usd == 0
     assert result.outcome == "answered" and result.answer == "Kedal"
+
+
+async def test_the_local_critic_skips_a_closed_book_pass_it_cannot_win(context,
+                                                                       shipped_world: World
+                                                                       ) -> None:
+    from knowgate.agents.critic import LiteLLMCritic
+
+    built = context.critic
+    assert built.closed_book_bound == "critic_query_top_prob"  # the prober reads its model
+    unbounded = LiteLLMCritic(built.router, built.model, built.fmt, built.timeout_s,
+                              built.max_tokens)
+    questions = shipped_world.questions("test")
+    for kind, skips in ((Kind.SEARCHABLE, True), (Kind.SLOW_KNOWN, False)):
+        question = next(q for q in questions if q.kind == kind).question
+        signals = await context.prober(question)
+        evidence = await context.searcher(question)
+        signals = Signals(values={**signals.values, "search_support": evidence.support})
+        fast = await built(question, None, signals, evidence.passages)
+        full = await unbounded(question, None, signals, evidence.passages)
+        closed = await unbounded(question, None, signals)
+        # The same verdict either way; only the call that could not change it is saved.
+        assert (fast.verdict, fast.answer) == (full.verdict, full.answer)
+        assert fast.confidence == pytest.approx(full.confidence, abs=1e-6)
+        if skips:  # the slow model does not know it: reading the passage wins
+            assert fast.answer == next(q for q in questions if q.question == question).answers[0]
+            assert fast.cost_usd == pytest.approx(full.cost_usd - closed.cost_usd)
+        else:  # it knows it: its closed-book answer wins, as without the bound
+            assert fast.cost_usd == pytest.approx(full.cost_usd)

@@ -114,10 +114,13 @@ class ChromaSearcher:
         self.name = collection
         self.lexical_weight = lexical_weight
         self.candidates = candidates
+        # Kept so that other parts (the evidence matcher) embed the same way without loading
+        # the model twice.
+        self.embed = offline_embedding_function(device)
         try:
             self._collection = client.get_or_create_collection(
                 name=collection,
-                embedding_function=offline_embedding_function(device),
+                embedding_function=self.embed,
                 configuration={"hnsw": {"space": "cosine"}},
             )
         except Exception as exc:  # chromadb raises many unrelated types; one typed error out

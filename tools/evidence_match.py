@@ -1,0 +1,66 @@
+"""Does the evidence state the answer *to this question*? The ``evidence_match`` signal.
+
+A small reader given a passage copies a value from it whether or not the passage answers the
+question: asked where someone works, it reads "X was born in Y." and answers Y. The search's
+``support`` cannot see this (the passage is about the right entity), and neither can the reader's
+own confidence. ``evidence_match`` looks at the sentence the answer was copied from: it is the
+cosine similarity between the question and the evidence sentence that contains the answer (the
+best one when several do), and 0 when no sentence contains it. "Where does X work?" is close to
+"X works for Z." and far from "X was born in Y.".
+
+On the default world's calibration split, adding it to the open-book map's features raised the
+cross-validated AUROC of "the open-book draft is right" from 0.973 to 0.990.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from knowgate.grading import normalize
+from knowgate.tools.passage import Passage
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+Embed = Callable[[list[str]], Any]
+
+
+def answer_sentences(answer: str, passages: Sequence[Passage]) -> list[str]:
+    """The sentences of ``passages`` that contain ``answer`` as whole words (normalised)."""
+    wanted = normalize(answer)
+    if not wanted:
+        return []
+    return [sentence for p in passages for sentence in _SENTENCE_END.split(p.text.strip())
+            if f" {wanted} " in f" {normalize(sentence)} "]
+
+
+class EvidenceMatcher:
+    """Scores how well the evidence sentence carrying an answer matches the question.
+
+    Args:
+        embed: A sentence embedder: a list of texts in, one vector per text out (a chromadb
+            embedding function, e.g. ``ChromaSearcher.embed``).
+    """
+
+    def __init__(self, embed: Embed) -> None:
+        self.embed = embed
+
+    def score(self, question: str, answer: str, passages: Sequence[Passage]) -> float:
+        """``evidence_match`` of ``answer`` read from ``passages`` (0 to 1; 0 when no sentence
+        contains the answer)."""
+        sentences = answer_sentences(answer, passages)
+        if not sentences:
+            return 0.0
+        vectors = np.asarray(self.embed([question.strip(), *sentences]), dtype=float)
+        norms = np.linalg.norm(vectors, axis=1)
+        norms[norms == 0.0] = 1.0
+        unit = vectors / norms[:, None]
+        return float(np.clip((unit[1:] @ unit[0]).max(), 0.0, 1.0))
+
+    async def __call__(self, question: str, answer: str, passages: Sequence[Passage]) -> float:
+        """``score`` in a worker thread (embedding is CPU work)."""
+        return await asyncio.to_thread(self.score, question, answer, passages)
