@@ -105,13 +105,15 @@ class Settings(BaseSettings):
     critic_prober: str | None = None
     answerer_format: Literal["auto", "json", "logprobs"] = "auto"
     critic_format: Literal["auto", "json", "logprobs"] = "auto"
-    # Defaults make a critic call 50x a fast call (same tokens) and a search about 10x one
-    # fast call on the shipped world (a closed-book fast call there is about 12 prompt and 2
-    # completion tokens: $0.000003).
+    # Defaults make a critic call 50x a fast call (same tokens) and a search cost what one
+    # closed-book critic call does, 50x a fast call, as a web-search API call ($0.005) costs
+    # next to a short call of a frontier model and about 80x one of a small hosted model (a
+    # closed-book fast call on the shipped world is about 12 prompt and 2 completion tokens:
+    # $0.000003; a closed-book critic call $0.00015).
     local_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"fast": (0.15, 0.60), "slow": (7.5, 30.0)}
     )
-    search_price_usd: float = Field(default=0.00003, ge=0.0)
+    search_price_usd: float = Field(default=0.00015, ge=0.0)
     llm_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     llm_retries: int = Field(default=2, ge=0, le=10)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)

@@ -94,7 +94,7 @@ def estimate_prices(settings: Settings) -> Prices:
     return Prices(
         draft=per_call(settings.answerer, 1),
         search=settings.search_price_usd,
-        # A logprob-scored critic answers twice when there is evidence (closed and open book).
+        # A logprob-scored critic answers up to twice when there is evidence (closed and open book).
         refine=per_call(settings.critic, 2 if critic_fmt == "logprobs" else 1),
     )
 
