@@ -137,13 +137,16 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     signals = {**state.signals.values, "answerer_confidence": result.confidence}
     signals.pop("evidence_match", None)  # it belongs to the draft it was read from
     if passages and ctx.matcher is not None:
-        match, error, _ = await _call("matcher", ctx.matcher, ctx.role_timeout_s,
-                                      state.question, result.answer, passages)
+        match, error, seconds = await _call("matcher", ctx.matcher, ctx.role_timeout_s,
+                                            state.question, result.answer, passages)
         if match is not None:
             signals["evidence_match"] = match
-            step = step.model_copy(update={"reason": f"{step.reason}; evidence match {match:.3f}"})
+            reason = f"{step.reason}; evidence match {match:.3f}"
         else:  # not fatal: the policy reads the open-book map's fallback without the signal
-            step = step.model_copy(update={"reason": f"{step.reason}; {error}"})
+            reason = f"{step.reason}; {error}"
+        # The step's time is the reader's and the matcher's: both ran before the next decision.
+        step = step.model_copy(update={"reason": reason,
+                                       "latency_s": round(latency + seconds, 6)})
     return {"draft": result, "candidate": candidate, "steps": [*state.steps, step],
             "signals": Signals(values=signals)}
 
