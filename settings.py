@@ -105,11 +105,10 @@ class Settings(BaseSettings):
     critic_prober: str | None = None
     answerer_format: Literal["auto", "json", "logprobs"] = "auto"
     critic_format: Literal["auto", "json", "logprobs"] = "auto"
-    # Defaults make a critic call 50x a fast call (same tokens) and a search cost what one
-    # closed-book critic call does, 50x a fast call, as a web-search API call ($0.005) costs
-    # next to a short call of a frontier model and about 80x one of a small hosted model (a
-    # closed-book fast call on the shipped world is about 12 prompt and 2 completion tokens:
-    # $0.000003; a closed-book critic call $0.00015).
+    # Defaults: a critic call costs 50x a fast call (same tokens), and a search what one
+    # closed-book critic call costs on the shipped world ($0.00015; its closed-book fast call,
+    # about 12 prompt and 2 completion tokens, costs $0.000003), as a web-search API call (about
+    # $0.005) costs about what a short call of a frontier model does.
     local_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"fast": (0.15, 0.60), "slow": (7.5, 30.0)}
     )
