@@ -16,6 +16,13 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+def states(text: str, answer: str) -> bool:
+    """True when ``text`` contains ``answer`` as whole words, both normalised (a blank answer is
+    stated nowhere)."""
+    wanted = normalize(answer)
+    return bool(wanted) and f" {wanted} " in f" {normalize(text)} "
+
+
 def is_correct(prediction: str, answers: Iterable[str]) -> bool:
     """True when ``prediction`` equals one of ``answers`` after normalisation."""
     guess = normalize(prediction)

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 from langgraph.runtime import Runtime
 
 from knowgate.agents.roles import Answerer, Critic, Prober, RoleError, Searcher, Signals
-from knowgate.grading import normalize
+from knowgate.grading import states
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import Candidate, Choice, Outcome, Step, TriageState, validated
 from knowgate.tools.passage import Passage
@@ -88,10 +88,7 @@ def _why(state: TriageState, default: str) -> str:
 
 def citations(answer: str, passages: Sequence[Passage]) -> list[str]:
     """Ids of the passages that contain ``answer`` (normalised), i.e. that back it up."""
-    wanted = normalize(answer)
-    if not wanted:
-        return []
-    return [p.id for p in passages if f" {wanted} " in f" {normalize(p.text)} "]
+    return [p.id for p in passages if states(p.text, answer)]
 
 
 def _context(runtime: Runtime[TriageContext]) -> TriageContext:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from knowgate.grading import normalize
+from knowgate.grading import states
 from knowgate.tools.passage import Passage
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -31,11 +31,8 @@ Embed = Callable[[list[str]], Any]
 
 def answer_sentences(answer: str, passages: Sequence[Passage]) -> list[str]:
     """The sentences of ``passages`` that contain ``answer`` as whole words (normalised)."""
-    wanted = normalize(answer)
-    if not wanted:
-        return []
     return [sentence for p in passages for sentence in _SENTENCE_END.split(p.text.strip())
-            if f" {wanted} " in f" {normalize(sentence)} "]
+            if states(sentence, answer)]
 
 
 class EvidenceMatcher:
