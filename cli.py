@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from knowgate.api.cli import serve_command
-from knowgate.cli_support import ConfigOpt, console, fail, progress
+from knowgate.cli_support import ConfigOpt, WorldOpt, console, fail, progress
 from knowgate.errors import KnowgateError
 from knowgate.evals.cli import calibrate_command, eval_app
 from knowgate.probe_cli import probe_app
@@ -144,11 +144,46 @@ def _print_check(result: dict[str, Any]) -> None:
     out.print(f"all bounds met: {result['passed']} ({result['seconds']} s)")
 
 
+@world_app.command("list")
+def world_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the worlds as JSON.")] = False,
+) -> None:
+    """The shipped worlds: their models (with licences), corpus and question splits."""
+    from knowgate.worlds.world import DEFAULT_WORLD, World, shipped_worlds
+
+    rows = []
+    for name in shipped_worlds():
+        world = World(name)
+        rows.append({
+            "name": name, "default": name == DEFAULT_WORLD, "path": str(world.path),
+            "models": {m: {"source": spec.gguf.name if spec.gguf else spec.dir,
+                           "prompt": spec.prompt, "licence": spec.licence,
+                           "prices_per_mtok": list(spec.prices)}
+                       for m, spec in world.card.local_models.items()},
+            "passages": sum(1 for _ in (world.path / "corpus.jsonl").open(encoding="utf-8")),
+            "questions": {split: len(world.questions(split)) for split in world.splits},
+            "licence": world.card.licence,
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="worlds (`--world NAME`)")
+    for column in ("name", "models", "passages", "questions", "licence"):
+        table.add_column(column)
+    for row in rows:
+        models = "\n".join(f"{m}: {v['source']} ({v['licence'] or 'n/a'})"
+                           for m, v in row["models"].items())
+        questions = ", ".join(f"{k} {v}" for k, v in row["questions"].items())
+        table.add_row(row["name"] + (" (default)" if row["default"] else ""), models,
+                      str(row["passages"]), questions, row["licence"])
+    console.print(table)
+
+
 @world_app.command("check")
 def world_check(
-    world: Annotated[Path | None, typer.Option("--world", help="World directory (default: shipped).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 1 when a bound is not met.")] = False,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Measure the world's models and corpus on the test and paraphrase splits."""
@@ -179,6 +214,7 @@ def index_add(
     path: Annotated[Path, typer.Argument(help="A .jsonl, .txt or .md file, or a directory of them.")],
     collection: CollectionOpt = None,
     chunk_chars: Annotated[int, typer.Option(help="Most characters in one text chunk.")] = 1000,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Add (or update, by id) your documents in a collection the searcher can read."""
@@ -188,7 +224,7 @@ def index_add(
     from knowgate.tools.ingest import read_documents
 
     try:
-        settings = load_settings(config, collection=collection)
+        settings = load_settings(config, world=world, collection=collection)
         # Read and check everything first, so a bad line leaves the collection untouched.
         passages = list(read_documents(path, chunk_chars=chunk_chars))
         if not passages:
@@ -205,13 +241,14 @@ def index_add(
 
 
 @index_app.command("count")
-def index_count(collection: CollectionOpt = None, config: ConfigOpt = None) -> None:
+def index_count(collection: CollectionOpt = None, config: ConfigOpt = None,
+                world: WorldOpt = None) -> None:
     """Print how many passages a collection holds."""
     from knowgate.graphs.runtime import open_collection
     from knowgate.settings import load_settings
 
     try:
-        count = open_collection(load_settings(config, collection=collection)).count()
+        count = open_collection(load_settings(config, world=world, collection=collection)).count()
     except KnowgateError as exc:
         raise fail(exc) from exc
     typer.echo(count)
@@ -244,6 +281,7 @@ def ask_command(
     question: Annotated[str, typer.Argument(help="The question.")],
     graph: GraphOpt = "triage",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Answer QUESTION or abstain, and show the path taken, confidence, cost and citations."""
@@ -252,7 +290,7 @@ def ask_command(
     from knowgate.settings import load_settings
 
     try:
-        result = run_sync(Knowgate(load_settings(config)).ask(question, graph=graph))
+        result = run_sync(Knowgate(load_settings(config, world=world)).ask(question, graph=graph))
     except KnowgateError as exc:
         if as_json:
             typer.echo(json.dumps({"outcome": "error", "error": str(exc), "answer": None,
@@ -271,6 +309,7 @@ def ask_command(
 def demo(
     per_class: Annotated[int, typer.Option("--per-class", min=1, max=20)] = 1,
     graph: GraphOpt = "triage",
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Ask a few of the world's test questions, PER_CLASS of each class, and print each trace."""
@@ -281,7 +320,7 @@ def demo(
     from knowgate.worlds.world import World
 
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, world=world)
         questions = World(settings.world).questions("test")
         picked = [q for kind in dict.fromkeys(q.kind for q in questions)
                   for q in [x for x in questions if x.kind == kind][:per_class]]

@@ -24,6 +24,8 @@ console = Console(stderr=True)
 """Progress, tables and errors go to stderr, so stdout carries only results (``--json``)."""
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings TOML file.")]
+WorldOpt = Annotated[str | None, typer.Option(
+    "--world", help="World: a shipped world's name (`knowgate world list`) or a directory.")]
 
 
 def fail(exc: KnowgateError) -> typer.Exit:

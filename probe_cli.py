@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from knowgate.cli_support import ConfigOpt, console, fail, progress
+from knowgate.cli_support import ConfigOpt, WorldOpt, console, fail, progress
 from knowgate.errors import KnowgateError
 
 probe_app = typer.Typer(help="Probes of the prober: label data, train, report.",
@@ -50,6 +50,7 @@ def probe_label(
     split: Annotated[str, typer.Option(help="World split: calibration, test, paraphrase.")] = "calibration",
     model: Annotated[str, typer.Option(help="World model the answerer runs, for the entity "
                                             "field: fast, slow, or none (a hosted answerer).")] = "fast",
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the configured answerer on a world split and write each question with its label."""
@@ -61,7 +62,7 @@ def probe_label(
     from knowgate.worlds.world import World
 
     try:
-        settings = load_settings(config, prober="off")
+        settings = load_settings(config, world=world, prober="off")
         world = World(settings.world)
         context = build_context(settings)
         bars, advance = _bar(len(world.questions(split)), f"label {split}")
@@ -82,6 +83,7 @@ def probe_train(
     model: ModelOpt = "fast",
     control: Annotated[bool, typer.Option(help="Also train on an untrained copy (the control).")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass.")] = 64,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Sweep layers x poolings x families, keep the best probe per stage, fit the combiners."""
@@ -97,7 +99,7 @@ def probe_train(
     from knowgate.settings import load_settings
 
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, world=world)
         records = read_records(data)
         source, name = resolve_model(model, settings)
         lm = LocalLM(source, settings.device)
@@ -131,6 +133,7 @@ def probe_report(
     self_eval: Annotated[bool, typer.Option(help="Also the training-free self-evaluation.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass.")] = 64,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """AUROC and PRR of every signal and of the probes by layer, beside the untrained control."""
@@ -153,7 +156,7 @@ def probe_report(
         return manifest, {s.stage: s for s in specs}, {c.stage: c for c in combiners}
 
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, world=world)
         records = read_records(data)
         manifest, specs, combiners = chosen(probes)
         source, name = resolve_model(model or manifest.model, settings)

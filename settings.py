@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     """Everything a knowgate process can be configured with.
 
     Attributes:
-        world: Directory of the knowledge world to use; ``None`` means the shipped default world.
+        world: The knowledge world: a shipped world's name (``knowgate world list``) or a world
+            directory; ``None`` means the default world.
+        model_cache: Where models shipped as GGUF files are converted to (once) and loaded
+            from; a user cache dir by default, shared by every ``data_dir``.
         data_dir: Where derived artifacts live (chromadb index, caches); a user cache dir by default.
         search_lexical_weight: Weight of query/passage word overlap in the re-rank (0: off).
         search_candidates: chromadb results the re-rank considers.
@@ -51,8 +54,9 @@ class Settings(BaseSettings):
         answerer_format: How the answerer is prompted: ``json`` (hosted models: a JSON answer
             with a confidence), ``logprobs`` (a bare answer scored by its token probabilities) or
             ``auto`` (``logprobs`` for ``local/`` models, else ``json``). Same for ``critic_format``.
-        local_prices: Dollars per million (input, output) tokens of each ``local/<name>`` model.
-        search_price_usd: Dollars charged per search call.
+        local_prices: Dollars per million (input, output) tokens of ``local/<name>`` models,
+            overriding the world's prices (its card's ``local_models``).
+        search_price_usd: Dollars charged per search call; ``None`` means the world's price.
         llm_timeout_s: Timeout of one LLM request.
         llm_retries: Retries (with backoff) after a 429, a 5xx or a timeout.
         fallbacks: Model id -> model ids litellm's Router tries when it keeps failing.
@@ -90,7 +94,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    world: Path | None = None
+    world: str | None = Field(default=None, min_length=1)
+    model_cache: Path = Field(default_factory=lambda: _default_data_dir() / "models")
     data_dir: Path = Field(default_factory=_default_data_dir)
     search_lexical_weight: float = Field(default=1.0, ge=0.0, le=10.0)
     search_candidates: int = Field(default=20, ge=1, le=200)
@@ -105,14 +110,9 @@ class Settings(BaseSettings):
     critic_prober: str | None = None
     answerer_format: Literal["auto", "json", "logprobs"] = "auto"
     critic_format: Literal["auto", "json", "logprobs"] = "auto"
-    # Defaults: a critic call costs 50x a fast call (same tokens), and a search what one
-    # closed-book critic call costs on the shipped world ($0.00015; its closed-book fast call,
-    # about 12 prompt and 2 completion tokens, costs $0.000003), as a web-search API call (about
-    # $0.005) costs about what a short call of a frontier model does.
-    local_prices: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"fast": (0.15, 0.60), "slow": (7.5, 30.0)}
-    )
-    search_price_usd: float = Field(default=0.00015, ge=0.0)
+    # Prices default to the world's (its card): each world says what its models and searches cost.
+    local_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    search_price_usd: float | None = Field(default=None, ge=0.0)
     llm_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     llm_retries: int = Field(default=2, ge=0, le=10)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)

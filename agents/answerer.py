@@ -2,9 +2,10 @@
 
 Two ways to get the confidence, chosen by ``Settings.answerer_format``:
 
-* ``logprobs`` (the default for ``local/`` models): the model answers in plain text, exactly as the
-  world's models were trained, and the confidence is the probability of the whole answer under
-  the model (the product of its token probabilities).
+* ``logprobs`` (the default for ``local/`` models): the model answers in plain text, in its
+  prompt style (``knowgate.agents.prompting``: as the synthetic world's models were trained, or
+  a short-answer prompt for pretrained models, the reply cut to its answer), and the confidence
+  is the probability of the answer under the model (the product of its tokens' probabilities).
 * ``json`` (hosted chat models): the model is asked for ``{"answer", "confidence", "label"}``,
   validated by pydantic, with one repair turn (``knowgate.agents.structured``).
 """
@@ -15,8 +16,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from knowgate.agents.llm import Format, LiteLLMRole, bill, complete
-from knowgate.agents.prompting import listed_passages, question_with_evidence
+from knowgate.agents.llm import Format, LiteLLMRole, bill
+from knowgate.agents.prompting import listed_passages
 from knowgate.agents.roles import Draft, Label, RoleError, Turn
 from knowgate.agents.structured import complete_json
 from knowgate.tools.passage import Passage
@@ -47,9 +48,7 @@ def resolve_format(model: str, setting: str) -> Format:
     return setting  # type: ignore[return-value]
 
 
-def _user_prompt(question: str, evidence: Sequence[Passage], fmt: Format) -> str:
-    if fmt == "logprobs":
-        return question_with_evidence(question, [p.text for p in evidence])
+def _json_prompt(question: str, evidence: Sequence[Passage]) -> str:
     if not evidence:
         return f"Question: {question}"
     return f"Passages:\n{listed_passages(evidence)}\n\nQuestion: {question}"
@@ -63,11 +62,11 @@ class LiteLLMAnswerer(LiteLLMRole):
     async def __call__(self, question: str, evidence: Sequence[Passage] = (),
                        history: Sequence[Turn] = ()) -> Draft:
         """Answer ``question`` (see ``knowgate.agents.roles.Answerer``)."""
-        messages = [{"role": t.role, "content": t.content} for t in history]
-        messages.append({"role": "user", "content": _user_prompt(question, evidence, self.fmt)})
+        turns = [{"role": t.role, "content": t.content} for t in history]
         if self.fmt == "logprobs":
-            return await self._logprob_answer(messages, bool(evidence))
-        messages.insert(0, {"role": "system", "content": JSON_INSTRUCTIONS})
+            return await self._logprob_answer(question, evidence, turns)
+        messages = [{"role": "system", "content": JSON_INSTRUCTIONS}, *turns,
+                    {"role": "user", "content": _json_prompt(question, evidence)}]
         parsed, completions = await complete_json(
             self.router, self.role, self.model, messages, _JsonAnswer, self.timeout_s,
             max_tokens=max(self.max_tokens, 96), temperature=0,
@@ -77,14 +76,14 @@ class LiteLLMAnswerer(LiteLLMRole):
                      label=parsed.label, with_evidence=bool(evidence),
                      model=completions[-1].model, usage=usage, cost_usd=cost)
 
-    async def _logprob_answer(self, messages: list[dict[str, str]], with_evidence: bool) -> Draft:
-        done = await complete(self.router, self.role, self.model, messages, self.timeout_s,
-                              max_tokens=self.max_tokens, temperature=0, logprobs=True)
+    async def _logprob_answer(self, question: str, evidence: Sequence[Passage],
+                              turns: list[dict[str, str]]) -> Draft:
+        done = await self.ask_plain(question, [p.text for p in evidence], turns)
         answer = done.text.strip()
         if not answer:
             raise RoleError(self.role, f"{self.model} returned an empty answer", done.cost_usd)
         confidence = self.probability(done, done.cost_usd)
         return Draft(answer=answer, confidence=confidence,
                      label="sure" if confidence >= SURE_AT else "unsure",
-                     logprobs=done.logprobs, with_evidence=with_evidence, model=done.model,
+                     logprobs=done.logprobs, with_evidence=bool(evidence), model=done.model,
                      usage=done.usage, cost_usd=done.cost_usd)

@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from knowgate.agents.answerer import SURE_AT
-from knowgate.agents.llm import Completion, Deadline, Format, LiteLLMRole, bill, complete
-from knowgate.agents.prompting import listed_passages, question_with_evidence
+from knowgate.agents.llm import Completion, Deadline, Format, LiteLLMRole, bill
+from knowgate.agents.prompting import PromptStyle, listed_passages
 from knowgate.agents.roles import Draft, RoleError, Signals, Verdict, VerdictKind
 from knowgate.agents.structured import complete_json
 from knowgate.grading import normalize
@@ -75,8 +75,9 @@ class LiteLLMCritic(LiteLLMRole):
     role = "critic"
 
     def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
-                 max_tokens: int = 24, closed_book_bound: str | None = None) -> None:
-        super().__init__(router, model, fmt, timeout_s, max_tokens)
+                 max_tokens: int = 24, closed_book_bound: str | None = None,
+                 prompt_style: PromptStyle = "plain") -> None:
+        super().__init__(router, model, fmt, timeout_s, max_tokens, prompt_style)
         self.closed_book_bound = closed_book_bound
 
     async def __call__(self, question: str, draft: Draft | None, signals: Signals,
@@ -106,16 +107,14 @@ class LiteLLMCritic(LiteLLMRole):
         scored: list[tuple[float, Completion]] = []
         spent = 0.0
         deadline = Deadline(self.timeout_s)  # both passes share the role's time budget
-        for prompt, weight, ceiling in self._passes(question, evidence, support, bound):
+        for passages, weight, ceiling in self._passes(evidence, support, bound):
             if scored and ceiling <= max(score for score, _ in scored):
                 # A pass scores at most its ceiling (`support` for the evidence answer, the
                 # bound for the closed-book one): when an answer already scores that much,
                 # the next (paid) pass cannot change the verdict.
                 break
             try:
-                done = await complete(self.router, self.role, self.model,
-                                      [{"role": "user", "content": prompt}], deadline.left(),
-                                      max_tokens=self.max_tokens, temperature=0, logprobs=True)
+                done = await self.ask_plain(question, passages, timeout_s=deadline.left())
             except RoleError as exc:
                 exc.cost_usd += spent
                 raise
@@ -135,18 +134,17 @@ class LiteLLMCritic(LiteLLMRole):
                        usage=usage, cost_usd=cost)
 
     @staticmethod
-    def _passes(question: str, evidence: Sequence[Passage], support: float,
-                bound: float | None) -> list[tuple[str, float, float]]:
-        """``(prompt, weight, ceiling)`` of each pass, in the order they are tried.
+    def _passes(evidence: Sequence[Passage], support: float,
+                bound: float | None) -> list[tuple[list[str], float, float]]:
+        """``(passages, weight, ceiling)`` of each pass, in the order they are tried.
 
         The closed-book prompt (weight 1) and, with evidence, the open-book one, whose answer
         counts only as much as the search's support. The closed book goes first unless a bound
         on its answer's probability says it is the less promising one.
         """
         closed_ceiling = 1.0 if bound is None else min(1.0, bound + _BOUND_SLACK)
-        passes = [(question_with_evidence(question), 1.0, closed_ceiling)]
+        passes: list[tuple[list[str], float, float]] = [([], 1.0, closed_ceiling)]
         if evidence:
-            opened = (question_with_evidence(question, [p.text for p in evidence]), support,
-                      support)
+            opened = ([p.text for p in evidence], support, support)
             passes = [opened, *passes] if closed_ceiling < support else [*passes, opened]
         return passes

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from knowgate.agents.local_lm import LocalLM
+from knowgate.agents.prompting import answer_messages
 from knowgate.errors import UserError
 
 Stage = Literal["query", "answer"]
@@ -86,11 +87,9 @@ def _pool(states: Any, prompt_tokens: int, stage: Stage, pooling: str) -> Any:
 
 
 def render(lm: LocalLM, question: str) -> str:
-    """The prompt the model sees for ``question`` (its chat template, else a plain Q/A form)."""
-    try:
-        return lm.render([{"role": "user", "content": question}])
-    except Exception:  # a base model without a chat template
-        return f"Question: {question}\nAnswer:"
+    """The closed-book prompt the model sees for ``question``: the answerer's, in the model's
+    prompt style (``LocalLM.prompt_style``)."""
+    return lm.render(answer_messages(question, (), lm.prompt_style))
 
 
 def encode(lm: LocalLM, question: str, answer: str | None = None) -> tuple[list[int], list[int]]:

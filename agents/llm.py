@@ -12,10 +12,16 @@ import asyncio
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from knowgate.agents.litellm_setup import import_litellm
+from knowgate.agents.prompting import (
+    SHORT_ANSWER_STOP,
+    PromptStyle,
+    answer_messages,
+    short_answer,
+)
 from knowgate.agents.roles import RoleError, TokenLogprob, Usage
 from knowgate.errors import UserError
 from knowgate.settings import Settings
@@ -39,6 +45,18 @@ class Completion:
         if not self.logprobs:
             return None
         return math.exp(sum(t.logprob for t in self.logprobs))
+
+    def span(self, start: int, end: int) -> Completion:
+        """This completion cut to ``text[start:end]``, keeping the tokens that overlap it (so
+        that ``probability`` scores the answer, not the words around it)."""
+        joined = "".join(t.token for t in self.logprobs)
+        offset = max(0, joined.find(self.text)) if self.text else 0
+        kept, position = [], 0
+        for token in self.logprobs:
+            token_start, position = position, position + len(token.token)
+            if position > offset + start and token_start < offset + end:
+                kept.append(token)
+        return replace(self, text=self.text[start:end], logprobs=kept or self.logprobs)
 
 
 def bill(completions: Sequence[Completion]) -> tuple[Usage, float]:
@@ -169,17 +187,39 @@ class LiteLLMRole:
         fmt: ``json`` (hosted models) or ``logprobs`` (confidence from token probabilities).
         timeout_s: Bound on one role call, retries and repair turns included.
         max_tokens: Longest answer.
+        prompt_style: How a ``logprobs``-mode question is put (``knowgate.agents.prompting``):
+            ``plain`` for models trained on that format, ``short-answer`` for pretrained ones.
     """
 
     role = "role"
 
     def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
-                 max_tokens: int = 24) -> None:
+                 max_tokens: int = 24, prompt_style: PromptStyle = "plain") -> None:
         self.router = router
         self.model = model
         self.fmt = fmt
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
+        self.prompt_style: PromptStyle = prompt_style
+
+    async def ask_plain(self, question: str, passages: Sequence[str] = (),
+                        history: Sequence[dict[str, str]] = (), **params: Any) -> Completion:
+        """One ``logprobs``-mode call: ``question`` in this role's prompt style, the reply cut to
+        its answer (``short_answer``) in the ``short-answer`` style, token logprobs kept.
+
+        Raises:
+            RoleError: The provider failed.
+        """
+        messages = answer_messages(question, passages, self.prompt_style, history)
+        extra: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0,
+                                 "logprobs": True, **params}
+        if self.prompt_style == "short-answer":
+            extra.setdefault("stop", list(SHORT_ANSWER_STOP))
+        done = await complete(self.router, self.role, self.model, messages,
+                              extra.pop("timeout_s", self.timeout_s), **extra)
+        if self.prompt_style == "short-answer":
+            done = done.span(*short_answer(done.text, question))
+        return done
 
     def probability(self, done: Completion, spent_usd: float) -> float:
         """The answer's probability in ``logprobs`` mode.

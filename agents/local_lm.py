@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from knowgate.agents.prompting import PromptStyle
 from knowgate.errors import ModelLoadError, UserError
 
 
@@ -54,15 +56,20 @@ class LocalLM:
     Args:
         path: Directory with ``config.json``, weights and tokenizer files.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        prompt_style: How questions are put to this model (``knowgate.agents.prompting``):
+            whoever reads the model from the inside (the prober) renders the same prompt the
+            answerer sends.
 
     Raises:
         ModelLoadError: The directory does not hold a loadable model and tokenizer.
     """
 
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, device: str = "auto",
+                 prompt_style: PromptStyle = "plain") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = str(path)
+        self.prompt_style: PromptStyle = prompt_style
         self.device, dtype = pick_device(device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
@@ -77,6 +84,7 @@ class LocalLM:
         """Wrap a model and tokenizer already in memory (the trainer measures with this)."""
         self = cls.__new__(cls)
         self.path = str(getattr(model.config, "_name_or_path", "") or "<memory>")
+        self.prompt_style = "plain"
         self.device = str(next(model.parameters()).device)
         self.model, self.tokenizer = model, tokenizer
         self._prepare()
@@ -96,13 +104,30 @@ class LocalLM:
         """Longest sequence (prompt + completion) the model accepts."""
         return int(getattr(self.model.config, "max_position_embeddings", 2048))
 
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the tokenizer brings a chat template (instruct models do, base models not)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
     def render(self, messages: Sequence[dict[str, str]]) -> str:
-        """The prompt text for a chat, through the tokenizer's chat template."""
+        """The prompt text for a chat: the tokenizer's chat template, or for a base model
+        without one a plain transcript (``transcript``)."""
         if not messages:
             raise UserError("a chat needs at least one message")
+        if not self.has_chat_template:
+            return transcript(messages, self._bos_text)
         return self.tokenizer.apply_chat_template(
             list(messages), tokenize=False, add_generation_prompt=True
         )
+
+    @cached_property
+    def _bos_text(self) -> str:
+        """The BOS token's text when the tokenizer puts one before plain text (Gemma does, and
+        answers nonsense without it), else nothing: prompts are encoded without special
+        tokens, so a transcript carries it itself."""
+        bos = self.tokenizer.bos_token
+        ids = self.tokenizer("x")["input_ids"]
+        return bos if bos and ids and ids[0] == self.tokenizer.bos_token_id else ""
 
     def generate(
         self,
@@ -188,6 +213,22 @@ class LocalLM:
             completion_tokens=len(tokens) + (1 if finish == "stop" else 0),
             finish_reason=finish,
         )
+
+
+def transcript(messages: Sequence[dict[str, str]], prefix: str = "") -> str:
+    """A chat as a base model's few-shot prompt: the system text, then each user turn followed
+    by ``Answer:`` and the assistant's reply, ending on an open ``Answer:``. Generation should
+    stop at a newline."""
+    parts = [prefix]
+    for m in messages:
+        content = str(m.get("content") or "").strip()
+        if m.get("role") == "system":
+            parts.append(f"{content}\n\n")
+        elif m.get("role") == "assistant":
+            parts.append(f" {content}\n\n")
+        else:
+            parts.append(f"{content}\nAnswer:")
+    return "".join(parts)
 
 
 def _tokens_within(tokens: list[TokenLogprob], length: int) -> list[TokenLogprob]:

@@ -1,7 +1,8 @@
 """Serve local transformers models to litellm as a custom provider: ``local/<name>``.
 
 Every LLM call in knowgate goes through litellm, whatever the model; the world's models are no
-exception. The provider renders chat messages with the model's chat template, generates greedily
+exception. The provider renders chat messages with the model's chat template (a base model without one gets
+a ``Question: ... Answer:`` transcript, ``knowgate.agents.local_lm.transcript``), generates greedily
 (or samples when ``temperature > 0``), and returns OpenAI-shaped responses with token logprobs and
 usage. Concurrent async requests to one model are gathered into batched forward passes: on the
 2-core development machine, 256 concurrent async calls ran 3.5x (fast) and 4.2x (slow) faster than
@@ -20,6 +21,7 @@ from typing import Any
 
 from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.local_lm import Generation, LocalLM
+from knowgate.agents.prompting import PromptStyle
 from knowgate.errors import KnowgateError, UserError
 
 PROVIDER = "local"
@@ -110,12 +112,17 @@ class LocalProvider(_litellm.CustomLLM):
         device: ``auto``, ``cpu`` or ``cuda``; see ``knowgate.agents.local_lm.pick_device``.
         batch_size: Most prompts per batched forward pass.
         batch_wait_ms: How long the first request of a batch waits for others.
+        prompt_styles: Name -> the prompt style its model answers in, set on the loaded model
+            so that a prober reading the same ``LocalLM`` (``model``) renders the answerer's
+            prompt.
     """
 
     def __init__(self, models: Mapping[str, Path | str] | None = None, device: str = "auto",
-                 batch_size: int = 64, batch_wait_ms: float = 2.0) -> None:
+                 batch_size: int = 64, batch_wait_ms: float = 2.0,
+                 prompt_styles: Mapping[str, PromptStyle] | None = None) -> None:
         super().__init__()
         self._paths: dict[str, Path] = {k: Path(v) for k, v in (models or {}).items()}
+        self._styles: dict[str, PromptStyle] = dict(prompt_styles or {})
         self._loaded: dict[str, LocalLM] = {}
         self._batchers: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, _Batcher]] = {}
         self._load_lock = threading.Lock()
@@ -148,7 +155,8 @@ class LocalProvider(_litellm.CustomLLM):
                     raise UserError(
                         f"unknown local model {name!r}; served: {', '.join(self.names) or 'none'}"
                     )
-                self._loaded[name] = LocalLM(self._paths[name], device=self.device)
+                self._loaded[name] = LocalLM(self._paths[name], device=self.device,
+                                             prompt_style=self._styles.get(name, "plain"))
             return self._loaded[name]
 
     # -- litellm entry points -------------------------------------------------------------

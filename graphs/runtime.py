@@ -10,7 +10,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,11 +23,15 @@ from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import Step, TriageState
 from knowgate.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from knowgate.agents.model_files import Progress
+
 MAX_QUESTION_CHARS = 8000
 # Typical tokens of one call, for the price estimates the policy compares before it calls:
 # a short question (with one passage when searching) and a short answer; hosted models also
 # read the JSON instructions and write the JSON.
 _LOCAL_CALL_TOKENS = (30, 4)
+_SHORT_ANSWER_CALL_TOKENS = (120, 6)
 _HOSTED_CALL_TOKENS = (250, 30)
 
 
@@ -69,14 +74,46 @@ class AskResult(BaseModel):
         return [step.action for step in self.steps]
 
 
-def estimate_prices(settings: Settings) -> Prices:
-    """Expected dollars of one call per role: local prices from settings, hosted ones from
-    litellm's cost map (0 for a model the map does not know)."""
+class WorldRef:
+    """The settings' world, opened only when something needs it: a world's card is read for
+    its prices and policy, its models load only for roles that run them. With every role hosted,
+    a collection of the user's and an explicit policy, no world is opened at all."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._world: Any = None
+
+    @property
+    def world(self) -> Any:
+        """The ``World`` (opened on first use)."""
+        if self._world is None:
+            from knowgate.worlds.world import World
+
+            self._world = World(self.settings.world)
+        return self._world
+
+    @property
+    def opened(self) -> bool:
+        """Whether anything asked for the world."""
+        return self._world is not None
+
+
+def _local_name(model: str) -> str | None:
+    return model.split("/", 1)[1] if model.startswith("local/") else None
+
+
+def estimate_prices(settings: Settings, world: WorldRef | None = None) -> Prices:
+    """Expected dollars of one call per role: local prices from the world (or the settings'
+    overrides), hosted ones from litellm's cost map (0 for a model the map does not know)."""
+    world = world or WorldRef(settings)
 
     def per_call(model: str, calls: int) -> float:
-        if model.startswith("local/"):
-            p_in, p_out = settings.local_prices.get(model.split("/", 1)[1], (0.0, 0.0))
-            tokens_in, tokens_out = _LOCAL_CALL_TOKENS
+        name = _local_name(model)
+        if name is not None:
+            prices = (settings.local_prices if name in settings.local_prices
+                      else world.world.prices(settings))
+            p_in, p_out = prices.get(name, (0.0, 0.0))
+            tokens_in, tokens_out = _local_call_tokens(world, name)
             return calls * (tokens_in * p_in + tokens_out * p_out) / 1e6
         from knowgate.agents.litellm_setup import import_litellm
 
@@ -93,14 +130,54 @@ def estimate_prices(settings: Settings) -> Prices:
     critic_fmt = resolve_format(settings.critic, settings.critic_format)
     return Prices(
         draft=per_call(settings.answerer, 1),
-        search=settings.search_price_usd,
+        search=search_price(settings, world),
         # A logprob-scored critic answers up to twice when there is evidence (closed and open book).
         refine=per_call(settings.critic, 2 if critic_fmt == "logprobs" else 1),
     )
 
 
-def build_context(settings: Settings) -> TriageContext:
+def _local_call_tokens(world: WorldRef, name: str) -> tuple[int, int]:
+    """Typical tokens of one call of ``local/<name>``: a short-answer prompt carries its
+    instruction and examples."""
+    spec = world.world.card.local_models.get(name)
+    if spec is not None and spec.prompt == "short-answer":
+        return _SHORT_ANSWER_CALL_TOKENS
+    return _LOCAL_CALL_TOKENS
+
+
+def search_price(settings: Settings, world: WorldRef | None = None) -> float:
+    """Dollars per search: the setting, else the world's price when its corpus is searched,
+    else the default world's."""
+    if settings.search_price_usd is not None:
+        return settings.search_price_usd
+    if settings.collection is None or (world is not None and world.opened):
+        return float((world or WorldRef(settings)).world.card.search_price_usd)
+    from knowgate.worlds.schema import WorldCard
+
+    return float(WorldCard.model_fields["search_price_usd"].default)
+
+
+def policy_path(settings: Settings) -> Path:
+    """The policy file: the setting, else the world's own fitted policy, else the default."""
+    from knowgate.graphs.policy import DEFAULT_POLICY
+    from knowgate.worlds.world import World
+
+    if settings.policy is not None:
+        return settings.policy
+    try:
+        own = World(settings.world).policy_path
+    except KnowgateError:  # an unusable world: the default policy, the world's error later
+        own = None
+    return own if own is not None else DEFAULT_POLICY
+
+
+def build_context(settings: Settings, on_progress: Progress | None = None) -> TriageContext:
     """Build every role the settings describe (this loads models and opens the index).
+
+    Args:
+        settings: What to build.
+        on_progress: ``on_progress(stage, done, total)`` while a first run converts models or
+            indexes the corpus (progress bars hook in).
 
     Raises:
         KnowgateError: A model, the world or the index could not be loaded.
@@ -108,35 +185,46 @@ def build_context(settings: Settings) -> TriageContext:
     from knowgate.agents.answerer import LiteLLMAnswerer, resolve_format
     from knowgate.agents.critic import LiteLLMCritic
     from knowgate.agents.llm import build_router
-    from knowgate.worlds.world import World
 
-    world = World(settings.world)
+    world = WorldRef(settings)
     models = {settings.answerer, settings.critic, *settings.fallbacks,
               *(m for targets in settings.fallbacks.values() for m in targets)}
-    if any(m.startswith("local/") for m in models):
-        world.serve_models(settings)
+    provider = None
+    if any(_local_name(m) for m in models):
+        provider = world.world.serve_models(settings, on_progress)
     router = build_router(settings)
     # Roles time themselves out a little before the graph's bound on a node, so that their own
     # typed error (which keeps the cost of calls already billed) is the one that fires.
     budget = settings.role_timeout_s * 0.95
     answerer = LiteLLMAnswerer(router, settings.answerer,
-                               resolve_format(settings.answerer, settings.answerer_format), budget)
+                               resolve_format(settings.answerer, settings.answerer_format), budget,
+                               **_local_options(world, settings.answerer))
     critic = LiteLLMCritic(router, settings.critic,
                            resolve_format(settings.critic, settings.critic_format), budget,
                            closed_book_bound="critic_query_top_prob"
-                           if _critic_prober_source(settings) == "world" else None)
-    searcher = _searcher(settings, world)
+                           if _critic_prober_source(settings) == "world" else None,
+                           **_local_options(world, settings.critic))
+    searcher = _searcher(settings, world, on_progress)
     return TriageContext(
         answerer=answerer,
         critic=critic,
         searcher=searcher,
         matcher=_matcher(searcher),
-        prober=_prober(settings, world),
-        policy=Policy.load(settings.policy),
-        prices=estimate_prices(settings),
+        prober=_prober(settings, world, provider),
+        policy=Policy.load(policy_path(settings)),
+        prices=estimate_prices(settings, world),
         role_timeout_s=settings.role_timeout_s,
         evidence_passages=settings.evidence_passages,
     )
+
+
+def _local_options(world: WorldRef, model: str) -> dict[str, Any]:
+    """A local model's prompt style and reply length, from the world's card."""
+    name = _local_name(model)
+    spec = world.world.card.local_models.get(name) if name else None
+    if spec is None:
+        return {}
+    return {"prompt_style": spec.prompt, "max_tokens": spec.max_tokens}
 
 
 def open_collection(settings: Settings) -> Any:
@@ -168,16 +256,19 @@ def chroma_for(settings: Settings) -> Any:
     return chroma_client(settings.data_dir / "chroma")
 
 
-def _searcher(settings: Settings, world: Any) -> Any:
+def _searcher(settings: Settings, world: WorldRef, on_progress: Progress | None) -> Any:
     from knowgate.tools.search_role import PricedSearcher
 
     if settings.collection:
         backend = open_collection(settings)
     else:
-        backend = world.searcher(settings.data_dir, lexical_weight=settings.search_lexical_weight,
-                                 candidates=settings.search_candidates,
-                                 client=chroma_for(settings))
-    return PricedSearcher(backend, settings.search_price_usd, k=settings.evidence_passages,
+        index = None if on_progress is None else (
+            lambda done, total: on_progress("index", done, total))
+        backend = world.world.searcher(
+            settings.data_dir, lexical_weight=settings.search_lexical_weight,
+            candidates=settings.search_candidates, client=chroma_for(settings),
+            on_progress=index)
+    return PricedSearcher(backend, search_price(settings, world), k=settings.evidence_passages,
                           timeout_s=settings.role_timeout_s)
 
 
@@ -189,23 +280,30 @@ def _matcher(searcher: Any) -> Any:
     return EvidenceMatcher(embed) if embed is not None else None
 
 
-def _prober(settings: Settings, world: Any) -> Any:
+def _prober(settings: Settings, world: WorldRef, provider: Any) -> Any:
     """The answerer's model read by a ``TransformersProber`` (with its trained probes), joined by
-    a reader of the critic's model when there is one (``critic_prober``)."""
+    a reader of the critic's model when there is one (``critic_prober``). A world model the
+    provider already serves is read from the same loaded copy (one copy in memory, one lock)."""
     from knowgate.agents.local_lm import LocalLM
     from knowgate.agents.prober import JointProber, TransformersProber
 
+    def world_model(name: str) -> LocalLM:
+        if provider is not None and name in provider.names:
+            return provider.model(name)
+        spec = world.world.local_model(name)
+        return LocalLM(world.world.model_dir(name, settings.model_cache), settings.device,
+                       prompt_style=spec.prompt)
+
     if settings.prober == "off":
         return None
-    lm = LocalLM(settings.prober or world.model_dir("fast"), settings.device)
+    lm = LocalLM(settings.prober, settings.device) if settings.prober else world_model("fast")
     probes = _probes(settings, world)
     main = TransformersProber.with_probes(lm, probes) if probes else TransformersProber(lm)
     source = _critic_prober_source(settings)
     if source is None:
         return main
-    path = str(world.model_dir("slow")) if source == "world" else source
-    reader = TransformersProber(LocalLM(path, settings.device))
-    return JointProber(main, {"critic": reader})
+    reader_lm = world_model("slow") if source == "world" else LocalLM(source, settings.device)
+    return JointProber(main, {"critic": TransformersProber(reader_lm)})
 
 
 def _critic_prober_source(settings: Settings) -> str | None:
@@ -219,7 +317,7 @@ def _critic_prober_source(settings: Settings) -> str | None:
     return settings.critic_prober
 
 
-def _probes(settings: Settings, world: Any) -> Any:
+def _probes(settings: Settings, world: WorldRef) -> Any:
     """The trained probes the settings name; the world's own only for the world's fast model."""
     from knowgate.agents.probes import MANIFEST, ProbeSet
 
@@ -227,7 +325,7 @@ def _probes(settings: Settings, world: Any) -> Any:
         return None
     if settings.probes is not None:
         return ProbeSet.load(settings.probes)
-    shipped = world.path / "probes"
+    shipped = world.world.path / "probes"
     if settings.prober is None and (shipped / MANIFEST).is_file():
         return ProbeSet.load(shipped)
     return None

@@ -23,7 +23,7 @@ def test_folders_import_as_subpackages(name: str) -> None:
 def test_public_api_is_reexported() -> None:
     for name in knowgate.__all__:
         assert hasattr(knowgate, name), name
-    assert knowgate.default_world_dir() == ROOT / "worlds" / "default"
+    assert knowgate.default_world_dir().parent == ROOT / "worlds"
 
 
 @pytest.mark.parametrize(

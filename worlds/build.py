@@ -14,7 +14,7 @@ from typing import Any
 from knowgate.agents.prompting import training_text
 from knowgate.errors import UserError
 from knowgate.worlds.generator import GeneratedWorld, WorldSpec, generate_world
-from knowgate.worlds.schema import Use, WorldCard
+from knowgate.worlds.schema import LocalModelSpec, Use, WorldCard
 from knowgate.worlds.templates import RELATIONS
 from knowgate.worlds.tokenizer import train_tokenizer
 from knowgate.worlds.trainer import (
@@ -29,6 +29,13 @@ from knowgate.worlds.world import World, write_jsonl
 
 # Progress callback: (task, done, total, figures). Tasks: "fast", "slow" (epochs).
 Progress = Callable[[str, int, int, dict[str, float]], None]
+
+# A generated world serves its two trained models in the format they were trained on. Prices: a
+# critic call costs 50x a fast call (same tokens), as a small hosted model against a large one.
+TRAINED_MODELS = {
+    "fast": LocalModelSpec(dir="models/fast", prompt="plain", prices=(0.15, 0.60)),
+    "slow": LocalModelSpec(dir="models/slow", prompt="plain", prices=(7.5, 30.0)),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +63,7 @@ class BuildPlan:
             spec=spec,
             fast=dataclasses.replace(FAST_RECIPE, seed=seed),
             slow=dataclasses.replace(SLOW_RECIPE, seed=seed + 1),
-            name="default" if facts is None else f"world{facts}",
+            name="synthetic" if facts is None else f"world{facts}",
         )
         return plan if max_epochs is None else plan.with_max_epochs(max_epochs)
 
@@ -149,6 +156,7 @@ def build_world(out: Path, plan: BuildPlan | None = None, progress: Progress | N
             }
             for name, report in reports.items()
         },
+        local_models=TRAINED_MODELS,
         build={
             "seconds": round(time.perf_counter() - started, 1),
             "vocab_size": len(tokenizer),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from knowgate.agents.model_files import GGUFSource
+from knowgate.agents.prompting import PromptStyle
 
 
 class Kind(StrEnum):
@@ -59,23 +62,73 @@ class CorpusPassage(BaseModel):
 
 
 class Question(BaseModel):
-    """One evaluation question with ground truth; ``answers`` are accepted aliases."""
+    """One evaluation question with ground truth.
+
+    Attributes:
+        answers: Accepted answers (aliases); empty when no right answer exists (abstaining is
+            right, any answer wrong).
+        kind: The class, where the world constructs it; ``None`` where it is measured (who
+            actually answers it right: an explore run labels it).
+        meta: Anything else about the question (``time_sensitive``, ``since`` ...).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     id: str
     question: str
-    answers: list[str] = Field(min_length=1)
-    kind: Kind
+    answers: list[str] = Field(default_factory=list)
+    kind: Kind | None = None
     fact_id: str
     relation: str
     subject: str
     template: str
     split: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class LocalModelSpec(BaseModel):
+    """How a world serves one of its local models (``local/<name>`` in litellm).
+
+    Attributes:
+        dir: The model directory, relative to the world (a trained world's ``models/fast``).
+        gguf: Or a GGUF model shipped in packages, converted once into the model cache.
+        prompt: The prompt style the model answers in (``knowgate.agents.prompting``).
+        max_tokens: Longest reply the roles ask it for.
+        prices: Dollars per million (input, output) tokens.
+        licence: Under which terms the weights come.
+        parameters: Parameter count, for the card.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    dir: str | None = None
+    gguf: GGUFSource | None = None
+    prompt: PromptStyle = "plain"
+    max_tokens: int = Field(default=24, ge=1, le=512)
+    prices: tuple[float, float] = (0.0, 0.0)
+    licence: str = ""
+    parameters: int | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LocalModelSpec:
+        if (self.dir is None) == (self.gguf is None):
+            raise ValueError("a local model needs exactly one of `dir` and `gguf`")
+        return self
 
 
 class WorldCard(BaseModel):
-    """``world.json``: what a world is, how it was built, and what was measured on it."""
+    """``world.json``: what a world is, how it was built, and what was measured on it.
+
+    Attributes:
+        local_models: The models the world serves (``fast``: the answerer, also read by the
+            prober; ``slow``: the critic), by name.
+        search_price_usd: Dollars per search of the world's corpus.
+        policy: The world's fitted policy file, relative to the world (``None``: knowgate's
+            default policy).
+        grading: ``exact`` (normalised exact match) or ``contains`` (a short reply that states
+            an accepted answer as whole words; pretrained models add words).
+        licence: Under which terms the world's text comes.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -87,3 +140,8 @@ class WorldCard(BaseModel):
     models: dict[str, Any] = Field(default_factory=dict)
     build: dict[str, Any] = Field(default_factory=dict)
     check: dict[str, Any] = Field(default_factory=dict)
+    local_models: dict[str, LocalModelSpec] = Field(default_factory=dict)
+    search_price_usd: float = Field(default=0.00015, ge=0.0)
+    policy: str | None = None
+    grading: Literal["exact", "contains"] = "exact"
+    licence: str = ""

@@ -5,8 +5,12 @@ Layout of a world directory::
     world.json                  the card: spec, seed, sizes, training and measured figures
     facts.jsonl                 every fact with its use (which class, or reading practice)
     corpus.jsonl                one passage per entity: what a search can find
-    questions/{split}.jsonl     calibration, test and paraphrase questions with ground truth
-    models/{fast,slow}/         transformers checkpoints (safetensors) with their tokenizer
+    questions/{split}.jsonl     calibration, test (and paraphrase) questions with ground truth
+    models/{fast,slow}/         a trained world's transformers checkpoints with their tokenizer
+    policy.json                 the world's fitted policy, when it has one
+
+The card's ``local_models`` say how each model is served: a directory of the world, or a GGUF
+file shipped in packages and converted once into the model cache (``Settings.model_cache``).
 """
 
 from __future__ import annotations
@@ -22,21 +26,29 @@ from pydantic import BaseModel, ValidationError
 
 from knowgate import jsonl
 from knowgate.errors import WorldError
-from knowgate.worlds.schema import CorpusPassage, Fact, Question, WorldCard
+from knowgate.worlds.schema import CorpusPassage, Fact, LocalModelSpec, Question, WorldCard
 
 if TYPE_CHECKING:  # heavy imports (chromadb, litellm, torch) stay out of import time
     from knowgate.agents.local_provider import LocalProvider
+    from knowgate.agents.model_files import Progress
     from knowgate.settings import Settings
     from knowgate.tools.searcher import ChromaSearcher
 
 SPLITS = ("calibration", "test", "paraphrase")
 MODELS = ("fast", "slow")
+DEFAULT_WORLD = "synthetic"
+"""The world knowgate runs when the settings name none."""
 _Record = TypeVar("_Record", bound=BaseModel)
 
 
+def shipped_world_dir(name: str) -> Path:
+    """The directory of a world shipped inside the package."""
+    return Path(__file__).resolve().parent / name
+
+
 def default_world_dir() -> Path:
-    """The world shipped inside the package."""
-    return Path(__file__).resolve().parent / "default"
+    """The directory of the default world (``DEFAULT_WORLD``)."""
+    return shipped_world_dir(DEFAULT_WORLD)
 
 
 def write_jsonl(path: Path, records: Iterable[BaseModel]) -> int:
@@ -61,14 +73,15 @@ class World:
     """A world directory, read lazily and validated on first use.
 
     Args:
-        path: The world directory; ``None`` means the shipped default world.
+        path: The world directory, or the name of a shipped world (``knowgate world list``);
+            ``None`` means the default world.
 
     Raises:
         WorldError: The directory has no ``world.json`` or a file in it is invalid.
     """
 
     def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path is not None else default_world_dir()
+        self.path = resolve_world_dir(path)
         card_path = self.path / "world.json"
         if not card_path.is_file():
             raise WorldError(
@@ -95,20 +108,49 @@ class World:
         """The corpus passages, in file order."""
         return read_jsonl(self.path / "corpus.jsonl", CorpusPassage)
 
+    @property
+    def splits(self) -> list[str]:
+        """The question splits this world has (``calibration``, ``test`` ...)."""
+        return [s for s in SPLITS if (self.path / "questions" / f"{s}.jsonl").is_file()]
+
     def questions(self, split: str) -> list[Question]:
         """The questions of one split (``calibration``, ``test`` or ``paraphrase``)."""
         if split not in SPLITS:
             raise WorldError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         return read_jsonl(self.path / "questions" / f"{split}.jsonl", Question)
 
-    def model_dir(self, name: str) -> Path:
-        """Directory of the ``fast`` or ``slow`` model."""
+    def local_model(self, name: str) -> LocalModelSpec:
+        """How the ``fast`` or ``slow`` model is served (its source, prompt style, prices)."""
         if name not in MODELS:
             raise WorldError(f"unknown world model {name!r}; choose one of {', '.join(MODELS)}")
-        path = self.path / "models" / name
+        spec = self.card.local_models.get(name)
+        if spec is None:
+            raise WorldError(f"the {self.name} world declares no {name!r} model")
+        return spec
+
+    def model_dir(self, name: str, cache_dir: Path | None = None,
+                  on_progress: Progress | None = None) -> Path:
+        """Directory of the ``fast`` or ``slow`` model, converting a packaged GGUF model into
+        ``cache_dir`` on first use (``on_progress(stage, done, total)`` meanwhile).
+
+        Raises:
+            WorldError: The model is missing.
+            UserError: Its packages are not installed.
+        """
+        spec = self.local_model(name)
+        if spec.gguf is not None:
+            from knowgate.agents.model_files import converted_model
+
+            return converted_model(spec.gguf, cache_dir or default_model_cache(), on_progress)
+        path = self.path / str(spec.dir)
         if not (path / "config.json").is_file():
             raise WorldError(f"world model {name!r} is missing: no {path / 'config.json'}")
         return path
+
+    @property
+    def policy_path(self) -> Path | None:
+        """The world's own fitted policy file, if it ships one."""
+        return self.path / self.card.policy if self.card.policy else None
 
     @cached_property
     def corpus_digest(self) -> str:
@@ -163,22 +205,31 @@ class World:
             searcher.add((Passage(id=p.id, text=p.text) for p in self.corpus), on_batch=advance)
         return searcher
 
-    def serve_models(self, settings: Settings) -> LocalProvider:
+    def prices(self, settings: Settings) -> dict[str, tuple[float, float]]:
+        """Dollars per million (input, output) tokens of each local model: the card's, where
+        ``settings.local_prices`` does not override them."""
+        own = {name: spec.prices for name, spec in self.card.local_models.items()}
+        return {**own, **settings.local_prices}
+
+    def serve_models(self, settings: Settings,
+                     on_progress: Progress | None = None) -> LocalProvider:
         """Serve this world's models to litellm as ``local/fast`` and ``local/slow``.
 
-        Returns the registered ``LocalProvider``; device, batching and prices (dollars per
-        million tokens, ``settings.local_prices``) come from ``settings``.
+        Returns the registered ``LocalProvider``; device, batching, the model cache and price
+        overrides come from ``settings``. Models load on first use.
         """
         from knowgate.agents.local_provider import LocalProvider, register_local_provider
 
+        names = [name for name in MODELS if name in self.card.local_models]
         provider = LocalProvider(
-            {name: self.model_dir(name) for name in MODELS},
+            {name: self.model_dir(name, settings.model_cache, on_progress) for name in names},
             device=settings.device,
             batch_size=settings.local_batch_size,
             batch_wait_ms=settings.local_batch_wait_ms,
+            prompt_styles={name: self.local_model(name).prompt for name in names},
         )
         per_token = {name: (p_in / 1e6, p_out / 1e6)
-                     for name, (p_in, p_out) in settings.local_prices.items()}
+                     for name, (p_in, p_out) in self.prices(settings).items()}
         register_local_provider(provider, per_token)
         return provider
 
@@ -189,3 +240,34 @@ class World:
             data[key] = value
         self.card = WorldCard.model_validate(data)
         (self.path / "world.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def shipped_worlds() -> list[str]:
+    """Names of the worlds shipped inside the package."""
+    root = Path(__file__).resolve().parent
+    return sorted(p.name for p in root.iterdir() if (p / "world.json").is_file())
+
+
+def resolve_world_dir(spec: Path | str | None) -> Path:
+    """The directory a world setting names: a shipped world's name, or a directory.
+
+    Raises:
+        WorldError: Neither a shipped world nor an existing directory.
+    """
+    if spec is None:
+        return default_world_dir()
+    text = str(spec)
+    if text in shipped_worlds():
+        return shipped_world_dir(text)
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    raise WorldError(f"unknown world {text!r}: not a directory, nor a shipped world "
+                     f"({', '.join(shipped_worlds())})")
+
+
+def default_model_cache() -> Path:
+    """Where converted models live when the settings name no ``model_cache``."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("knowgate")) / "models"
