@@ -36,7 +36,8 @@ class Settings(BaseSettings):
         model_cache: Where models shipped as GGUF files are converted to (once) and loaded
             from; a user cache dir by default, shared by every ``data_dir``.
         data_dir: Where derived artifacts live (chromadb index, caches); a user cache dir by default.
-        search_lexical_weight: Weight of query/passage word overlap in the re-rank (0: off).
+        search_lexical_weight: Weight of query/passage word overlap in the re-rank (0: off);
+            ``None`` means the world's (tuned on its corpus).
         search_candidates: chromadb results the re-rank considers.
         evidence_passages: Passages the graph puts in front of a model after a search.
         device: ``auto`` (CUDA with bf16 when present, else CPU), ``cpu`` or ``cuda``.
@@ -63,7 +64,10 @@ class Settings(BaseSettings):
         litellm_params: Model id -> extra litellm parameters (``api_base``, ``api_key`` ...).
         role_timeout_s: Longest any role call may take, retries included, before it counts
             as failed.
-        policy: Policy file (JSON); ``None`` means the defaults fitted for the shipped world.
+        policy: Policy file (JSON); ``None`` means the world's fitted policy (knowgate's default
+            policy for a world without one).
+        grading: How eval runs grade answers: ``exact`` (normalised exact match), ``contains``
+            (a short reply stating an accepted answer) or ``auto`` (the world's).
         checkpoint_db: SQLite file for LangGraph checkpoints; ``None`` runs without one.
         probes: Directory of trained probes the prober runs (``knowgate probe train`` writes
             one); ``None`` means the world's ``probes/`` when the prober is the world's fast
@@ -97,7 +101,7 @@ class Settings(BaseSettings):
     world: str | None = Field(default=None, min_length=1)
     model_cache: Path = Field(default_factory=lambda: _default_data_dir() / "models")
     data_dir: Path = Field(default_factory=_default_data_dir)
-    search_lexical_weight: float = Field(default=1.0, ge=0.0, le=10.0)
+    search_lexical_weight: float | None = Field(default=None, ge=0.0, le=10.0)
     search_candidates: int = Field(default=20, ge=1, le=200)
     evidence_passages: int = Field(default=1, ge=1, le=10)
     device: str = "auto"
@@ -119,6 +123,7 @@ class Settings(BaseSettings):
     litellm_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     role_timeout_s: float = Field(default=120.0, gt=0.0, le=3600.0)
     policy: Path | None = None
+    grading: Literal["auto", "exact", "contains"] = "auto"
     checkpoint_db: Path | None = None
     # Trained probes of the prober (issue 4).
     probes: str | None = None

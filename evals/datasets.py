@@ -2,6 +2,10 @@
 
 A user's file and the world's splits load into the same ``EvalItem`` list, so every run, metric
 and baseline sees one shape. A bad line is a ``UserError`` that names the file and the line.
+Records from elsewhere are taken as they come: an integer id, a single ``answer`` string, and
+fields knowgate does not know (they go into ``meta``). ``answers: []``, or no answer with
+``kind: "unanswerable"``, means no right answer exists: abstaining is right and any answer is
+graded wrong.
 """
 
 from __future__ import annotations
@@ -11,31 +15,63 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from knowgate.errors import UserError
 from knowgate.jsonl import read_jsonl
 from knowgate.settings import Settings
+
+UNANSWERABLE = "unanswerable"
 
 
 class EvalItem(BaseModel):
     """One question to evaluate.
 
     Attributes:
-        id: Unique within the dataset (resume skips finished ids).
+        id: Unique within the dataset (resume skips finished ids); an integer is read as text.
         question: The question text.
-        answers: Accepted answers (aliases); graded by normalised exact match or a judge.
-        kind: The question's class when known (the world's classes drive the oracle).
-        meta: Anything else, carried into the records unchanged.
+        answers: Accepted answers (aliases); graded by alias matching or a judge. Empty when no
+            right answer exists. A record may give one ``answer`` string instead.
+        kind: The question's class when known (the world's classes drive the oracle);
+            ``unanswerable`` for a record without answers.
+        meta: Anything else, carried into the records unchanged (unknown fields land here).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1)
     question: str = Field(min_length=1)
-    answers: list[str] = Field(min_length=1)
+    answers: list[str] = Field(default_factory=list)
     kind: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_outside(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("id"), int) and not isinstance(data.get("id"), bool):
+            data["id"] = str(data["id"])
+        if "answer" in data:
+            if "answers" in data:
+                raise ValueError("give `answers` (a list) or `answer` (one string), not both")
+            answer = data.pop("answer")
+            data["answers"] = [] if answer is None else [answer]
+        if "answers" not in data and data.get("kind") != UNANSWERABLE:
+            raise ValueError("a record needs `answers` (a list; [] when no right answer "
+                             "exists), `answer`, or `kind: \"unanswerable\"`")
+        known = set(cls.model_fields)
+        extra = {k: v for k, v in data.items() if k not in known}
+        if extra:
+            meta = data.get("meta") or {}
+            if not isinstance(meta, dict):
+                raise ValueError("`meta` must be an object")
+            data = {k: v for k, v in data.items() if k in known}
+            data["meta"] = {**extra, **meta}
+        if not data.get("answers") and data.get("kind") is None:
+            data["kind"] = UNANSWERABLE
+        return data
 
     @field_validator("question")
     @classmethod
@@ -43,6 +79,17 @@ class EvalItem(BaseModel):
         if not value.strip():
             raise ValueError("the question is blank")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvalItem:
+        if self.answers and self.kind == UNANSWERABLE:
+            raise ValueError("an `unanswerable` record cannot have answers")
+        return self
+
+    @property
+    def answerable(self) -> bool:
+        """Whether a right answer exists."""
+        return bool(self.answers)
 
 
 @dataclass(frozen=True)
@@ -103,8 +150,9 @@ def load_dataset(spec: str, settings: Settings, limit: int | None = None) -> Dat
     else:
         world = World(settings.world)
         items = [EvalItem(id=q.id, question=q.question, answers=list(q.answers),
-                          kind=q.kind.value,
-                          meta={"relation": q.relation, "template": q.template})
+                          kind=q.kind.value if q.kind is not None else None,
+                          meta={**q.meta, "relation": q.relation, "template": q.template,
+                                "subject": q.subject})
                  for q in world.questions(spec)]
         name = f"{world.name}:{spec}"
     if limit is not None:

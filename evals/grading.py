@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from knowgate.grading import is_correct
+from knowgate.grading import GradingMode, is_correct
 
 JUDGE_PROMPT = """You grade an answer to a question against the accepted gold answers.
 Question: {question}
@@ -37,13 +37,25 @@ class Grader(Protocol):
         """The grade of ``answer``."""
         ...
 
+    def match(self, answer: str, answers: list[str]) -> bool:
+        """A free local grade, for the many candidate answers of a run (``calibrate``'s data)."""
+        ...
+
 
 class ExactMatch:
-    """Normalised exact match (SQuAD / TriviaQA style)."""
+    """Alias matching: normalised exact match (SQuAD / TriviaQA style), or in ``contains`` mode
+    a short reply stating an alias (``knowgate.grading.is_correct``)."""
+
+    def __init__(self, mode: GradingMode = "exact") -> None:
+        self.mode: GradingMode = mode
 
     async def __call__(self, question: str, answer: str, answers: list[str]) -> Grade:
-        """Right when ``answer`` equals an alias after normalisation."""
-        return Grade(correct=is_correct(answer, answers))
+        """Right when ``answer`` matches an alias."""
+        return Grade(correct=self.match(answer, answers))
+
+    def match(self, answer: str, answers: list[str]) -> bool:
+        """Right when ``answer`` matches an alias."""
+        return is_correct(answer, answers, self.mode)
 
 
 def parse_grade(text: str) -> str | None:
@@ -62,10 +74,17 @@ class LLMJudge:
         timeout_s: Bound on one judgement.
     """
 
-    def __init__(self, router: Any, model: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, router: Any, model: str, timeout_s: float = 60.0,
+                 mode: GradingMode = "exact") -> None:
         self.router = router
         self.model = model
         self.timeout_s = timeout_s
+        self.mode: GradingMode = mode
+
+    def match(self, answer: str, answers: list[str]) -> bool:
+        """Candidates are graded by alias matching: a judge call for each would cost more than
+        the run."""
+        return is_correct(answer, answers, self.mode)
 
     async def __call__(self, question: str, answer: str, answers: list[str]) -> Grade:
         """The judge's grade; a failed call or an unparseable reply is a grading error."""

@@ -117,9 +117,21 @@ def decision_matrix(records: Sequence[EvalRecord]) -> dict[str, dict[str, float]
             entry[action] = round(sum(action in r.path for r in rows) / n, 4)
         entry["right"] = round(sum(r.right for r in rows) / n, 4)
         entry["wrong"] = round(sum(r.wrong for r in rows) / n, 4)
+        entry["right_decision"] = round(sum(r.right or r.rightly_abstained for r in rows) / n, 4)
         entry["usd_per_q"] = round(sum(r.cost_usd for r in rows) / n, 8)
         out[kind] = entry
     return out
+
+
+def _no_answer(records: Sequence[EvalRecord]) -> dict[str, float]:
+    """Questions with no right answer: how many, and the share abstained (right) and answered
+    (always graded wrong)."""
+    rows = [r for r in records if not r.answerable]
+    if not rows:
+        return {"n": 0}
+    return {"n": len(rows),
+            "abstained": round(sum(r.rightly_abstained for r in rows) / len(rows), 4),
+            "answered_wrong": round(sum(r.wrong for r in rows) / len(rows), 4)}
 
 
 def summarize(records: Sequence[EvalRecord], policy: Policy, alpha: float | None = None,
@@ -145,6 +157,7 @@ def summarize(records: Sequence[EvalRecord], policy: Policy, alpha: float | None
     summary: dict[str, Any] = {
         "n": n,
         "accuracy": round(accuracy, 4),
+        "right_decisions": round(sum(r.right or r.rightly_abstained for r in records) / n, 4),
         "coverage": round(len(answered) / n, 4),
         "accuracy_answered": round(1.0 - selective_risk(records), 4) if answered else 0.0,
         "wrong_rate_answered": round(selective_risk(records), 4),
@@ -165,6 +178,7 @@ def summarize(records: Sequence[EvalRecord], policy: Policy, alpha: float | None
         "risk_coverage": {"coverage": [round(c, 4) for c in coverage],
                           "risk": [round(x, 4) for x in risk]},
         "by_class": decision_matrix(records),
+        "no_answer": _no_answer(records),
         "utility_terms": {"reward_usd": policy.reward_usd, "penalty_usd": policy.penalty_usd,
                           "abstain_usd": policy.abstain_usd},
     }

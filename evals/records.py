@@ -99,6 +99,16 @@ class EvalRecord(BaseModel):
         """Answered and graded right."""
         return self.outcome == "answered" and self.correct is True
 
+    @property
+    def answerable(self) -> bool:
+        """Whether a right answer exists (``answers: []`` means none does)."""
+        return bool(self.answers)
+
+    @property
+    def rightly_abstained(self) -> bool:
+        """Abstained where no right answer exists: the right decision."""
+        return self.outcome == "abstained" and not self.answerable
+
 
 class Manifest(BaseModel):
     """What a run is: enough to check that a resume continues the same run, and to report it."""

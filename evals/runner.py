@@ -34,7 +34,8 @@ from knowgate.evals.records import (
     read_records,
 )
 from knowgate.graphs.nodes import TriageContext
-from knowgate.graphs.policy import DEFAULT_POLICY, Policy
+from knowgate.graphs.policy import Policy
+from knowgate.graphs.runtime import policy_path as resolve_policy_path
 from knowgate.graphs.state import TriageState
 from knowgate.settings import Settings
 
@@ -97,8 +98,6 @@ def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[
 async def evaluate_item(graph: Any, context: TriageContext, name: str, item: EvalItem,
                         grader: Grader) -> EvalRecord:
     """Run one item through a compiled graph and grade it; failures become ``error`` records."""
-    from knowgate.grading import is_correct
-
     started = time.perf_counter()
     base = {"id": item.id, "question": item.question, "answers": item.answers, "kind": item.kind,
             "meta": item.meta, "graph": name}
@@ -116,7 +115,7 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
                           latency_s=round(time.perf_counter() - started, 6))
     final = snapshots[-1]
     query, candidates = _observe(snapshots, context.policy,
-                                 lambda answer: is_correct(answer, item.answers))
+                                 lambda answer: grader.match(answer, item.answers))
     common = {
         **base, "path": [s.action for s in final.steps], "steps": final.steps,
         "signals": final.signals.values, "query_features": query, "candidates": candidates,
@@ -127,7 +126,9 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
         return EvalRecord(**common, outcome="error", error="the graph ended without an outcome",
                           latency_s=round(time.perf_counter() - started, 6))
     correct = error = None
-    if final.outcome.kind == "answered":
+    if final.outcome.kind == "answered" and not item.answerable:
+        correct = False  # no right answer exists: any answer is wrong, no grader asked
+    elif final.outcome.kind == "answered":
         grade = await grader(item.question, final.outcome.answer or "", item.answers)
         correct, error = grade.correct, grade.error
     return EvalRecord(**common, outcome=final.outcome.kind, answer=final.outcome.answer,
@@ -203,7 +204,7 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
 
     register_eval_graphs()
     require_graph(graph)
-    policy_path = settings.policy or DEFAULT_POLICY
+    policy_path = resolve_policy_path(settings)
     Policy.load(policy_path)  # a bad policy file fails before any work
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file")
@@ -238,9 +239,12 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
 
 
 def make_grader(settings: Settings, cache: ResponseCache, judge: str | None) -> Grader:
-    """Exact match, or the LLM judge ``judge`` (a litellm model id) with cached calls."""
+    """Alias matching (``grading_mode``), or the LLM judge ``judge`` (a litellm model id) with
+    cached calls."""
+    from knowgate.graphs.runtime import grading_mode
+
     if judge is None:
-        return ExactMatch()
+        return ExactMatch(grading_mode(settings))
     from knowgate.agents.llm import build_router
     from knowgate.evals.cache import CachedRouter
     from knowgate.evals.grading import LLMJudge
@@ -248,7 +252,8 @@ def make_grader(settings: Settings, cache: ResponseCache, judge: str | None) -> 
     # A router with the judge as its only deployment (the roles' models need not be servable).
     router = build_router(settings.model_copy(update={"answerer": judge, "critic": judge,
                                                       "fallbacks": {}}))
-    return LLMJudge(CachedRouter(router, cache), judge, timeout_s=settings.role_timeout_s)
+    return LLMJudge(CachedRouter(router, cache), judge, timeout_s=settings.role_timeout_s,
+                    mode=grading_mode(settings))
 
 
 def build_run_context(settings: Settings, cache: ResponseCache,

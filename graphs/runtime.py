@@ -25,6 +25,7 @@ from knowgate.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from knowgate.agents.model_files import Progress
+    from knowgate.grading import GradingMode
 
 MAX_QUESTION_CHARS = 8000
 # Typical tokens of one call, for the price estimates the policy compares before it calls:
@@ -171,6 +172,33 @@ def policy_path(settings: Settings) -> Path:
     return own if own is not None else DEFAULT_POLICY
 
 
+def lexical_weight(settings: Settings) -> float:
+    """The searcher's word-overlap re-rank weight: the setting, else the world's (tuned on its
+    corpus), else the schema's default for a world that cannot be read."""
+    from knowgate.worlds.schema import WorldCard
+    from knowgate.worlds.world import World
+
+    if settings.search_lexical_weight is not None:
+        return settings.search_lexical_weight
+    try:
+        return World(settings.world).card.search_lexical_weight
+    except KnowgateError:
+        return float(WorldCard.model_fields["search_lexical_weight"].default)
+
+
+def grading_mode(settings: Settings) -> GradingMode:
+    """How answers are graded: the setting, else the world's (``exact`` for a world that cannot
+    be read: the dataset is then the user's own)."""
+    from knowgate.worlds.world import World
+
+    if settings.grading != "auto":
+        return settings.grading
+    try:
+        return World(settings.world).card.grading
+    except KnowgateError:
+        return "exact"
+
+
 def build_context(settings: Settings, on_progress: Progress | None = None) -> TriageContext:
     """Build every role the settings describe (this loads models and opens the index).
 
@@ -242,7 +270,7 @@ def open_collection(settings: Settings) -> Any:
     if settings.collection is None:
         raise UserError("no collection given: pass --collection NAME or set KNOWGATE_COLLECTION")
     return ChromaSearcher(chroma_for(settings), settings.collection,
-                          lexical_weight=settings.search_lexical_weight,
+                          lexical_weight=lexical_weight(settings),
                           candidates=settings.search_candidates)
 
 
@@ -265,7 +293,7 @@ def _searcher(settings: Settings, world: WorldRef, on_progress: Progress | None)
         index = None if on_progress is None else (
             lambda done, total: on_progress("index", done, total))
         backend = world.world.searcher(
-            settings.data_dir, lexical_weight=settings.search_lexical_weight,
+            settings.data_dir, lexical_weight=lexical_weight(settings),
             candidates=settings.search_candidates, client=chroma_for(settings),
             on_progress=index)
     return PricedSearcher(backend, search_price(settings, world), k=settings.evidence_passages,

@@ -134,7 +134,8 @@ async def check_world(world: World, settings: Settings,
     started = time.perf_counter()
     world.serve_models(settings)
     searcher = await asyncio.to_thread(
-        world.searcher, settings.data_dir, lexical_weight=settings.search_lexical_weight,
+        world.searcher, settings.data_dir, lexical_weight=world.card.search_lexical_weight
+        if settings.search_lexical_weight is None else settings.search_lexical_weight,
         candidates=settings.search_candidates,
         on_progress=(lambda d, t: on_progress("index", d, t)) if on_progress else None,
     )

@@ -123,6 +123,8 @@ class WorldCard(BaseModel):
         local_models: The models the world serves (``fast``: the answerer, also read by the
             prober; ``slow``: the critic), by name.
         search_price_usd: Dollars per search of the world's corpus.
+        search_lexical_weight: The searcher's word-overlap re-rank weight, tuned on the corpus
+            with calibration questions.
         policy: The world's fitted policy file, relative to the world (``None``: knowgate's
             default policy).
         grading: ``exact`` (normalised exact match) or ``contains`` (a short reply that states
@@ -142,6 +144,7 @@ class WorldCard(BaseModel):
     check: dict[str, Any] = Field(default_factory=dict)
     local_models: dict[str, LocalModelSpec] = Field(default_factory=dict)
     search_price_usd: float = Field(default=0.00015, ge=0.0)
+    search_lexical_weight: float = Field(default=1.0, ge=0.0, le=10.0)
     policy: str | None = None
     grading: Literal["exact", "contains"] = "exact"
     licence: str = ""
