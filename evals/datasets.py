@@ -33,7 +33,8 @@ class EvalItem(BaseModel):
         answers: Accepted answers (aliases); graded by alias matching or a judge. Empty when no
             right answer exists. A record may give one ``answer`` string instead.
         kind: The question's class when known (the world's classes drive the oracle);
-            ``unanswerable`` for a record without answers.
+            ``unanswerable`` for a record without answers. (The synthetic world's unanswerable
+            questions keep their gold: it exists, only no role here knows it.)
         meta: Anything else, carried into the records unchanged (unknown fields land here).
     """
 
@@ -79,12 +80,6 @@ class EvalItem(BaseModel):
         if not value.strip():
             raise ValueError("the question is blank")
         return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EvalItem:
-        if self.answers and self.kind == UNANSWERABLE:
-            raise ValueError("an `unanswerable` record cannot have answers")
-        return self
 
     @property
     def answerable(self) -> bool:

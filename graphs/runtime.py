@@ -155,7 +155,18 @@ def search_price(settings: Settings, world: WorldRef | None = None) -> float:
         return float((world or WorldRef(settings)).world.card.search_price_usd)
     from knowgate.worlds.schema import WorldCard
 
-    return float(WorldCard.model_fields["search_price_usd"].default)
+    return float(WorldCard.model_construct().search_price_usd)
+
+
+def _world_card(settings: Settings) -> Any:
+    """The settings' world's card, or ``None`` when it cannot be read (the defaults then apply,
+    and the world's own error comes when something needs the world itself)."""
+    from knowgate.worlds.world import World
+
+    try:
+        return World(settings.world).card
+    except KnowgateError:
+        return None
 
 
 def policy_path(settings: Settings) -> Path:
@@ -165,38 +176,30 @@ def policy_path(settings: Settings) -> Path:
 
     if settings.policy is not None:
         return settings.policy
-    try:
-        own = World(settings.world).policy_path
-    except KnowgateError:  # an unusable world: the default policy, the world's error later
-        own = None
-    return own if own is not None else DEFAULT_POLICY
+    card = _world_card(settings)
+    if card is not None and card.policy:
+        return World(settings.world).path / card.policy
+    return DEFAULT_POLICY
 
 
 def lexical_weight(settings: Settings) -> float:
     """The searcher's word-overlap re-rank weight: the setting, else the world's (tuned on its
-    corpus), else the schema's default for a world that cannot be read."""
+    corpus), else the schema's default."""
     from knowgate.worlds.schema import WorldCard
-    from knowgate.worlds.world import World
 
     if settings.search_lexical_weight is not None:
         return settings.search_lexical_weight
-    try:
-        return World(settings.world).card.search_lexical_weight
-    except KnowgateError:
-        return float(WorldCard.model_fields["search_lexical_weight"].default)
+    card = _world_card(settings) or WorldCard.model_construct()
+    return float(card.search_lexical_weight)
 
 
 def grading_mode(settings: Settings) -> GradingMode:
-    """How answers are graded: the setting, else the world's (``exact`` for a world that cannot
-    be read: the dataset is then the user's own)."""
-    from knowgate.worlds.world import World
-
+    """How answers are graded: the setting, else the world's (``exact`` when the world cannot be
+    read: the dataset is then the user's own)."""
     if settings.grading != "auto":
         return settings.grading
-    try:
-        return World(settings.world).card.grading
-    except KnowgateError:
-        return "exact"
+    card = _world_card(settings)
+    return card.grading if card is not None else "exact"
 
 
 def build_context(settings: Settings, on_progress: Progress | None = None) -> TriageContext:

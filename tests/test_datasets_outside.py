@@ -48,7 +48,6 @@ def test_records_from_outside_are_read_as_they_come(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("row", "problem"), [
     ({"id": "a", "question": "Q?"}, "needs `answers`"),
     ({"id": "a", "question": "Q?", "answer": "x", "answers": ["x"]}, "not both"),
-    ({"id": "a", "question": "Q?", "answers": ["x"], "kind": "unanswerable"}, "cannot have"),
 ])
 def test_ambiguous_records_name_their_line(tmp_path: Path, row: dict, problem: str) -> None:
     path = write(tmp_path / "bad.jsonl", [RECORDS[0], row])

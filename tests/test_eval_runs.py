@@ -108,7 +108,7 @@ def test_a_bad_dataset_line_is_named(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
     path = tmp_path / "qs.jsonl"
     path.write_text('{"id": "a", "question": "Q?", "answers": ["x"]}\n'
-                    '{"id": "b", "question": "Q2?", "answers": []}\n')
+                    '{"id": "b", "question": "Q2?", "answers": "x"}\n')
     with pytest.raises(UserError, match=r"qs.jsonl:2: invalid record: answers"):
         load_dataset(str(path), settings)
     path.write_text('{"id": "a", "question": "Q?", "answers": ["x"]}\nnot json\n')

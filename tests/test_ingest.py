@@ -175,3 +175,18 @@ def test_index_add_bad_input_exits_2_with_one_line(tmp_path: Path,
     assert result.exit_code == 2
     assert "bad.jsonl:1: invalid passage: text: Field required" in _one_line(result.output)
     assert not (tmp_path / "data").exists()  # nothing was written
+
+
+def test_markdown_is_cut_at_headings_and_every_chunk_keeps_the_title() -> None:
+    from knowgate.tools.ingest import chunk_markdown
+
+    doc = ("# Brindlewick library FAQ\n\n## When is it open?\n\nFrom 9 to 7 on weekdays.\n\n"
+           "## How many books?\n\nUp to 12 at a time.\n")
+    assert list(chunk_markdown(doc, 400)) == [
+        "# Brindlewick library FAQ\n\n## When is it open?\n\nFrom 9 to 7 on weekdays.",
+        "Brindlewick library FAQ\n\n## How many books?\n\nUp to 12 at a time.",
+    ]
+    assert list(chunk_markdown("no headings here\n\nat all", 400)) == [
+        "no headings here\n\nat all"]
+    for chunk in chunk_markdown(doc.replace("Up to 12", "Up to 12 " + "word " * 80), 120):
+        assert chunk.startswith(("# Brindlewick", "Brindlewick library FAQ")) and len(chunk) <= 120

@@ -3,6 +3,9 @@
 JSONL files hold ready-made passages, one ``{"id": ..., "text": ...}`` object per line; text and
 Markdown files are cut into chunks on paragraph boundaries, so each chunk stays short enough for
 the embedder (MiniLM reads about 256 word pieces) yet keeps whole paragraphs together where it can.
+A Markdown file is cut at its section headings first, and every chunk after the first starts with
+the document's title: a small reader given one chunk ("How many books can I borrow? Up to 12.")
+must still know what it is about, as a Factbook passage keeps its entry's name.
 Storing the passages is ``ChromaSearcher.add``'s job: it upserts by id, so re-reading the same
 documents updates them instead of duplicating them.
 """
@@ -22,7 +25,9 @@ from knowgate.tools.passage import Passage
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 SUFFIXES = (".jsonl", *TEXT_SUFFIXES)
 
+MARKDOWN_SUFFIXES = (".md", ".markdown")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")  # a blank (or whitespace-only) line
+_HEADING = re.compile(r"^ {0,3}#{1,6}(?:\s+|$)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -85,9 +90,10 @@ def read_documents(path: Path, chunk_chars: int = 1000) -> Iterator[Passage]:
         if file.suffix.lower() == ".jsonl":
             found = _read_jsonl(file)
         else:
+            split = chunk_markdown if file.suffix.lower() in MARKDOWN_SUFFIXES else chunk_text
             found = (
                 (Passage(id=f"{name}#{n}", text=chunk), f"{file} (chunk {n})")
-                for n, chunk in enumerate(chunk_text(read_text(file), chunk_chars))
+                for n, chunk in enumerate(split(read_text(file), chunk_chars))
             )
         for passage, place in found:
             if passage.id in seen:
@@ -97,6 +103,41 @@ def read_documents(path: Path, chunk_chars: int = 1000) -> Iterator[Passage]:
                 )
             seen[passage.id] = place
             yield passage
+
+
+def chunk_markdown(text: str, chunk_chars: int) -> Iterator[str]:
+    """Split a Markdown document at its headings, then each section as ``chunk_text`` does.
+
+    A section is a heading with the text up to the next heading; sections are never packed
+    together. Every chunk but the first starts with the document's title (its first heading,
+    without the ``#`` marks) and a blank line, within ``chunk_chars`` where the title leaves
+    room. A document without headings is chunked as plain text.
+    """
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if _HEADING.match(line)]
+    if not starts:
+        yield from chunk_text(text, chunk_chars)
+        return
+    title = _HEADING.sub("", lines[starts[0]]).strip()
+    bounds = [0, *starts[1:], len(lines)] if starts[0] else [*starts, len(lines)]
+    sections, carried = [], ""
+    for begin, end in zip(bounds, bounds[1:], strict=False):
+        section = carried + "\n".join(lines[begin:end]).strip()
+        if all(not line.strip() or _HEADING.match(line) for line in section.splitlines()):
+            carried = section + "\n\n"  # a heading alone goes with the next section
+            continue
+        sections.append(section)
+        carried = ""
+    if carried:
+        sections.append(carried.strip())
+    prefix = f"{title}\n\n"
+    room = chunk_chars - len(prefix)
+    for n, section in enumerate(sections):
+        # The first section holds the title already; a title too long to repeat is not.
+        if n == 0 or room < chunk_chars // 2:
+            yield from chunk_text(section, chunk_chars)
+        else:
+            yield from (prefix + chunk for chunk in chunk_text(section, room))
 
 
 def chunk_text(text: str, chunk_chars: int) -> Iterator[str]:
