@@ -312,26 +312,34 @@ def demo(
     world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Ask a few of the world's test questions, PER_CLASS of each class, and print each trace."""
+    """Ask a few of the world's test questions, PER_CLASS of each class (of each relation and
+    kind of unanswerable question, in a world whose classes are measured), with their traces."""
     from knowgate.aio import run_sync
     from knowgate.grading import is_correct
-    from knowgate.graphs.runtime import Knowgate
+    from knowgate.graphs.runtime import Knowgate, grading_mode
     from knowgate.settings import load_settings
     from knowgate.worlds.world import World
+
+    def group(q: Any) -> str:
+        if q.kind is not None:
+            return q.kind.value
+        return q.relation if q.answers else f"unanswerable ({q.meta.get('unanswerable')})"
 
     try:
         settings = load_settings(config, world=world)
         questions = World(settings.world).questions("test")
-        picked = [q for kind in dict.fromkeys(q.kind for q in questions)
-                  for q in [x for x in questions if x.kind == kind][:per_class]]
+        picked = [q for name in dict.fromkeys(group(q) for q in questions)
+                  for q in [x for x in questions if group(x) == name][:per_class]]
         session = Knowgate(settings)
+        mode = grading_mode(settings)
         out = Console()
         for q in picked:
             result = run_sync(session.ask(q.question, graph=graph))
-            verdict = ("right" if result.outcome == "answered" and is_correct(result.answer or "",
-                                                                                q.answers)
-                       else "wrong" if result.outcome == "answered" else result.outcome)
-            out.rule(f"{q.kind.value}: {q.question}  (gold: {q.answers[0]}; {verdict})")
+            answered = result.outcome == "answered"
+            verdict = ("right" if answered and is_correct(result.answer or "", q.answers, mode)
+                       else "wrong" if answered else result.outcome)
+            gold = q.answers[0] if q.answers else "none exists"
+            out.rule(f"{group(q)}: {q.question}  (gold: {gold}; {verdict})")
             _print_result(result)
     except KnowgateError as exc:
         raise fail(exc) from None

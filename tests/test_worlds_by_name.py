@@ -58,3 +58,8 @@ def test_hosted_roles_open_no_world(tmp_path: Path) -> None:
     world = WorldRef(settings)
     prices = estimate_prices(settings, world)
     assert prices.search == 0.001 and not world.opened
+
+
+def test_world_check_points_a_measured_world_to_an_explore_run() -> None:
+    result = CliRunner().invoke(app, ["world", "check", "--world", "factbook"])
+    assert result.exit_code == 2 and "--graph explore" in result.output

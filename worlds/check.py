@@ -15,6 +15,7 @@ from typing import Any
 
 from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.prompting import question_with_evidence
+from knowgate.errors import WorldError
 from knowgate.grading import is_correct
 from knowgate.settings import Settings
 from knowgate.worlds.schema import Kind, Question
@@ -130,7 +131,15 @@ async def check_world(world: World, settings: Settings,
 
     ``on_progress(stage, done, total)`` reports indexing and model passes. Synchronous callers
     use ``knowgate.aio.run_sync(check_world(...))``.
+
+    Raises:
+        WorldError: The world's classes are measured, not constructed (``factbook``): an
+            explore run measures them instead.
     """
+    if any(q.kind is None for q in world.questions("test")):
+        raise WorldError(f"`world check` measures a generated world's constructed classes; the "
+                         f"{world.name} world's classes are measured: run `knowgate eval run "
+                         f"--world {world.name} --dataset test --graph explore --out RUN`")
     started = time.perf_counter()
     world.serve_models(settings)
     searcher = await asyncio.to_thread(
