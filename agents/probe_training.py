@@ -61,6 +61,8 @@ class ProbeRecord(BaseModel):
         kind: The question's class, when known (reported, never trained on).
         entity: ``known`` when the answerer's model was trained on some fact of the subject,
             ``unseen`` otherwise; the report splits the wrong answers by it.
+        relation: What the question asks (``capital`` ...): on real data the relation alone
+            predicts much of a model's correctness, so reports compare against it.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -72,6 +74,7 @@ class ProbeRecord(BaseModel):
     group: str | None = None
     kind: str | None = None
     entity: str | None = None
+    relation: str | None = None
 
 
 def read_records(path: Path | str) -> list[ProbeRecord]:

@@ -52,7 +52,11 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str |
     Raises:
         RoleError: The answerer failed on a question (nothing is returned half-labelled).
     """
-    known = known_subjects(world, model) if model is not None else None
+    # Who was trained on what is known only for a world that trained its models itself.
+    trained = model is not None and model in world.card.local_models \
+        and world.local_model(model).dir is not None
+    known = known_subjects(world, model) if trained and model is not None else None
+    mode = world.card.grading
     questions = world.questions(split)
     gate = asyncio.Semaphore(concurrency)
 
@@ -62,8 +66,9 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str |
         if progress is not None:
             progress(1)
         return ProbeRecord(id=q.id, question=q.question, answer=draft.answer,
-                           correct=is_correct(draft.answer, q.answers), group=q.subject,
-                           kind=q.kind.value,
+                           correct=is_correct(draft.answer, q.answers, mode),
+                           group=q.subject, relation=q.relation,
+                           kind=q.kind.value if q.kind is not None else None,
                            entity=None if known is None else
                            "known" if q.subject in known else "unseen")
 
