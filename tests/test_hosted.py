@@ -23,7 +23,7 @@ from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.llm import build_router
 from knowgate.agents.roles import Draft, MalformedOutputError, RoleError, Signals, Turn
 from knowgate.errors import UserError
-from knowgate.graphs.runtime import AskResult, Knowgate
+from knowgate.graphs.runtime import AskResult, Knowgate, search_price
 from knowgate.settings import Settings, load_settings
 from knowgate.tests.loopback_openai import Delay, Error, LoopbackLLM, Seen
 from knowgate.tools.passage import Passage
@@ -350,7 +350,7 @@ def e2e_settings(srv: LoopbackLLM, sample: dict[str, Any], **overrides: Any) -> 
 def assert_ledger_adds_up(result: AskResult, settings: Settings, *servers: LoopbackLLM) -> None:
     assert result.cost_usd == pytest.approx(sum(s.cost_usd for s in result.steps), abs=1e-9)
     searches = sum(s.action == "search" and not s.error for s in result.steps)
-    expected = billed_usd(*servers) + searches * settings.search_price_usd
+    expected = billed_usd(*servers) + searches * search_price(settings)
     assert result.cost_usd == pytest.approx(expected, abs=1e-9)
 
 
@@ -454,7 +454,7 @@ def test_example_config_parses() -> None:
     assert settings.fallbacks == {"openai/gpt-4o-mini": ["openai/gpt-4o"]}
     assert set(settings.litellm_params) == {settings.answerer, settings.critic, "openai/gpt-4o"}
     assert settings.litellm_params[settings.critic]["api_key"] == "os.environ/ANTHROPIC_API_KEY"
-    assert settings.search_price_usd > 0 and settings.llm_retries >= 1
+    assert search_price(settings) > 0 and settings.llm_retries >= 1
     assert 0 < settings.llm_timeout_s <= settings.role_timeout_s
     # Every model it names has a price in litellm's local cost map, so the policy can weigh it.
     litellm = import_litellm()

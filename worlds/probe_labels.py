@@ -53,8 +53,7 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str |
         RoleError: The answerer failed on a question (nothing is returned half-labelled).
     """
     # Who was trained on what is known only for a world that trained its models itself.
-    trained = model is not None and model in world.card.local_models \
-        and world.local_model(model).dir is not None
+    trained = model is not None and world.local_model(model).dir is not None
     known = known_subjects(world, model) if trained and model is not None else None
     mode = world.card.grading
     questions = world.questions(split)

@@ -262,8 +262,8 @@ def resolve_world_dir(spec: Path | str | None) -> Path:
     path = Path(spec)
     if path.is_dir():
         return path
-    raise WorldError(f"unknown world {text!r}: not a directory, nor a shipped world "
-                     f"({', '.join(shipped_worlds())})")
+    raise WorldError(f"unknown world {text!r}: not a knowgate world (no such directory), nor a "
+                     f"shipped world ({', '.join(shipped_worlds())})")
 
 
 def default_model_cache() -> Path:
