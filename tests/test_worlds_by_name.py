@@ -30,10 +30,10 @@ def test_world_list_shows_both_shipped_worlds_with_licences() -> None:
 
 
 def test_an_unknown_world_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(WorldError, match="unknown world 'atlantis'.*factbook"):
+    with pytest.raises(WorldError, match="atlantis is not a knowgate world.*factbook"):
         World("atlantis")
     result = CliRunner().invoke(app, ["ask", "--world", "atlantis", "--json", "Who?"])
-    assert result.exit_code == 2 and "unknown world" in result.output
+    assert result.exit_code == 2 and "atlantis is not a knowgate world" in result.output
 
 
 def test_the_card_decides_prices_search_and_policy() -> None:

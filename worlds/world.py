@@ -262,7 +262,7 @@ def resolve_world_dir(spec: Path | str | None) -> Path:
     path = Path(spec)
     if path.is_dir():
         return path
-    raise WorldError(f"unknown world {text!r}: not a knowgate world (no such directory), nor a "
+    raise WorldError(f"{text} is not a knowgate world (no such directory), nor the name of a "
                      f"shipped world ({', '.join(shipped_worlds())})")
 
 
