@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         max_message_chars: Longest message accepted.
         otel_exporter: OpenTelemetry spans per graph node: ``off``, ``console`` or ``otlp``
             (the OTLP exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables).
+        header_timeout_s: Longest a connection may take to send a request's headers before it
+            is closed (slow clients cannot hold connections).
+        body_timeout_s: Longest a request's body may take to arrive (408 after it).
+        metrics_public: Serve ``/metrics`` without an API key when keys are configured.
     """
 
     model_config = SettingsConfigDict(
@@ -133,6 +137,9 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=100, ge=1)
     max_message_chars: int = Field(default=8000, ge=1)
     otel_exporter: Literal["off", "console", "otlp"] = "off"
+    header_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    body_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    metrics_public: bool = False
 
     @field_validator("device")
     @classmethod
