@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,8 +30,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     """The wheel built from this tree, installed (without dependencies: the test venv has
     them) into a folder of its own; the environment that runs it from there."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    source = tmp / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache",
+        "runs"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(tmp / "dist"), str(ROOT)],
+                    "--no-build-isolation", "--wheel-dir", str(tmp / "dist"), str(source)],
                    check=True, timeout=300, cwd=tmp)
     wheel = next((tmp / "dist").glob("knowgate-*.whl"))
     target = tmp / "site"
