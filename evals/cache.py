@@ -15,6 +15,7 @@ need ``soundfile``, which is not a dependency of litellm's SDK, so hits raise
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import dataclasses
 import hashlib
@@ -102,7 +103,11 @@ class ResponseCache:
         try:
             value, cost = await pay()
             self.misses += 1
-            self.put(key, kind, value, cost)
+            pending = _PENDING.get()
+            if pending is None:
+                self.put(key, kind, value, cost)
+            else:  # stored once the role has used it (``UsableOnly``)
+                pending.append((key, kind, value, cost))
             future.set_result((value, cost))
         except BaseException as exc:
             future.set_exception(exc)
@@ -118,10 +123,45 @@ class ResponseCache:
             self._db.close()
 
 
+# The replies paid during one role call, held back until the role has used them: a reply the
+# role could not use (unparseable, schema-invalid) is never stored, so a rerun asks again
+# instead of replaying it for ever.
+_PENDING: contextvars.ContextVar[list[tuple[str, str, str, float]] | None] = \
+    contextvars.ContextVar("knowgate_cache_pending", default=None)
+
+
+class UsableOnly:
+    """A role whose paid replies reach the cache only when the role call succeeds.
+
+    A role raises ``RoleError`` when it cannot use a reply (after its own repair turn); the
+    replies of that call are then dropped, not stored. Every other attribute is the role's.
+    """
+
+    def __init__(self, role: Any, cache: ResponseCache) -> None:
+        self.role = role
+        self.cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.role, name)
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the role; store the replies it paid for once it has returned."""
+        pending: list[tuple[str, str, str, float]] = []
+        token = _PENDING.set(pending)
+        try:
+            result = await self.role(*args, **kwargs)
+        finally:
+            _PENDING.reset(token)
+        for entry in pending:
+            self.cache.put(*entry)
+        return result
+
+
 class CachedRouter:
     """A litellm Router whose ``acompletion`` goes through a ``ResponseCache``.
 
-    Only successful responses are stored; errors are not (a retry may succeed).
+    Only successful responses are stored; errors are not (a retry may succeed). Inside a
+    ``UsableOnly`` role call, responses are stored only if the role could use them.
     """
 
     def __init__(self, router: Any, cache: ResponseCache) -> None:
@@ -173,7 +213,8 @@ class CachedSearchBackend:
 def with_cache(context: TriageContext, cache: ResponseCache) -> TriageContext:
     """The same roles, with every paid call going through ``cache``.
 
-    litellm-backed roles (answerer, critic) get a ``CachedRouter``; a ``PricedSearcher`` gets a
+    litellm-backed roles (answerer, critic) get a ``CachedRouter`` and store only the replies
+    they could use (``UsableOnly``); a ``PricedSearcher`` gets a
     cached backend (it still charges its price per search, as the search was paid once). Other
     roles (fakes, your own) are used as they are.
     """
@@ -187,7 +228,7 @@ def with_cache(context: TriageContext, cache: ResponseCache) -> TriageContext:
         if isinstance(role, LiteLLMRole) and not isinstance(role.router, CachedRouter):
             role = copy.copy(role)
             role.router = routers.setdefault(id(role.router), CachedRouter(role.router, cache))
-            changes[name] = role
+            changes[name] = UsableOnly(role, cache)
     searcher = context.searcher
     if isinstance(searcher, PricedSearcher) and not isinstance(searcher.backend,
                                                                 CachedSearchBackend):
