@@ -139,14 +139,17 @@ def build_context(settings: Settings) -> TriageContext:
     )
 
 
-def open_collection(settings: Settings) -> Any:
+def open_collection(settings: Settings, create: bool = False) -> Any:
     """The ``ChromaSearcher`` over ``settings.collection`` (see ``chroma_for``).
 
     The embedder runs on CPU, as for the world's corpus (``World.searcher``), so stored
     passages and the queries searched against them are embedded the same way.
 
+    ``create`` makes a missing collection (ingestion); searching one that does not exist is
+    refused.
+
     Raises:
-        UserError: No collection is named.
+        UserError: No collection is named, or (without ``create``) none has that name.
         SearchBackendError: chromadb cannot open it.
     """
     from knowgate.tools.searcher import ChromaSearcher
@@ -155,7 +158,7 @@ def open_collection(settings: Settings) -> Any:
         raise UserError("no collection given: pass --collection NAME or set KNOWGATE_COLLECTION")
     return ChromaSearcher(chroma_for(settings), settings.collection,
                           lexical_weight=settings.search_lexical_weight,
-                          candidates=settings.search_candidates)
+                          candidates=settings.search_candidates, create=create)
 
 
 def chroma_for(settings: Settings) -> Any:

@@ -93,6 +93,18 @@ def chroma_http_client(url: str) -> Any:
         raise SearchBackendError(f"cannot reach the chromadb server at {url}: {exc}") from exc
 
 
+def _require_collection(client: Any, name: str) -> None:
+    """Raise ``UserError`` naming ``name`` (and the collections there are) when it is missing."""
+    try:
+        names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+    except Exception as exc:  # chromadb raises many unrelated types; one typed error out
+        raise SearchBackendError(f"cannot list collections: {exc}") from exc
+    if name not in names:
+        shown = ", ".join(names) if names else "none"
+        raise UserError(f"no collection named {name!r} (collections: {shown}); check "
+                        "KNOWGATE_COLLECTION or create it with `knowgate ingest`")
+
+
 class ChromaSearcher:
     """Top-k passage search over one chromadb collection.
 
@@ -103,10 +115,17 @@ class ChromaSearcher:
         lexical_weight: Weight of word overlap added to cosine similarity when re-ranking;
             0 keeps chromadb's order.
         candidates: How many chromadb results the re-rank considers (at least ``k``).
+        create: Create the collection when it does not exist (ingestion); ``False`` (search)
+            refuses a name no collection has, so a misspelt one is not searched, empty, and
+            paid for.
+
+    Raises:
+        UserError: ``create`` is false and no collection has that name.
+        SearchBackendError: chromadb cannot open it.
     """
 
     def __init__(self, client: Any, collection: str, device: str = "cpu",
-                 lexical_weight: float = 0.0, candidates: int = 20) -> None:
+                 lexical_weight: float = 0.0, candidates: int = 20, create: bool = True) -> None:
         from knowgate.tools.embeddings import offline_embedding_function
 
         if len(collection) < 3:
@@ -116,6 +135,8 @@ class ChromaSearcher:
         self.candidates = candidates
         # Kept so that other parts (the evidence matcher) embed the same way without loading
         # the model twice.
+        if not create:
+            _require_collection(client, collection)
         self.embed = offline_embedding_function(device)
         try:
             self._collection = client.get_or_create_collection(
