@@ -234,5 +234,6 @@ def with_cache(context: TriageContext, cache: ResponseCache) -> TriageContext:
                                                                 CachedSearchBackend):
         changes["searcher"] = PricedSearcher(CachedSearchBackend(searcher.backend, cache),
                                              searcher.price_usd, k=searcher.k,
-                                             timeout_s=searcher.timeout_s)
+                                             timeout_s=searcher.timeout_s,
+                                             quarantine=searcher.quarantine)
     return dataclasses.replace(context, **changes)

@@ -3,16 +3,21 @@
 LangGraph re-runs an interrupted node when a thread resumes, and a conversation asks the same
 thing twice often enough, so results are cached by query: a repeat is free and says so
 (``Evidence.cached``). The cache is bounded and per process; batch runs add a persistent one.
+Passages that address the reader are not evidence (``knowgate.tools.passage_guard``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 from knowgate.agents.roles import Evidence, RoleError
 from knowgate.tools.passage import Passage
+from knowgate.tools.passage_guard import addresses_the_reader
+
+_SPARE = 4  # extra candidates fetched per search when a quarantine may set some aside
 
 
 class SearchBackend(Protocol):
@@ -32,17 +37,21 @@ class PricedSearcher:
         k: Passages per search.
         timeout_s: Bound on one search.
         cache_size: Queries remembered.
+        quarantine: Which passages are not evidence (by default, those that address the
+            reader: ``knowgate.tools.passage_guard``); ``None`` keeps every passage.
     """
 
     role = "searcher"
 
     def __init__(self, backend: SearchBackend, price_usd: float, k: int, timeout_s: float,
-                 cache_size: int = 4096) -> None:
+                 cache_size: int = 4096,
+                 quarantine: Callable[[Passage], bool] | None = addresses_the_reader) -> None:
         self.backend = backend
         self.price_usd = price_usd
         self.k = k
         self.timeout_s = timeout_s
         self.cache_size = cache_size
+        self.quarantine = quarantine
         self._cache: OrderedDict[str, list[Passage]] = OrderedDict()
 
     async def __call__(self, query: str) -> Evidence:
@@ -51,12 +60,16 @@ class PricedSearcher:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._evidence(query, self._cache[key], cached=True)
+        # With a quarantine, a few more candidates fill the slots of the passages set aside.
+        fetch = self.k + _SPARE if self.quarantine is not None else self.k
         try:
-            passages = await asyncio.wait_for(self.backend.search(key, self.k), self.timeout_s)
+            passages = await asyncio.wait_for(self.backend.search(key, fetch), self.timeout_s)
         except TimeoutError as exc:
             raise RoleError(self.role, f"search timed out after {self.timeout_s:g} s") from exc
         except Exception as exc:  # any backend failure becomes one typed error
             raise RoleError(self.role, f"search failed: {type(exc).__name__}: {exc}") from exc
+        if self.quarantine is not None:
+            passages = [p for p in passages if not self.quarantine(p)][:self.k]
         self._cache[key] = passages
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
