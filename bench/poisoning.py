@@ -120,7 +120,7 @@ def main() -> None:
                 **({} if defence == "on" else {"quarantine": None}))
             context = dataclasses.replace(base, searcher=searcher,
                                           matcher=EvidenceMatcher(backend.embed))
-            out = data_dir / "runs" / f"{index_name}-{defence}"
+            out = data_dir / "runs" / f"{index_name}-{defence}-{len(items)}"
             asyncio.run(run_eval(Dataset(f"poison-{index_name}", items), "triage", out,
                                  settings, context=context, concurrency=args.concurrency,
                                  cache_path=data_dir / "poison-cache.sqlite"))

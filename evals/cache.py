@@ -2,8 +2,8 @@
 
 A rerun, a resumed run or a Ray worker asks the cache first, so no paid call repeats. Keys are
 sha256 of the call: for completions the model, the messages and every parameter; for searches
-the normalised query and ``k``. A cached response is replayed with the cost it had when it was
-paid, so records of a resumed run equal those of an uninterrupted one.
+the collection, the normalised query and ``k``. A cached response is replayed with the cost it
+had when it was paid, so records of a resumed run equal those of an uninterrupted one.
 
 Why a wrapper at the Router and not ``litellm.cache``: litellm's own cache can be backed by a
 custom ``BaseCache`` (``litellm.cache = Cache(); litellm.cache.cache = MyCache()``), but in the
@@ -200,7 +200,10 @@ class CachedSearchBackend:
 
     async def search(self, query: str, k: int) -> list[Passage]:
         """The backend's top-``k`` passages for ``query``, from the cache when searched before."""
-        key = cache_key("search", {"query": " ".join(query.split()), "k": k})
+        # The collection is part of the key: one cache file serves runs over several indexes,
+        # and one index's results must never answer a search of another.
+        key = cache_key("search", {"query": " ".join(query.split()), "k": k,
+                                   "collection": getattr(self.backend, "name", None)})
 
         async def pay() -> tuple[str, float]:
             passages = await self.backend.search(query, k)

@@ -146,3 +146,24 @@ async def test_a_second_writer_on_a_run_folder_is_refused(tmp_path: Path) -> Non
     records = read_records(out)
     assert len(records) == 20 and len({r.id for r in records}) == 20
     assert summarize(records, Policy.load())["n"] == 20
+
+
+async def test_one_cache_never_answers_a_search_of_one_index_with_another(tmp_path: Path
+                                                                         ) -> None:
+    from knowgate.tests.test_poisoning import Reader
+    from knowgate.tools.search_role import PricedSearcher
+
+    client = chroma_client(tmp_path / "chroma")
+    item = EvalItem(id="q", question="Where was Ada Vell born?", answers=["Kedal"])
+    answers = []
+    for name, city in (("index-one", "Kedal"), ("index-two", "Oslo")):
+        backend = ChromaSearcher(client, name)
+        backend.add([Passage(id="p", text=f"Ada Vell was born in {city}.")])
+        context = TriageContext(answerer=Reader(), critic=None, policy=Policy.load(),
+                                searcher=PricedSearcher(backend, 3e-5, k=1, timeout_s=10),
+                                prices=Prices(draft=3e-6, search=3e-5, refine=0.0))
+        await run_eval(Dataset(name, [item]), "always-search", tmp_path / name,
+                       load_settings(data_dir=tmp_path / "data"), context=context,
+                       cache_path=tmp_path / "shared-cache.sqlite")
+        answers.append(read_records(tmp_path / name)[0].answer)
+    assert answers == ["Kedal", "Oslo"]
