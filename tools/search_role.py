@@ -18,6 +18,7 @@ from knowgate.tools.passage import Passage
 from knowgate.tools.passage_guard import addresses_the_reader
 
 _SPARE = 4  # extra candidates fetched per search when a quarantine may set some aside
+_MAX_FETCH = 128  # the widest search the quarantine asks the backend for
 
 
 class SearchBackend(Protocol):
@@ -60,20 +61,32 @@ class PricedSearcher:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._evidence(query, self._cache[key], cached=True)
-        # With a quarantine, a few more candidates fill the slots of the passages set aside.
-        fetch = self.k + _SPARE if self.quarantine is not None else self.k
         try:
-            passages = await asyncio.wait_for(self.backend.search(key, fetch), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                passages = await self._search(key)
         except TimeoutError as exc:
             raise RoleError(self.role, f"search timed out after {self.timeout_s:g} s") from exc
         except Exception as exc:  # any backend failure becomes one typed error
             raise RoleError(self.role, f"search failed: {type(exc).__name__}: {exc}") from exc
-        if self.quarantine is not None:
-            passages = [p for p in passages if not self.quarantine(p)][:self.k]
         self._cache[key] = passages
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return self._evidence(query, passages, cached=False)
+
+    async def _search(self, query: str) -> list[Passage]:
+        """The top ``k`` passages that are not quarantined. Quarantined ones leave their slots
+        to the next candidates: the search widens (``_SPARE`` more, then four times as many, up
+        to ``_MAX_FETCH``) while too few are left and the backend has more, so a flood of
+        injected passages outranking the answer's does not push it out."""
+        if self.quarantine is None:
+            return await self.backend.search(query, self.k)
+        fetch = self.k + _SPARE
+        while True:
+            found = await self.backend.search(query, fetch)
+            kept = [p for p in found if not self.quarantine(p)]
+            if len(kept) >= self.k or len(found) < fetch or fetch >= _MAX_FETCH:
+                return kept[:self.k]
+            fetch = min(fetch * 4, _MAX_FETCH)
 
     def _evidence(self, query: str, passages: list[Passage], cached: bool) -> Evidence:
         support = passages[0].support if passages and passages[0].support is not None else 0.0
