@@ -112,6 +112,8 @@ def test_concurrent_requests_overshoot_the_budget_by_at_most_one_reservation(
     reservation = draft * (1 + Policy.load().max_searches)
     assert len(statuses) == 30 and set(statuses) <= {200, 403}
     served = statuses.count(200)
+    print(f"30 clients on a ${budget} budget: {served} served, ${spent:.4f} spent, overshoot "
+          f"${max(0.0, spent - budget):.4f} (one reservation: ${reservation:.4f})")  # -rP
     assert abs(spent - served * draft) < 1e-9  # every served request charged what it cost
     assert spent - budget <= reservation + 1e-9, (spent, served)
     assert served >= 3  # the budget is used, not merely guarded
@@ -133,6 +135,7 @@ def test_a_dropped_stream_is_charged_what_it_spent(tmp_path: Path) -> None:
             time.sleep(0.05)
         spent = ledger.spent("sk-a")
         metrics = httpx.get(srv.url + "/metrics", headers={"Authorization": "Bearer sk-a"}).text
+    print(f"8 dropped streams: ${spent:.4f} charged for ${8 * draft:.4f} spent")  # -rP
     assert abs(spent - 8 * draft) < 1e-9, spent  # 8 drafts paid, 8 charged
     assert ledger.held("sk-a") == 0.0
     assert 'knowgate_requests_total{status="499"} 8.0' in metrics
