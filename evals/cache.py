@@ -198,15 +198,30 @@ class CachedSearchBackend:
         self.backend = backend
         self.cache = cache
 
-    async def search(self, query: str, k: int) -> list[Passage]:
-        """The backend's top-``k`` passages for ``query``, from the cache when searched before."""
+    @property
+    def accepts_exclude(self) -> bool:
+        """Whether the wrapped backend drops excluded passages itself."""
+        from knowgate.tools.search_role import _takes_exclude
+
+        return _takes_exclude(self.backend)
+
+    async def search(self, query: str, k: int,
+                     exclude: Callable[[Passage], bool] | None = None) -> list[Passage]:
+        """The backend's top-``k`` passages for ``query``, from the cache when searched before
+        (``exclude`` is passed on when the backend takes it)."""
+        from knowgate.tools.search_role import _takes_exclude
+
         # The collection is part of the key: one cache file serves runs over several indexes,
-        # and one index's results must never answer a search of another.
+        # and one index's results must never answer a search of another. So is the exclusion.
+        passes = exclude is not None and _takes_exclude(self.backend)
         key = cache_key("search", {"query": " ".join(query.split()), "k": k,
-                                   "collection": getattr(self.backend, "name", None)})
+                                   "collection": getattr(self.backend, "name", None),
+                                   **({"exclude": getattr(exclude, "__name__", "custom")}
+                                      if passes else {})})
 
         async def pay() -> tuple[str, float]:
-            passages = await self.backend.search(query, k)
+            passages = await (self.backend.search(query, k, exclude=exclude) if passes
+                              else self.backend.search(query, k))
             return json.dumps([p.model_dump(mode="json") for p in passages]), 0.0
 
         value, _, _ = await self.cache.through(key, "search", pay)

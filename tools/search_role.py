@@ -9,6 +9,7 @@ Passages that address the reader are not evidence (``knowgate.tools.passage_guar
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
@@ -27,6 +28,19 @@ class SearchBackend(Protocol):
     async def search(self, query: str, k: int) -> list[Passage]:
         """Top-``k`` passages for ``query``, best first."""
         ...
+
+
+def _takes_exclude(backend: object) -> bool:
+    """Whether ``backend.search`` takes ``exclude`` (``ChromaSearcher`` and the eval cache's
+    wrapper do; a backend written to the bare protocol need not). A wrapper says so for the
+    backend it wraps with ``accepts_exclude``."""
+    declared = getattr(backend, "accepts_exclude", None)
+    if declared is not None:
+        return bool(declared)
+    try:
+        return "exclude" in inspect.signature(backend.search).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
 
 
 class PricedSearcher:
@@ -74,12 +88,15 @@ class PricedSearcher:
         return self._evidence(query, passages, cached=False)
 
     async def _search(self, query: str) -> list[Passage]:
-        """The top ``k`` passages that are not quarantined. Quarantined ones leave their slots
-        to the next candidates: the search widens (``_SPARE`` more, then four times as many, up
+        """The top ``k`` passages that are not quarantined. A backend that takes ``exclude``
+        drops them from its candidates itself; with any other, quarantined ones leave their
+        slots to the next candidates: the search widens (``_SPARE`` more, then four times as many, up
         to ``_MAX_FETCH``) while too few are left and the backend has more, so a flood of
         injected passages outranking the answer's does not push it out."""
         if self.quarantine is None:
             return await self.backend.search(query, self.k)
+        if _takes_exclude(self.backend):  # the backend drops them before ranking (and support)
+            return await self.backend.search(query, self.k, exclude=self.quarantine)
         fetch = self.k + _SPARE
         while True:
             found = await self.backend.search(query, fetch)

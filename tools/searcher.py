@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from knowgate.errors import SearchBackendError, UserError
 from knowgate.tools.passage import Passage
 
 _ADD_BATCH = 256
+_MAX_EXCLUDING_FETCH = 512  # the most candidates a search with exclusions asks chromadb for
 _WORD = re.compile(r"\w+")
 
 
@@ -176,22 +177,46 @@ class ChromaSearcher:
             on_batch(len(batch))
         return len(batch)
 
-    def search_many(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+    def search_many(self, queries: Sequence[str], k: int,
+                    exclude: Callable[[Passage], bool] | None = None) -> list[list[Passage]]:
         """Top-``k`` passages for each query, best first.
 
         ``score`` is cosine similarity, plus ``lexical_weight`` x word overlap when re-ranking;
-        ``support`` is computed over all candidates (see the module docstring).
+        ``support`` is computed over all candidates (see the module docstring). ``exclude``
+        drops candidates before both, so passages set aside (``passage_guard``) neither take a
+        slot nor dilute the support of the passages that remain.
         """
         if not queries:
             return []
         if k < 1:
             raise UserError("k must be at least 1")
         fetch = max(k, self.candidates) if self.lexical_weight else k
+        asked = fetch
+        while True:
+            pools = self._pools(queries, asked, exclude)
+            # With exclusions, widen until every pool is as large as it would be without
+            # (so support is computed over as many candidates), or the collection runs out.
+            if exclude is None or asked >= _MAX_EXCLUDING_FETCH or all(
+                    len(pool) >= fetch or returned < asked for pool, returned in pools):
+                break
+            asked = min(asked * 4, _MAX_EXCLUDING_FETCH)
+        out: list[list[Passage]] = []
+        for query, (pool, _) in zip(queries, pools, strict=True):
+            scored = pool[:fetch]
+            support = support_scores(query, [d for _, _, d in scored])
+            out.append([Passage(id=i, text=d, score=round(s, 6), support=support[n])
+                        for n, (s, i, d) in enumerate(scored[:k])])
+        return out
+
+    def _pools(self, queries: Sequence[str], n: int, exclude: Callable[[Passage], bool] | None
+               ) -> list[tuple[list[tuple[float, str, str]], int]]:
+        """Per query: the re-ranked candidates ``(score, id, text)`` left after ``exclude``,
+        and how many chromadb returned."""
         try:
-            result = self._collection.query(query_texts=list(queries), n_results=fetch)
+            result = self._collection.query(query_texts=list(queries), n_results=n)
         except Exception as exc:
             raise SearchBackendError(f"search failed on {self.name!r}: {exc}") from exc
-        out: list[list[Passage]] = []
+        pools = []
         for query, ids, docs, dists in zip(
             queries, result["ids"], result["documents"], result["distances"], strict=True
         ):
@@ -200,11 +225,14 @@ class ChromaSearcher:
                 for i, d, x in zip(ids, docs, dists, strict=True)
             ]
             scored.sort(key=lambda item: -item[0])  # stable: ties keep chromadb's order
-            support = support_scores(query, [d for _, _, d in scored])
-            out.append([Passage(id=i, text=d, score=round(s, 6), support=support[n])
-                        for n, (s, i, d) in enumerate(scored[:k])])
-        return out
+            returned = len(scored)
+            if exclude is not None:
+                scored = [c for c in scored if not exclude(Passage(id=c[1], text=c[2]))]
+            pools.append((scored, returned))
+        return pools
 
-    async def search(self, query: str, k: int) -> list[Passage]:
-        """Async top-``k`` search; chromadb is synchronous, so it runs in a worker thread."""
-        return (await asyncio.to_thread(self.search_many, [query], k))[0]
+    async def search(self, query: str, k: int,
+                     exclude: Callable[[Passage], bool] | None = None) -> list[Passage]:
+        """Async top-``k`` search (``exclude``: see ``search_many``); chromadb is synchronous,
+        so it runs in a worker thread."""
+        return (await asyncio.to_thread(self.search_many, [query], k, exclude))[0]
