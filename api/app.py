@@ -2,10 +2,12 @@
 
 ``create_app(settings)`` builds the app; its lifespan builds the roles once (in a worker
 thread, since loading models is blocking) and opens the thread checkpointer. Each registered
-graph is a model (``knowgate/triage`` ...). A completion is one graph run: the last user message
-is the question and the earlier turns (the stored thread's, when a thread id is given) are its
-history; the answer, or "I don't know.", is the assistant message and the ``knowgate`` field
-carries the trace.
+graph the server serves is a model (``knowgate/triage`` ...). A completion is one graph run:
+the last user message is the question and the earlier turns (the stored thread's, when a thread
+id is given; threads belong to the key that made them) are its history; the answer, or "I don't
+know.", is the assistant message and the ``knowgate`` field carries the trace. A run reserves
+its worst case of the key's budget first and settles to its cost however it ends; it runs as a
+task of its own, so a stream the client leaves still ends, is stored and is charged.
 """
 
 from __future__ import annotations
