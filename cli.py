@@ -229,7 +229,7 @@ def index_add(
         passages = list(read_documents(path, chunk_chars=chunk_chars))
         if not passages:
             raise UserError(f"no documents found in {path} (.jsonl, .txt, .md or .markdown)")
-        searcher = open_collection(settings)
+        searcher = open_collection(settings, create=True)
         with progress() as bars:
             task = bars.add_task(f"index {searcher.name}", total=len(passages), info="")
             added = searcher.add(passages, on_batch=lambda n: bars.advance(task, n))

@@ -30,7 +30,8 @@ WorldOpt = Annotated[str | None, typer.Option(
 
 def fail(exc: KnowgateError) -> typer.Exit:
     """Print ``exc`` as an error and return the exit (code 2) to raise."""
-    console.print(f"[red]error:[/red] {exc}")
+    # soft_wrap: a one-line error stays one line (in logs, and for a grep), whatever the width.
+    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
     return typer.Exit(code=2)
 
 

@@ -7,7 +7,11 @@ module-level configuration. Precedence, highest first: keyword arguments, enviro
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +21,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -90,6 +95,10 @@ class Settings(BaseSettings):
         max_message_chars: Longest message accepted.
         otel_exporter: OpenTelemetry spans per graph node: ``off``, ``console`` or ``otlp``
             (the OTLP exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables).
+        header_timeout_s: Longest a connection may take to send a request's headers before it
+            is closed (slow clients cannot hold connections).
+        body_timeout_s: Longest a request's body may take to arrive (408 after it).
+        metrics_public: Serve ``/metrics`` without an API key when keys are configured.
     """
 
     model_config = SettingsConfigDict(
@@ -138,6 +147,9 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=100, ge=1)
     max_message_chars: int = Field(default=8000, ge=1)
     otel_exporter: Literal["off", "console", "otlp"] = "off"
+    header_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    body_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    metrics_public: bool = False
 
     @field_validator("device")
     @classmethod
@@ -167,7 +179,8 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         **overrides: Field values that win over every other source (``None`` values are ignored).
 
     Raises:
-        UserError: The named file does not exist or a value is invalid.
+        UserError: The named file does not exist or is not TOML, a value is invalid, or a
+            ``KNOWGATE_*`` variable names no setting; always one line naming the culprit.
     """
     if config is not None:
         path = Path(config)
@@ -180,7 +193,49 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     class _FileSettings(Settings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
 
+    check_environment(os.environ)
     try:
         return _FileSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise UserError(f"invalid settings: {exc}") from exc
+        raise UserError(f"invalid settings: {_one_line(exc)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except SettingsError as exc:  # a KNOWGATE_* value that is not the JSON its field needs
+        raise UserError(_env_error(exc)) from None
+
+
+# KNOWGATE_* variables that are not settings fields but are read by knowgate.
+_OTHER_VARIABLES = {"KNOWGATE_CONFIG"}
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a ``KNOWGATE_*`` variable that names no setting (a misspelt one would otherwise be
+    ignored silently, and its default used).
+
+    Raises:
+        UserError: One line naming the variable, and the setting it probably means.
+    """
+    known = {f"KNOWGATE_{name.upper()}" for name in Settings.model_fields} | _OTHER_VARIABLES
+    for name in sorted(environ):
+        if name.upper().startswith("KNOWGATE_") and name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UserError(f"unknown setting in the environment: {name}{hint}")
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Each invalid field with pydantic's reason, on one line."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        parts.append(f"{field}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _env_error(exc: SettingsError) -> str:
+    """The variable a pydantic-settings parse error is about, named in one line."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    if match is None:
+        return f"invalid settings: {exc}"
+    return (f"KNOWGATE_{match.group(1).upper()} is not valid JSON for the setting "
+            f"{match.group(1)} (lists and tables are written as JSON, e.g. '[\"a\", \"b\"]')")

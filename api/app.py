@@ -2,10 +2,12 @@
 
 ``create_app(settings)`` builds the app; its lifespan builds the roles once (in a worker
 thread, since loading models is blocking) and opens the thread checkpointer. Each registered
-graph is a model (``knowgate/triage`` ...). A completion is one graph run: the last user message
-is the question and the earlier turns (the stored thread's, when a thread id is given) are its
-history; the answer, or "I don't know.", is the assistant message and the ``knowgate`` field
-carries the trace.
+graph the server serves is a model (``knowgate/triage`` ...). A completion is one graph run:
+the last user message is the question and the earlier turns (the stored thread's, when a thread
+id is given; threads belong to the key that made them) are its history; the answer, or "I don't
+know.", is the assistant message and the ``knowgate`` field carries the trace. A run reserves
+its worst case of the key's budget first and settles to its cost however it ends; it runs as a
+task of its own, so a stream the client leaves still ends, is stored and is charged.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from knowgate.agents.roles import Turn
 from knowgate.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
-from knowgate.api.guard import Gate
+from knowgate.api.guard import Gate, Hold
+from knowgate.api.health import check_health
 from knowgate.api.metrics import Metrics
-from knowgate.api.middleware import BodyLimit, RequestMetrics
+from knowgate.api.middleware import BodyLimit, LoopbackHosts, RequestMetrics
 from knowgate.api.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -35,27 +38,31 @@ from knowgate.api.schemas import (
     Model,
     ModelList,
     Usage,
+    check_supported,
     completion_id,
     dump,
     now,
 )
-from knowgate.api.streaming import HeldStream, chunk_events, unavailable
+from knowgate.api.streaming import chunk_events, unavailable
 from knowgate.api.threads import (
     THREAD_HEADER,
     Threads,
     check_thread_id,
     merge_history,
     open_checkpointer,
+    owned_thread,
 )
 from knowgate.api.tracing import NodeObserver, tracer_provider_for
+from knowgate.api.ui import ui_headers
 from knowgate.errors import UserError
-from knowgate.graphs.compose import GRAPHS
+from knowgate.graphs.compose import served_graphs
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.runtime import MAX_QUESTION_CHARS, AskResult, Knowgate
 from knowgate.graphs.state import Step
 from knowgate.settings import Settings, load_settings
 
 MODEL_PREFIX = "knowgate/"
+_SHUTDOWN_GRACE_S = 5.0
 UI_PAGE = Path(__file__).parent / "static" / "ui.html"
 
 
@@ -70,6 +77,9 @@ class Service:
     gate: Gate
     metrics: Metrics
     tracer: Any
+    # Runs detached from their request (a stream's client may leave): kept so they are not
+    # garbage-collected before they settle.
+    running: set[asyncio.Task[Any]]
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ def graph_of(model: str) -> str:
         ApiError: 404 for a model no graph is registered as.
     """
     name = model.removeprefix(MODEL_PREFIX)
-    if name not in GRAPHS:
+    if name not in served_graphs():
         raise ApiError(404, f"the model {model!r} does not exist; see GET /v1/models",
                        type="invalid_request_error", code="model_not_found", param="model")
     return name
@@ -140,9 +150,20 @@ def _cut_off(question: str, graph: str, observer: NodeObserver, limit_s: float,
                      latency_s=round(seconds, 6), thread_id=thread_id)
 
 
-async def _complete(svc: Service, key: str, graph: str, question: str, history: list[Turn],
-                    thread_id: str | None, stream: bool) -> Turnout:
-    """Run one completion through the graph, bounded by the request timeout, and account it."""
+def worst_case_usd(context: TriageContext) -> float:
+    """The most one completion can cost at the estimated prices: every draft, search and
+    critic call the policy's round limits allow (a draft opens the run and follows each
+    search), whichever graph runs. A request reserves this much of its key's budget."""
+    policy, prices = context.policy, context.prices
+    searches, refines = max(1, policy.max_searches), max(1, policy.max_refines)
+    return round(prices.draft * (1 + searches) + prices.search * searches
+                 + prices.refine * refines, 10)
+
+
+async def _complete(svc: Service, hold: Hold, graph: str, question: str, history: list[Turn],
+                    thread_id: str | None, stored_id: str | None, stream: bool) -> Turnout:
+    """Run one completion through the graph, bounded by the request timeout, and settle its
+    hold to what it spent, however it ends (finished, timed out, failed, cancelled)."""
     from opentelemetry import trace
 
     span = None
@@ -152,37 +173,57 @@ async def _complete(svc: Service, key: str, graph: str, question: str, history: 
             "knowgate.graph": graph, "knowgate.stream": stream,
             "knowgate.thread_id": thread_id or ""})
         parent = trace.set_span_in_context(span)
-    observer = NodeObserver(svc.tracer, parent)
-    kg = svc.threaded if thread_id else svc.stateless
+    observer = NodeObserver(svc.tracer, parent, on_spent=hold.progress)
+    kg = svc.threaded if stored_id else svc.stateless
     started = time.perf_counter()
+    result: AskResult | None = None
     try:
         try:
             async with asyncio.timeout(svc.settings.request_timeout_s):
-                if thread_id:  # the stored turns, bounded like a request's messages
-                    stored = await svc.threads.history(thread_id)
+                if stored_id:  # the stored turns, bounded like a request's messages
+                    stored = await svc.threads.history(stored_id)
                     history = merge_history(stored, history)[-svc.settings.max_messages:]
                 result = await kg.ask(question, graph=graph, history=history,
-                                      thread_id=thread_id, config={"callbacks": [observer]})
+                                      thread_id=stored_id, config={"callbacks": [observer]})
         except TimeoutError:
             result = _cut_off(question, graph, observer, svc.settings.request_timeout_s,
-                              time.perf_counter() - started, thread_id)
+                              time.perf_counter() - started, stored_id)
         except UserError as exc:
             raise ApiError(400, str(exc), code="invalid_request") from exc
         except Exception as exc:  # roles never raise; this is the checkpointer's database
             raise ApiError(503, f"the thread store failed: {type(exc).__name__}: {exc}",
                            type="server_error", code="thread_store_unavailable") from exc
+        # The client sees its own thread id, not the key-scoped one it is stored under.
+        result = result.model_copy(update={"thread_id": thread_id})
         if span is not None:
             span.set_attributes({"knowgate.outcome": result.outcome,
                                  "knowgate.cost_usd": result.cost_usd})
     finally:
         if span is not None:
             span.end()
-    svc.gate.charge(key, result.cost_usd)
+        hold.settle(result.cost_usd if result is not None
+                    else round(sum(s.cost_usd for s in observer.steps), 10))
     svc.metrics.record(result)
     usage = Usage(prompt_tokens=observer.prompt_tokens,
                   completion_tokens=observer.completion_tokens,
                   total_tokens=observer.prompt_tokens + observer.completion_tokens)
     return Turnout(result, usage)
+
+
+def _detached(svc: Service, run: Any, done: Any) -> asyncio.Task[Turnout]:
+    """``run`` as a task of its own, so a client that leaves (a dropped stream) does not cut
+    off a run whose calls are already paid: it ends, settles its hold and calls ``done``."""
+    task = asyncio.create_task(run)
+    svc.running.add(task)
+
+    def finished(task: asyncio.Task[Turnout]) -> None:
+        svc.running.discard(task)
+        done()
+        if not task.cancelled():
+            task.exception()  # retrieved: a run nobody awaits any more does not warn
+
+    task.add_done_callback(finished)
+    return task
 
 
 def create_app(settings: Settings | None = None, *, context: TriageContext | None = None,
@@ -207,23 +248,37 @@ def create_app(settings: Settings | None = None, *, context: TriageContext | Non
         # Loading models and opening the index block: keep them off the event loop.
         roles = await asyncio.to_thread(lambda: stateless.context)
         async with open_checkpointer(settings) as saver:
-            app.state.service = Service(
+            svc = app.state.service = Service(
                 settings=settings, stateless=stateless,
                 threaded=Knowgate(settings, context=roles, checkpointer=saver),
                 threads=Threads(saver), gate=Gate(settings), metrics=metrics,
-                tracer=provider.get_tracer("knowgate.api") if provider is not None else None)
+                tracer=provider.get_tracer("knowgate.api") if provider is not None else None,
+                running=set())
             try:
                 yield
             finally:
+                # Runs still going (a dropped stream's) get a moment to finish; the rest are
+                # cancelled, which settles each to what its finished steps cost.
+                if svc.running:
+                    await asyncio.wait(set(svc.running), timeout=_SHUTDOWN_GRACE_S)
+                for task in set(svc.running):
+                    task.cancel()
+                if svc.running:
+                    await asyncio.wait(set(svc.running), timeout=_SHUTDOWN_GRACE_S)
                 if provider is not None:
                     provider.force_flush()
 
     app = FastAPI(title="knowgate", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible chat completions that answer, search, refine "
                               "or abstain; the decision and its trace ride in `knowgate`.")
-    # Added last runs first: count every request, then refuse oversized bodies.
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.state.settings = settings  # ServerThread reads the connection timeouts from it
+    # Added last runs first: refuse foreign Host names (key-less server), count every request,
+    # then refuse oversized or stalled bodies.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes,
+                       timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if not settings.api_keys:
+        app.add_middleware(LoopbackHosts)
     install_error_handlers(app)
 
     def service(request: Request) -> Service:
@@ -242,28 +297,36 @@ def create_app(settings: Settings | None = None, *, context: TriageContext | Non
         """Answer the last user message, or abstain, with the trace in ``knowgate``."""
         svc = service(request)
         key = svc.gate.authenticate(authorization)
+        check_supported(body)
         graph = graph_of(body.model)
         question, history = split_messages(body, svc.settings)
         thread_id = _thread_of(body, thread)
+        # A thread belongs to the key that made it: another key's request on the same id is
+        # another thread, with its own lock.
+        stored_id = owned_thread(key, thread_id) if thread_id else None
         svc.gate.admit(key)
         headers = {THREAD_HEADER: thread_id} if thread_id else {}
-        if thread_id:
-            svc.threads.hold(thread_id)  # 409 now, before a stream's 200 goes out
+        if stored_id:
+            svc.threads.hold(stored_id)  # 409 now, before a stream's 200 goes out
+        try:
+            hold = svc.gate.reserve(key, worst_case_usd(svc.stateless.context))
+        except ApiError:
+            if stored_id:
+                svc.threads.release(stored_id)
+            raise
 
         def release() -> None:
-            if thread_id:
-                svc.threads.release(thread_id)
+            if stored_id:
+                svc.threads.release(stored_id)
 
+        run = _detached(svc, _complete(svc, hold, graph, question, history, thread_id,
+                                       stored_id, bool(body.stream)), release)
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            events = chunk_events(lambda: _complete(svc, key, graph, question, history,
-                                                    thread_id, True), body.model, include)
-            return HeldStream(events, release, media_type="text/event-stream",
-                              headers={**headers, "Cache-Control": "no-cache"})
-        try:
-            done = await _complete(svc, key, graph, question, history, thread_id, False)
-        finally:
-            release()
+            events = chunk_events(lambda: asyncio.shield(run), body.model, include)
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={**headers, "Cache-Control": "no-cache"})
+        done = await asyncio.shield(run)
         if done.result.outcome == "error":
             raise unavailable(done.result)
         trace = KnowgateTrace.of(done.result)
@@ -275,27 +338,38 @@ def create_app(settings: Settings | None = None, *, context: TriageContext | Non
     @app.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES)
     async def models(request: Request,
                      authorization: Annotated[str | None, Header()] = None) -> ModelList:
-        """Every registered graph, as a model id."""
+        """Every graph the server serves, as a model id (eval-only graphs are not served)."""
         service(request).gate.authenticate(authorization)
-        return ModelList(data=[Model(id=MODEL_PREFIX + name) for name in sorted(GRAPHS)])
+        return ModelList(data=[Model(id=MODEL_PREFIX + name) for name in served_graphs()])
 
-    @app.get("/healthz")
-    async def healthz(request: Request) -> dict[str, Any]:
-        """Liveness: the roles are built and the checkpointer is open."""
+    @app.get("/healthz", responses={503: {"description": "A dependency is down"}})
+    async def healthz(request: Request) -> JSONResponse:
+        """Readiness of each dependency (thread store, spend store, search backend): 200 when
+        all are up, 503 naming the ones that are down."""
         svc = service(request)
-        return {"status": "ok", "graphs": sorted(GRAPHS),
-                "threads": "postgres" if svc.settings.checkpoint_url else "sqlite"}
+        checks = await check_health(svc)
+        ok = all(check["ok"] for check in checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", "graphs": served_graphs(),
+                             "threads": "postgres" if svc.settings.checkpoint_url
+                             else "sqlite", "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=Response,
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
-    async def metrics_page() -> Response:
-        """Prometheus metrics: requests, outcomes, decisions, dollars, latency."""
+             responses={**ERROR_RESPONSES,
+                        200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def metrics_page(request: Request,
+                           authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus metrics: requests, outcomes, decisions, dollars, latency. With API keys
+        it needs one, unless ``metrics_public`` is set."""
+        if not settings.metrics_public:
+            service(request).gate.authenticate(authorization)
         return Response(metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    page_headers = ui_headers(UI_PAGE)
 
     @app.get("/ui", include_in_schema=False)
     async def ui() -> FileResponse:
         """The trace page: chat with a graph, see each answer's path, signals, costs."""
-        return FileResponse(UI_PAGE, media_type="text/html")
+        return FileResponse(UI_PAGE, media_type="text/html", headers=page_headers)
 
     return app

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from knowgate.cli_support import ConfigOpt, fail
+from knowgate.cli_support import ConfigOpt, WorldOpt, fail
 from knowgate.errors import KnowgateError
 
 
@@ -15,6 +15,7 @@ def serve_command(
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve OpenAI-compatible chat completions (/v1/chat/completions), /v1/models, /healthz,
@@ -23,6 +24,6 @@ def serve_command(
     from knowgate.settings import load_settings
 
     try:
-        serve(load_settings(config), host=host, port=port, log_level=log_level)
+        serve(load_settings(config, world=world), host=host, port=port, log_level=log_level)
     except KnowgateError as exc:
         raise fail(exc) from None

@@ -1,7 +1,10 @@
 """The OpenAI Chat Completions wire format, as knowgate serves it, plus the ``knowgate`` trace.
 
-Requests accept what OpenAI clients send (unknown sampling parameters are accepted and ignored:
-the graph decides how its models are called); responses follow the Chat Completions and
+Requests accept what OpenAI clients send: sampling parameters are accepted and ignored (the
+graph decides how its models are called), but a parameter that asks for a different *kind* of
+reply (tools, a response format, several choices, logprobs ...) is refused with 400, as vLLM
+refuses what it cannot do, because silently ignoring it breaks the client downstream
+(``with_structured_output`` parsing a plain answer). Responses follow the Chat Completions and
 ``chat.completion.chunk`` shapes, with one extra field, ``knowgate``, carrying the decision.
 """
 
@@ -9,10 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from knowgate.api.errors import ApiError
 from knowgate.graphs.runtime import AskResult
 from knowgate.graphs.state import Step
 
@@ -38,6 +43,20 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        # JSON may carry lone surrogates (\ud800) that no model provider can encode; refused
+        # here as bad input instead of failing every provider call (and being retried).
+        texts = [value] if isinstance(value, str) else [p.text for p in value or ()]
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"the text cannot be encoded as UTF-8 ({exc.reason} at "
+                                 f"character {exc.start})") from None
+        return value
 
     @property
     def text(self) -> str:
@@ -66,9 +85,12 @@ class ChatCompletionRequest(BaseModel):
         metadata: ``thread_id`` continues a stored thread (or use the ``X-Knowgate-Thread``
             header).
         user: Accepted and ignored, as are sampling parameters.
+
+    Other fields are kept (``model_extra``) so that ``check_supported`` can refuse those that
+    ask for a reply knowgate does not give.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -79,6 +101,44 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+
+
+def _given(value: Any) -> bool:
+    return value not in (None, False, [], {}, "")
+
+
+# Parameter -> whether its value asks for something knowgate does not do. A value that asks for
+# the default (n=1, response_format text, tool_choice none) is accepted.
+UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
+    "tools": _given,
+    "functions": _given,
+    "tool_choice": lambda v: _given(v) and v != "none",
+    "function_call": lambda v: _given(v) and v != "none",
+    "parallel_tool_calls": lambda v: v is True,
+    "response_format": lambda v: _given(v) and not (isinstance(v, dict)
+                                                    and v.get("type") == "text"),
+    "n": lambda v: v is not None and v != 1,
+    "logprobs": lambda v: v is True,
+    "top_logprobs": lambda v: _given(v) and v != 0,
+    "audio": _given,
+    "modalities": lambda v: _given(v) and v != ["text"],
+    "prediction": _given,
+    "web_search_options": _given,
+}
+
+
+def check_supported(body: ChatCompletionRequest) -> None:
+    """Refuse a request that asks for a reply knowgate does not give (``UNSUPPORTED``).
+
+    Raises:
+        ApiError: 400 ``unsupported_parameter`` naming the parameter, in OpenAI's error shape.
+    """
+    for name, value in (body.model_extra or {}).items():
+        refuses = UNSUPPORTED.get(name)
+        if refuses is not None and refuses(value):
+            raise ApiError(400, f"{name} is not supported: knowgate answers with one plain "
+                                "text message (or abstains); remove the parameter",
+                           code="unsupported_parameter", param=name)
 
 
 class KnowgateTrace(BaseModel):

@@ -24,8 +24,19 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000,
     from knowgate.api.app import create_app
 
     check_bind(host, settings)
+    # uvicorn.run, not Server.run: it turns the Ctrl-C that ends a foreground server into a
+    # clean exit (status 0) once the app has shut down.
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=5)
+                **server_options(settings))
+
+
+def server_options(settings: Settings | None) -> dict[str, Any]:
+    """The uvicorn options knowgate serves with: h11 with the header read timeout
+    (``settings.header_timeout_s``) and a short graceful shutdown."""
+    from knowgate.api.connection import protocol_for
+
+    header_timeout_s = settings.header_timeout_s if settings is not None else 10.0
+    return {"http": protocol_for(header_timeout_s), "timeout_graceful_shutdown": 5}
 
 
 class ServerThread:
@@ -45,9 +56,10 @@ class ServerThread:
     def __init__(self, app: Any, port: int = 0, startup_timeout_s: float = 120.0) -> None:
         import uvicorn
 
+        settings = getattr(getattr(app, "state", None), "settings", None)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                     log_level="warning", lifespan="on",
-                                                    timeout_graceful_shutdown=5))
+                                                    **server_options(settings)))
         self.startup_timeout_s = startup_timeout_s
         self._thread: threading.Thread | None = None
 

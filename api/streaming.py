@@ -12,8 +12,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi.responses import StreamingResponse
-
 from knowgate.api.errors import ApiError
 from knowgate.api.schemas import (
     ChatCompletionChunk,
@@ -88,24 +86,3 @@ async def chunk_events(turn: Callable[[], Awaitable[Any]], model: str,
                                    usage=done.usage)
         yield sse({k: v for k, v in dump(body).items() if k != "knowgate"})
     yield sse("[DONE]")
-
-
-class HeldStream(StreamingResponse):
-    """A streaming response that calls ``release`` when it ends, however it ends (finished,
-    the client gone, the server shutting down), so a thread is never left held.
-
-    Args:
-        content: The events.
-        release: Called once the response is over.
-        **kwargs: ``StreamingResponse`` arguments (media type, headers).
-    """
-
-    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._release = release
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._release()

@@ -5,6 +5,9 @@ run's state holds the history it was given, the question and the outcome, so the
 history is read back from the latest checkpoint (``history``). SQLite by default, PostgreSQL
 when ``KNOWGATE_CHECKPOINT_URL`` is set.
 
+Threads belong to the API key that made them (``owned_thread``): the checkpointer stores each
+under the key's digest and the client's id, so no history crosses keys.
+
 The concurrency rule: one request per thread at a time. A second request on a thread that is
 still running is refused with 409 (``thread_busy``) rather than queued, so two turns never
 interleave and a client never waits on a turn it cannot see. The rule holds per server process.
@@ -12,6 +15,7 @@ interleave and a client never waits on a turn it cannot see. The rule holds per 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +30,14 @@ from knowgate.settings import Settings
 
 THREAD_HEADER = "X-Knowgate-Thread"
 _THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def owned_thread(key: str, thread_id: str) -> str:
+    """The id ``thread_id`` is stored under for the API key ``key``: a digest of the key, then
+    the client's id. Threads are namespaced by key, so another key naming the same id reaches
+    another thread (an empty one), never the first key's turns, and cannot hold it busy."""
+    owner = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return f"{owner}/{thread_id}"
 
 
 def check_thread_id(value: str) -> str:

@@ -9,6 +9,7 @@ test's in-memory exporter); otherwise tracing is off and costs nothing but the t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -50,11 +51,15 @@ class NodeObserver(AsyncCallbackHandler):
     Args:
         tracer: An OpenTelemetry tracer, or ``None`` for no spans.
         parent: The span context node spans hang under (the request's span).
+        on_spent: Called with the dollars the run's finished steps cost, after each node that
+            changed them (the request's budget hold records it for a restart).
     """
 
-    def __init__(self, tracer: Any = None, parent: Any = None) -> None:
+    def __init__(self, tracer: Any = None, parent: Any = None,
+                 on_spent: Callable[[float], None] | None = None) -> None:
         self.tracer = tracer
         self.parent = parent
+        self.on_spent = on_spent
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.steps: list[Any] = []  # the steps so far, for a run the request timeout cuts off
@@ -87,6 +92,8 @@ class NodeObserver(AsyncCallbackHandler):
         span, before = self._open.pop(run_id)
         if isinstance(outputs, dict) and outputs.get("steps"):
             self.steps = list(outputs["steps"])
+            if self.on_spent is not None:
+                self.on_spent(round(sum(s.cost_usd for s in self.steps), 10))
         tokens = [0, 0]
         for name in ("draft", "verdict"):
             usage = getattr(outputs.get(name) if isinstance(outputs, dict) else None,

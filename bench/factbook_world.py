@@ -22,7 +22,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -47,15 +46,6 @@ COLUMNS = ("utility", "accuracy", "coverage", "wrong_rate_answered", "usd_per_q"
            "searches_per_q", "refines_per_q", "latency_p50_s", "latency_p95_s")
 
 
-def sample(dataset: Dataset, n: int | None, seed: int) -> Dataset:
-    """A seeded random ``n`` of the items (all of them for ``None``)."""
-    if n is None or n >= len(dataset.items):
-        return dataset
-    items = list(dataset.items)
-    random.Random(seed).shuffle(items)
-    return Dataset(f"{dataset.name}[sample {n}, seed {seed}]", items[:n])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=None)
@@ -69,8 +59,8 @@ def main() -> None:
     world = World("factbook")
     settings = load_settings(world="factbook")
     runs = args.runs or settings.data_dir / "runs" / "factbook"
-    calibration = sample(load_dataset("calibration", settings), args.sample, args.seed)
-    test = sample(load_dataset("test", settings), args.sample, args.seed)
+    calibration = load_dataset("calibration", settings, sample=args.sample, seed=args.seed)
+    test = load_dataset("test", settings, sample=args.sample, seed=args.seed)
     kg = Knowgate(settings)
 
     def run(dataset: Dataset, graph: str, name: str, policy: Path | None = None) -> list:

@@ -66,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="knowgate-own-docs-") as tmp:
         settings = load_settings(world=args.world, data_dir=Path(tmp),
                                  collection="own-documents")
-        open_collection(settings).add(read_documents(args.docs, args.chunk_chars))
+        open_collection(settings, create=True).add(read_documents(args.docs, args.chunk_chars))
         dataset = load_dataset(str(args.questions), settings)
         kg = Knowgate(settings)
         out: dict[str, object] = {"world": args.world, "load_average": os.getloadavg()}

@@ -2,8 +2,8 @@
 
 A rerun, a resumed run or a Ray worker asks the cache first, so no paid call repeats. Keys are
 sha256 of the call: for completions the model, the messages and every parameter; for searches
-the normalised query and ``k``. A cached response is replayed with the cost it had when it was
-paid, so records of a resumed run equal those of an uninterrupted one.
+the collection, the normalised query and ``k``. A cached response is replayed with the cost it
+had when it was paid, so records of a resumed run equal those of an uninterrupted one.
 
 Why a wrapper at the Router and not ``litellm.cache``: litellm's own cache can be backed by a
 custom ``BaseCache`` (``litellm.cache = Cache(); litellm.cache.cache = MyCache()``), but in the
@@ -15,6 +15,7 @@ need ``soundfile``, which is not a dependency of litellm's SDK, so hits raise
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import dataclasses
 import hashlib
@@ -102,7 +103,11 @@ class ResponseCache:
         try:
             value, cost = await pay()
             self.misses += 1
-            self.put(key, kind, value, cost)
+            pending = _PENDING.get()
+            if pending is None:
+                self.put(key, kind, value, cost)
+            else:  # stored once the role has used it (``UsableOnly``)
+                pending.append((key, kind, value, cost))
             future.set_result((value, cost))
         except BaseException as exc:
             future.set_exception(exc)
@@ -118,10 +123,45 @@ class ResponseCache:
             self._db.close()
 
 
+# The replies paid during one role call, held back until the role has used them: a reply the
+# role could not use (unparseable, schema-invalid) is never stored, so a rerun asks again
+# instead of replaying it for ever.
+_PENDING: contextvars.ContextVar[list[tuple[str, str, str, float]] | None] = \
+    contextvars.ContextVar("knowgate_cache_pending", default=None)
+
+
+class UsableOnly:
+    """A role whose paid replies reach the cache only when the role call succeeds.
+
+    A role raises ``RoleError`` when it cannot use a reply (after its own repair turn); the
+    replies of that call are then dropped, not stored. Every other attribute is the role's.
+    """
+
+    def __init__(self, role: Any, cache: ResponseCache) -> None:
+        self.role = role
+        self.cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.role, name)
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the role; store the replies it paid for once it has returned."""
+        pending: list[tuple[str, str, str, float]] = []
+        token = _PENDING.set(pending)
+        try:
+            result = await self.role(*args, **kwargs)
+        finally:
+            _PENDING.reset(token)
+        for entry in pending:
+            self.cache.put(*entry)
+        return result
+
+
 class CachedRouter:
     """A litellm Router whose ``acompletion`` goes through a ``ResponseCache``.
 
-    Only successful responses are stored; errors are not (a retry may succeed).
+    Only successful responses are stored; errors are not (a retry may succeed). Inside a
+    ``UsableOnly`` role call, responses are stored only if the role could use them.
     """
 
     def __init__(self, router: Any, cache: ResponseCache) -> None:
@@ -158,12 +198,30 @@ class CachedSearchBackend:
         self.backend = backend
         self.cache = cache
 
-    async def search(self, query: str, k: int) -> list[Passage]:
-        """The backend's top-``k`` passages for ``query``, from the cache when searched before."""
-        key = cache_key("search", {"query": " ".join(query.split()), "k": k})
+    @property
+    def accepts_exclude(self) -> bool:
+        """Whether the wrapped backend drops excluded passages itself."""
+        from knowgate.tools.search_role import _takes_exclude
+
+        return _takes_exclude(self.backend)
+
+    async def search(self, query: str, k: int,
+                     exclude: Callable[[Passage], bool] | None = None) -> list[Passage]:
+        """The backend's top-``k`` passages for ``query``, from the cache when searched before
+        (``exclude`` is passed on when the backend takes it)."""
+        from knowgate.tools.search_role import _takes_exclude
+
+        # The collection is part of the key: one cache file serves runs over several indexes,
+        # and one index's results must never answer a search of another. So is the exclusion.
+        passes = exclude is not None and _takes_exclude(self.backend)
+        key = cache_key("search", {"query": " ".join(query.split()), "k": k,
+                                   "collection": getattr(self.backend, "name", None),
+                                   **({"exclude": getattr(exclude, "__name__", "custom")}
+                                      if passes else {})})
 
         async def pay() -> tuple[str, float]:
-            passages = await self.backend.search(query, k)
+            passages = await (self.backend.search(query, k, exclude=exclude) if passes
+                              else self.backend.search(query, k))
             return json.dumps([p.model_dump(mode="json") for p in passages]), 0.0
 
         value, _, _ = await self.cache.through(key, "search", pay)
@@ -173,7 +231,8 @@ class CachedSearchBackend:
 def with_cache(context: TriageContext, cache: ResponseCache) -> TriageContext:
     """The same roles, with every paid call going through ``cache``.
 
-    litellm-backed roles (answerer, critic) get a ``CachedRouter``; a ``PricedSearcher`` gets a
+    litellm-backed roles (answerer, critic) get a ``CachedRouter`` and store only the replies
+    they could use (``UsableOnly``); a ``PricedSearcher`` gets a
     cached backend (it still charges its price per search, as the search was paid once). Other
     roles (fakes, your own) are used as they are.
     """
@@ -187,11 +246,12 @@ def with_cache(context: TriageContext, cache: ResponseCache) -> TriageContext:
         if isinstance(role, LiteLLMRole) and not isinstance(role.router, CachedRouter):
             role = copy.copy(role)
             role.router = routers.setdefault(id(role.router), CachedRouter(role.router, cache))
-            changes[name] = role
+            changes[name] = UsableOnly(role, cache)
     searcher = context.searcher
     if isinstance(searcher, PricedSearcher) and not isinstance(searcher.backend,
                                                                 CachedSearchBackend):
         changes["searcher"] = PricedSearcher(CachedSearchBackend(searcher.backend, cache),
                                              searcher.price_usd, k=searcher.k,
-                                             timeout_s=searcher.timeout_s)
+                                             timeout_s=searcher.timeout_s,
+                                             quarantine=searcher.quarantine)
     return dataclasses.replace(context, **changes)

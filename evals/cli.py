@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from knowgate.cli_support import ConfigOpt, console, fail
+from knowgate.cli_support import ConfigOpt, WorldOpt, console, fail
 from knowgate.errors import KnowgateError
 from knowgate.evals.graphs import register_eval_graphs
 
@@ -33,6 +33,9 @@ def eval_run(
     out: Annotated[Path, typer.Option(help="Run folder; an existing one is resumed.")],
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Questions in flight.")] = 16,
     limit: Annotated[int | None, typer.Option(min=1, help="First N items only.")] = None,
+    sample: Annotated[int | None, typer.Option(min=1, help="A seeded random N of the items "
+                                                           "(the same N for every graph).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample.")] = 5,
     policy: PolicyOpt = None,
     cache: Annotated[Path | None, typer.Option(help="Response cache (SQLite); default in the "
                                                     "data dir.")] = None,
@@ -40,6 +43,7 @@ def eval_run(
                                                    "(CORRECT / INCORRECT / NOT_ATTEMPTED).")] = None,
     backend: Annotated[str, typer.Option(help="local, or ray (shards over a Ray cluster).")] = "local",
     workers: Annotated[int, typer.Option(min=1, max=256, help="Ray actors.")] = 2,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run GRAPH over DATASET into OUT: one JSON record per question, resumable."""
@@ -81,8 +85,8 @@ def eval_run(
         progress.update(task, advance=1, info=info() + rate)
 
     try:
-        settings = load_settings(config, policy=policy)
-        data = load_dataset(dataset, settings, limit)
+        settings = load_settings(config, world=world, policy=policy)
+        data = load_dataset(dataset, settings, limit, sample=sample, seed=seed)
         with progress:
             stats = run_sync(run_eval(data, graph, out, settings, concurrency=concurrency,
                                       cache_path=cache, judge=judge, backend=backend,
@@ -94,14 +98,44 @@ def eval_run(
                   f"{stats.cache_misses} paid call(s); records in {out}")
 
 
-def _load(runs: list[Path], policy: Path | None, config: Path | None) -> tuple[Any, list[Any]]:
+def _load(runs: list[Path], policy: Path | None, config: Path | None,
+          world: str | None = None) -> tuple[Any, list[Any]]:
     from knowgate.evals.records import read_manifest, read_records
     from knowgate.graphs.policy import Policy
+    from knowgate.graphs.runtime import policy_path
     from knowgate.settings import load_settings
 
-    settings = load_settings(config, policy=policy)
-    return Policy.load(settings.policy), [(run, read_manifest(run), read_records(run))
+    settings = load_settings(config, world=world, policy=policy)
+    return Policy.load(policy_path(settings)), [(run, read_manifest(run), read_records(run))
                                           for run in runs]
+
+
+@eval_app.command("oracle")
+def eval_oracle(
+    explore: Annotated[Path, typer.Argument(help="A run folder of the explore graph.")],
+    out: Annotated[Path, typer.Option(help="Folder for the empirical oracle's records.")],
+) -> None:
+    """The empirical oracle of an explore run (the cheapest path that produced a right answer,
+    else abstain, at the prices the run paid), each record classed by measurement: a run folder
+    that `eval summary` and `eval report` read like any other."""
+    from knowgate.errors import UserError
+    from knowgate.evals.oracle import ORACLE_GRAPH, oracle_records
+    from knowgate.evals.records import MANIFEST, RECORDS, read_manifest, read_records
+
+    try:
+        manifest = read_manifest(explore)
+        if manifest.graph != "explore":
+            raise UserError(f"{explore} is a run of {manifest.graph!r}, not of 'explore'")
+        records = oracle_records(read_records(explore))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MANIFEST).write_text(manifest.model_copy(update={"graph": ORACLE_GRAPH})
+                                    .model_dump_json(indent=2), encoding="utf-8")
+        (out / RECORDS).write_text("".join(r.model_dump_json() + "\n" for r in records),
+                                   encoding="utf-8")
+    except KnowgateError as exc:
+        raise fail(exc) from None
+    classes = {k: sum(r.kind == k for r in records) for k in sorted({r.kind or "" for r in records})}
+    console.print(f"{len(records)} oracle record(s) in {out}; measured classes: {classes}")
 
 
 @eval_app.command("summary")
@@ -112,13 +146,14 @@ def eval_summary(
                                                      "of bootstrap resamples whose wrong-answer "
                                                      "rate among answered is <= ALPHA.")] = None,
     policy: PolicyOpt = None,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Metrics of a run (the utility uses the policy's reward, penalty and abstain value)."""
     from knowgate.evals.metrics import summarize
 
     try:
-        pol, [(_, manifest, records)] = _load([run], policy, config)
+        pol, [(_, manifest, records)] = _load([run], policy, config, world)
     except KnowgateError as exc:
         raise fail(exc) from None
     summary = {"graph": manifest.graph, "dataset": manifest.dataset,
@@ -157,13 +192,14 @@ def eval_report(
     runs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
     out: Annotated[Path, typer.Option(help="HTML file to write.")],
     policy: PolicyOpt = None,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """One self-contained HTML page comparing runs: table, curves, cost-accuracy, decisions."""
     from knowgate.evals.report import write_report
 
     try:
-        pol, loaded = _load(runs, policy, config)
+        pol, loaded = _load(runs, policy, config, world)
         write_report(loaded, pol, out)
     except KnowgateError as exc:
         raise fail(exc) from None
@@ -180,6 +216,7 @@ def calibrate_command(
     delta: Annotated[float, typer.Option(help="Risk mode: the allowed failure chance.")] = 0.1,
     base: Annotated[Path | None, typer.Option(help="Policy whose features, rewards and bounds "
                                                    "are kept (default: the shipped one).")] = None,
+    world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Fit a policy (P(correct) maps and their fallbacks, success rates, search-first routing,
@@ -187,14 +224,15 @@ def calibrate_command(
     from knowgate.errors import UserError
     from knowgate.evals.calibrate import calibrate
     from knowgate.graphs.policy import Policy
-    from knowgate.graphs.runtime import estimate_prices
+    from knowgate.graphs.runtime import estimate_prices, policy_path
     from knowgate.settings import load_settings
 
     try:
         if mode not in ("utility", "risk"):
             raise UserError(f"unknown mode {mode!r}; choose utility or risk")
-        settings = load_settings(config)
-        policy, report = calibrate(run, mode, Policy.load(base), estimate_prices(settings),  # type: ignore[arg-type]
+        settings = load_settings(config, world=world)
+        policy, report = calibrate(run, mode, Policy.load(base or policy_path(settings)),
+                                   estimate_prices(settings),  # type: ignore[arg-type]
                                    alpha=alpha, delta=delta)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(policy.model_dump_json(indent=2) + "\n", encoding="utf-8")

@@ -123,13 +123,17 @@ def read_items(path: Path) -> list[EvalItem]:
     return items
 
 
-def load_dataset(spec: str, settings: Settings, limit: int | None = None) -> Dataset:
+def load_dataset(spec: str, settings: Settings, limit: int | None = None,
+                 sample: int | None = None, seed: int = 5) -> Dataset:
     """A dataset file, or a split of the settings' world (``test``, ``calibration`` ...).
 
     Args:
         spec: A path to a JSONL file, or a split name of the world.
         settings: Where the world is.
         limit: Keep only the first ``limit`` items.
+        sample: Keep a random ``sample`` of the items, drawn with ``seed`` (the same items for
+            every graph, in file order), when a whole split costs more than the machine has.
+        seed: The sample's seed.
 
     Raises:
         UserError: Neither a readable file nor a split of the world; a bad record.
@@ -150,6 +154,15 @@ def load_dataset(spec: str, settings: Settings, limit: int | None = None) -> Dat
                                 "subject": q.subject})
                  for q in world.questions(spec)]
         name = f"{world.name}:{spec}"
+    if sample is not None:
+        if sample < 1:
+            raise UserError("--sample must be at least 1")
+        if sample < len(items):
+            import random
+
+            keep = set(random.Random(seed).sample(range(len(items)), sample))
+            items = [item for n, item in enumerate(items) if n in keep]
+            name = f"{name}[sample {sample}, seed {seed}]"
     if limit is not None:
         if limit < 1:
             raise UserError("--limit must be at least 1")

@@ -69,7 +69,8 @@ def build_explore_graph(checkpointer: Any = None) -> Any:
 
 
 def register_eval_graphs() -> None:
-    """Put ``oracle`` and ``explore`` in the graph registry (once per process)."""
+    """Put ``oracle`` and ``explore`` in the graph registry (once per process), as graphs the
+    chat server does not serve."""
     for name, builder in (("oracle", build_oracle_graph), ("explore", build_explore_graph)):
         if name not in GRAPHS:
-            register_graph(name, builder)
+            register_graph(name, builder, served=False)

@@ -7,6 +7,7 @@ keeps every finished question; a line torn by the kill is cut off when the run r
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from knowgate.graphs.state import Step
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 
 
 class CandidateRecord(BaseModel):
@@ -65,6 +67,7 @@ class EvalRecord(BaseModel):
         searches, refines: Search and critic calls made.
         latency_s: Wall-clock seconds of the question.
         error: What went wrong for ``error`` outcomes.
+        failed_roles: The roles that failed (an outage), for ``error`` outcomes.
     """
 
     id: str
@@ -88,6 +91,7 @@ class EvalRecord(BaseModel):
     refines: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    failed_roles: list[str] = Field(default_factory=list)
 
     @property
     def wrong(self) -> bool:
@@ -172,6 +176,51 @@ class RecordLog:
     def close(self) -> None:
         """Close the file."""
         self._handle.close()
+
+
+class RunLock:
+    """An exclusive lock on a run folder (``flock`` on ``<out>/.lock``), held while one process
+    writes to it: a second ``eval run`` on the same folder is refused instead of appending
+    duplicate records. The OS drops the lock when its holder dies, so a killed run leaves no
+    stale lock behind.
+
+    Raises:
+        UserError: On entering, when another process holds the folder.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._handle: Any = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file")
+        self.out.mkdir(parents=True, exist_ok=True)
+        handle = (self.out / LOCK).open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"{self.out} is being written by another eval run ({holder}); "
+                            "wait for it to end or use another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
 
 
 def read_manifest(out: Path) -> Manifest:

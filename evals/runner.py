@@ -30,6 +30,7 @@ from knowgate.evals.records import (
     EvalRecord,
     Manifest,
     RecordLog,
+    RunLock,
     read_manifest,
     read_records,
 )
@@ -97,7 +98,9 @@ def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[
 
 async def evaluate_item(graph: Any, context: TriageContext, name: str, item: EvalItem,
                         grader: Grader) -> EvalRecord:
-    """Run one item through a compiled graph and grade it; failures become ``error`` records."""
+    """Run one item through a compiled graph and grade it; failures, a role's included (the
+    graph carries on without it, but the record then measures an outage), become ``error``
+    records."""
     started = time.perf_counter()
     base = {"id": item.id, "question": item.question, "answers": item.answers, "kind": item.kind,
             "meta": item.meta, "graph": name}
@@ -124,6 +127,13 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
     }
     if final.outcome is None:
         return EvalRecord(**common, outcome="error", error="the graph ended without an outcome",
+                          latency_s=round(time.perf_counter() - started, 6))
+    if final.failed:
+        # An outage measures the provider, not the policy: the question is an error (retried by
+        # a resume), whatever the graph made of it without the failed roles.
+        reasons = "; ".join(f"{s.role}: {s.reason}" for s in final.steps if s.error)
+        return EvalRecord(**common, outcome="error", failed_roles=list(final.failed),
+                          error=f"role(s) failed: {reasons}",
                           latency_s=round(time.perf_counter() - started, 6))
     correct = error = None
     if final.outcome.kind == "answered" and not item.answerable:
@@ -287,13 +297,26 @@ async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, 
         on_start: Called with (total, skipped) before the first question runs.
 
     Raises:
-        UserError: Bad arguments, or ``out`` holds another run.
+        UserError: Bad arguments, ``out`` holds another run, or another process is writing
+            to ``out``.
     """
     if backend not in ("local", "ray"):
         raise UserError(f"unknown backend {backend!r}; choose local or ray")
     if backend == "ray" and context is not None:
         raise UserError("prebuilt roles cannot travel to Ray workers; pass settings only")
     started = time.perf_counter()
+    with RunLock(out):
+        return await _run_locked(dataset, graph, out, settings, started, concurrency=concurrency,
+                                 cache_path=cache_path, context=context, judge=judge,
+                                 backend=backend, workers=workers, on_record=on_record,
+                                 on_start=on_start)
+
+
+async def _run_locked(dataset: Dataset, graph: str, out: Path, settings: Settings,
+                      started: float, *, concurrency: int, cache_path: Path | None,
+                      context: TriageContext | None, judge: str | None, backend: str,
+                      workers: int, on_record: OnRecord | None,
+                      on_start: Callable[[int, int], None] | None) -> RunStats:
     todo = prepare(out, dataset, graph, settings, backend)
     skipped = len(dataset.items) - len(todo)
     if on_start is not None:

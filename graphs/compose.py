@@ -73,11 +73,29 @@ GRAPHS: dict[str, GraphBuilder] = {
 }
 
 
-def register_graph(name: str, builder: GraphBuilder) -> None:
-    """Add a graph under ``name`` (``builder(checkpointer=None)`` returns a compiled graph)."""
+# Graphs registered for evaluations only (they read dataset labels or run every role): the
+# chat server never lists or serves them.
+EVAL_ONLY: set[str] = set()
+
+
+def register_graph(name: str, builder: GraphBuilder, *, served: bool = True) -> None:
+    """Add a graph under ``name`` (``builder(checkpointer=None)`` returns a compiled graph).
+
+    Args:
+        name: The registered name.
+        builder: Returns the compiled graph.
+        served: Whether the chat server may serve it; ``False`` for evaluation-only graphs.
+    """
     if not name or name in GRAPHS:
         raise UserError(f"graph name {name!r} is empty or taken")
     GRAPHS[name] = builder
+    if not served:
+        EVAL_ONLY.add(name)
+
+
+def served_graphs() -> list[str]:
+    """The names of the graphs the chat server serves, sorted."""
+    return sorted(name for name in GRAPHS if name not in EVAL_ONLY)
 
 
 def require_graph(name: str) -> GraphBuilder:

@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 
 from knowgate.agents.roles import Answerer, Critic, Prober, RoleError, Searcher, Signals
 from knowgate.grading import states
+from knowgate.graphs.history import refers_back
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import Candidate, Choice, Outcome, Step, TriageState, validated
 from knowgate.tools.passage import Passage
@@ -118,8 +119,11 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     """Ask the answerer, with the latest evidence in the prompt when there is some."""
     ctx = _context(runtime)
     passages = _passages(state, ctx)
+    # Earlier turns only for a question that refers back to them: they degrade one that
+    # does not (knowgate.graphs.history).
+    history = state.history if refers_back(state.question) else []
     result, error, latency = await _call("answerer", ctx.answerer, ctx.role_timeout_s,
-                                         state.question, passages, state.history)
+                                         state.question, passages, history)
     if error is not None:
         return _failure(state, "draft", error, latency)
     assert result is not None

@@ -258,14 +258,17 @@ def _local_options(world: WorldRef, model: str) -> dict[str, Any]:
     return {"prompt_style": spec.prompt, "max_tokens": spec.max_tokens}
 
 
-def open_collection(settings: Settings) -> Any:
+def open_collection(settings: Settings, create: bool = False) -> Any:
     """The ``ChromaSearcher`` over ``settings.collection`` (see ``chroma_for``).
 
     The embedder runs on CPU, as for the world's corpus (``World.searcher``), so stored
     passages and the queries searched against them are embedded the same way.
 
+    ``create`` makes a missing collection (ingestion); searching one that does not exist is
+    refused.
+
     Raises:
-        UserError: No collection is named.
+        UserError: No collection is named, or (without ``create``) none has that name.
         SearchBackendError: chromadb cannot open it.
     """
     from knowgate.tools.searcher import ChromaSearcher
@@ -274,7 +277,7 @@ def open_collection(settings: Settings) -> Any:
         raise UserError("no collection given: pass --collection NAME or set KNOWGATE_COLLECTION")
     return ChromaSearcher(chroma_for(settings), settings.collection,
                           lexical_weight=lexical_weight(settings),
-                          candidates=settings.search_candidates)
+                          candidates=settings.search_candidates, create=create)
 
 
 def chroma_for(settings: Settings) -> Any:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import openai
 
+from knowgate.api.guard import ANONYMOUS
 from knowgate.api.serve import wait_until_up
-from knowgate.api.threads import Threads, open_checkpointer
+from knowgate.api.threads import Threads, open_checkpointer, owned_thread
 from knowgate.settings import load_settings
 from knowgate.tests.api_helpers import free_port
 
@@ -65,7 +66,8 @@ def test_serve_answers_with_the_shipped_world_and_keeps_threads(data_dir: Path,
     # The process is gone; its checkpoint file has both turns of the thread.
     async def stored() -> list[tuple[str, str]]:
         async with open_checkpointer(load_settings(checkpoint_db=checkpoint)) as saver:
-            return [(t.role, t.content) for t in await Threads(saver).history("world-1")]
+            stored = owned_thread(ANONYMOUS, "world-1")  # threads are stored per key
+            return [(t.role, t.content) for t in await Threads(saver).history(stored)]
 
     turns = asyncio.run(stored())
     assert turns == [("user", QUESTION), ("assistant", first.choices[0].message.content),

@@ -80,10 +80,10 @@ def test_a_thread_answers_one_request_at_a_time(tmp_path: Path) -> None:
 
     async def scenario(url: str) -> tuple[list[int], int, dict, int]:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            def post(thread: str):
+            def post(thread: str):  # a question that refers back, so it is shown the thread
                 return http.post("/v1/chat/completions", headers={"X-Knowgate-Thread": thread},
                                  json={"model": MODEL,
-                                       "messages": [{"role": "user", "content": "hi"}]})
+                                       "messages": [{"role": "user", "content": "and then?"}]})
 
             body = {"model": MODEL, "stream": True,
                     "messages": [{"role": "user", "content": "hi"}]}
@@ -119,37 +119,46 @@ def test_bad_thread_ids_are_refused(tmp_path: Path) -> None:
     assert response.json()["error"]["code"] == "invalid_thread_id"
 
 
-def test_a_client_leaving_mid_stream_lets_the_thread_go(tmp_path: Path) -> None:
-    echo = EchoAnswerer(delay_s=30)  # would hold the thread for 30 s
+def test_a_client_leaving_mid_stream_lets_the_thread_go_once_its_run_ends(
+        tmp_path: Path) -> None:
+    # The run a dropped stream started is paid for already, so it finishes (bounded by the
+    # request timeout), is stored and charged; then the thread is free again.
+    echo = EchoAnswerer(delay_s=1.0)
     with serving(server_settings(tmp_path), triage_context(answerer=echo, timeout_s=60)) as srv:
         body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
         headers = {"X-Knowgate-Thread": "left"}
         with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body,
                           headers=headers, timeout=10) as response:
             assert next(response.iter_lines()).startswith("data: ")  # the role chunk
-        # The connection is closed; the server cancels the turn and frees the thread.
+        # A question that refers back, so it is shown the thread's history.
+        follow_up = {**body, "stream": False,
+                     "messages": [{"role": "user", "content": "and then?"}]}
+        busy = httpx.post(srv.url + "/v1/chat/completions", headers=headers, timeout=10,
+                          json=follow_up)
+        assert busy.status_code == 409  # the dropped stream's run is still going
         echo.delay_s = 0
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while True:
             again = httpx.post(srv.url + "/v1/chat/completions", headers=headers, timeout=10,
-                               json={**body, "stream": False})
+                               json=follow_up)
             if again.status_code != 409 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
     assert again.status_code == 200
-    # The cut-off turn left no answer, so it is not part of the history.
-    assert again.json()["choices"][0]["message"]["content"] == "heard nothing"
+    # The dropped stream's turn ended and was stored: the next turn sees it.
+    assert again.json()["choices"][0]["message"]["content"] == (
+        "heard user: hi | assistant: heard nothing")
 
 
 def test_a_long_thread_shows_the_graph_its_latest_turns(tmp_path: Path) -> None:
     echo = EchoAnswerer()
     with serving(server_settings(tmp_path, max_messages=3),
                  triage_context(answerer=echo)) as srv:
-        replies = [_ask(srv.url, f"turn {n}", thread="long").choices[0].message.content
+        replies = [_ask(srv.url, f"and turn {n}?", thread="long").choices[0].message.content
                    for n in range(3)]
     seen = [[t.content for t in history] for _, history in echo.calls]
-    assert seen[:2] == [[], ["turn 0", replies[0]]]
-    assert seen[2] == [replies[0], "turn 1", replies[1]]  # "turn 0" dropped off
+    assert seen[:2] == [[], ["and turn 0?", replies[0]]]
+    assert seen[2] == [replies[0], "and turn 1?", replies[1]]  # "turn 0" dropped off
 
 
 def test_a_thread_store_outage_is_a_503_and_stateless_requests_go_on(tmp_path: Path) -> None:

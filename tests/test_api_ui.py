@@ -55,3 +55,32 @@ def test_send_a_message_and_see_the_trace(tmp_path: Path, chromium: str) -> None
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_the_page_runs_under_its_policy_and_keeps_the_key_in_this_tab_only(
+        tmp_path: Path, chromium: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    settings = server_settings(tmp_path, api_keys=["sk-ui"])
+    with serving(settings, triage_context()) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, headless=True,
+            args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            violations: list[str] = []
+            page.on("console", lambda m: violations.append(m.text)
+                    if "Content Security Policy" in m.text else None)
+            page.goto(srv.url + "/ui")
+            page.fill("#key", "sk-ui")
+            page.dispatch_event("#key", "change")
+            page.fill("#question", Q)
+            page.click("#send")
+            turn = page.get_by_test_id("turn").last
+            expect(turn.get_by_test_id("answer")).to_have_text("Kedal", timeout=15_000)
+            stored = page.evaluate("() => [localStorage.getItem('knowgate-key'), "
+                                   "sessionStorage.getItem('knowgate-key')]")
+        finally:
+            browser.close()
+    assert stored == [None, "sk-ui"]
+    assert violations == []  # the inline script and style ran under the policy

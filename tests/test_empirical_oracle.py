@@ -4,6 +4,7 @@ pays exactly that path's recorded price."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from knowgate.evals.metrics import summarize
@@ -44,3 +45,35 @@ async def test_classes_are_measured_from_an_explore_run(tmp_path: Path) -> None:
     ceiling = summarize(oracle, policy, resamples=0)["utility"]
     assert ceiling >= summarize(list(explored.values()), policy, resamples=0)["utility"]
     assert summarize(oracle, policy, resamples=0)["wrong_rate_answered"] == 0.0
+
+
+async def test_the_oracle_is_a_run_folder_the_cli_reads(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from knowgate.cli import app
+
+    items, scripts = synthetic(12, seed=4)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    cli = CliRunner()
+    made = cli.invoke(app, ["eval", "oracle", str(tmp_path / "explore"),
+                            "--out", str(tmp_path / "oracle")])
+    assert made.exit_code == 0, made.output
+    summary = cli.invoke(app, ["eval", "summary", str(tmp_path / "oracle"), "--json"])
+    assert summary.exit_code == 0, summary.output
+    assert json.loads(summary.stdout)["wrong_rate_answered"] == 0.0
+    refused = cli.invoke(app, ["eval", "oracle", str(tmp_path / "oracle"),
+                               "--out", str(tmp_path / "again")])
+    assert refused.exit_code == 2 and "not of 'explore'" in refused.output
+
+
+def test_a_seeded_sample_is_the_same_for_every_graph(tmp_path: Path) -> None:
+    from knowgate import load_settings
+    from knowgate.evals.datasets import load_dataset
+
+    settings = load_settings(data_dir=tmp_path, world="factbook")
+    first = load_dataset("test", settings, sample=50, seed=3)
+    again = load_dataset("test", settings, sample=50, seed=3)
+    other = load_dataset("test", settings, sample=50, seed=4)
+    assert [i.id for i in first.items] == [i.id for i in again.items] and len(first.items) == 50
+    assert [i.id for i in first.items] != [i.id for i in other.items]
+    assert first.name.endswith("[sample 50, seed 3]")

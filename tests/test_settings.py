@@ -49,3 +49,53 @@ def test_settings_are_immutable() -> None:
     settings = load_settings()
     with pytest.raises(Exception, match="frozen"):
         settings.search_candidates = 9  # type: ignore[misc]
+
+
+def _cli_error(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run ``knowgate ARGS`` as a process; its exit code and what it printed."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KNOWGATE_")}
+    done = subprocess.run([sys.executable, "-m", "knowgate", *args], env={**clean, **env},
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("env", "toml", "named"), [
+    ({"KNOWGATE_ANSWERR": "openai/gpt-4o-mini"}, None, "KNOWGATE_ANSWERR"),
+    ({"KNOWGATE_API_KEYS": "sk-not-json"}, None, "KNOWGATE_API_KEYS"),
+    ({}, 'answerer = "unterminated\n', "knowgate.toml"),
+    ({"KNOWGATE_EVIDENCE_PASSAGES": "0"}, None, "evidence_passages"),
+])
+def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, env: dict[str, str],
+                                             toml: str | None, named: str) -> None:
+    if toml is not None:
+        (tmp_path / "knowgate.toml").write_text(toml)
+    code, output = _cli_error(["serve", "--port", "0"], env, tmp_path)
+    assert code == 2, output
+    assert "Traceback" not in output and named in output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+def test_a_misspelt_variable_says_what_it_probably_means(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setenv("KNOWGATE_COLECTION", "docs")
+    with pytest.raises(UserError, match="KNOWGATE_COLECTION; did you mean KNOWGATE_COLLECTION"):
+        load_settings()
+
+
+def test_a_missing_collection_is_named_not_searched_empty(tmp_path: Path) -> None:
+    from knowgate.graphs.runtime import open_collection
+    from knowgate.tools.passage import Passage
+
+    settings = load_settings(data_dir=tmp_path, collection="shop-faq")
+    made = open_collection(settings, create=True)  # what `knowgate index add` does
+    made.add([Passage(id="p1", text="Quillberries are picked for jam.")])
+    code, output = _cli_error(["index", "count", "--collection", "shop-fqa"],
+                              {"KNOWGATE_DATA_DIR": str(tmp_path)}, tmp_path)
+    assert code == 2 and "Traceback" not in output
+    assert "'shop-fqa'" in output and "shop-faq" in output  # the name and what there is
+    assert len(output.strip().splitlines()) == 1, output
+    assert open_collection(settings).count() == 1

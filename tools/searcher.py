@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from knowgate.errors import SearchBackendError, UserError
 from knowgate.tools.passage import Passage
 
 _ADD_BATCH = 256
+_MAX_EXCLUDING_FETCH = 512  # the most candidates a search with exclusions asks chromadb for
 _WORD = re.compile(r"\w+")
 
 
@@ -93,6 +94,18 @@ def chroma_http_client(url: str) -> Any:
         raise SearchBackendError(f"cannot reach the chromadb server at {url}: {exc}") from exc
 
 
+def _require_collection(client: Any, name: str) -> None:
+    """Raise ``UserError`` naming ``name`` (and the collections there are) when it is missing."""
+    try:
+        names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+    except Exception as exc:  # chromadb raises many unrelated types; one typed error out
+        raise SearchBackendError(f"cannot list collections: {exc}") from exc
+    if name not in names:
+        shown = ", ".join(names) if names else "none"
+        raise UserError(f"no collection named {name!r} (collections: {shown}); check "
+                        "KNOWGATE_COLLECTION or create it with `knowgate ingest`")
+
+
 class ChromaSearcher:
     """Top-k passage search over one chromadb collection.
 
@@ -103,10 +116,17 @@ class ChromaSearcher:
         lexical_weight: Weight of word overlap added to cosine similarity when re-ranking;
             0 keeps chromadb's order.
         candidates: How many chromadb results the re-rank considers (at least ``k``).
+        create: Create the collection when it does not exist (ingestion); ``False`` (search)
+            refuses a name no collection has, so a misspelt one is not searched, empty, and
+            paid for.
+
+    Raises:
+        UserError: ``create`` is false and no collection has that name.
+        SearchBackendError: chromadb cannot open it.
     """
 
     def __init__(self, client: Any, collection: str, device: str = "cpu",
-                 lexical_weight: float = 0.0, candidates: int = 20) -> None:
+                 lexical_weight: float = 0.0, candidates: int = 20, create: bool = True) -> None:
         from knowgate.tools.embeddings import offline_embedding_function
 
         if len(collection) < 3:
@@ -116,6 +136,8 @@ class ChromaSearcher:
         self.candidates = candidates
         # Kept so that other parts (the evidence matcher) embed the same way without loading
         # the model twice.
+        if not create:
+            _require_collection(client, collection)
         self.embed = offline_embedding_function(device)
         try:
             self._collection = client.get_or_create_collection(
@@ -155,22 +177,46 @@ class ChromaSearcher:
             on_batch(len(batch))
         return len(batch)
 
-    def search_many(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+    def search_many(self, queries: Sequence[str], k: int,
+                    exclude: Callable[[Passage], bool] | None = None) -> list[list[Passage]]:
         """Top-``k`` passages for each query, best first.
 
         ``score`` is cosine similarity, plus ``lexical_weight`` x word overlap when re-ranking;
-        ``support`` is computed over all candidates (see the module docstring).
+        ``support`` is computed over all candidates (see the module docstring). ``exclude``
+        drops candidates before both, so passages set aside (``passage_guard``) neither take a
+        slot nor dilute the support of the passages that remain.
         """
         if not queries:
             return []
         if k < 1:
             raise UserError("k must be at least 1")
         fetch = max(k, self.candidates) if self.lexical_weight else k
+        asked = fetch
+        while True:
+            pools = self._pools(queries, asked, exclude)
+            # With exclusions, widen until every pool is as large as it would be without
+            # (so support is computed over as many candidates), or the collection runs out.
+            if exclude is None or asked >= _MAX_EXCLUDING_FETCH or all(
+                    len(pool) >= fetch or returned < asked for pool, returned in pools):
+                break
+            asked = min(asked * 4, _MAX_EXCLUDING_FETCH)
+        out: list[list[Passage]] = []
+        for query, (pool, _) in zip(queries, pools, strict=True):
+            scored = pool[:fetch]
+            support = support_scores(query, [d for _, _, d in scored])
+            out.append([Passage(id=i, text=d, score=round(s, 6), support=support[n])
+                        for n, (s, i, d) in enumerate(scored[:k])])
+        return out
+
+    def _pools(self, queries: Sequence[str], n: int, exclude: Callable[[Passage], bool] | None
+               ) -> list[tuple[list[tuple[float, str, str]], int]]:
+        """Per query: the re-ranked candidates ``(score, id, text)`` left after ``exclude``,
+        and how many chromadb returned."""
         try:
-            result = self._collection.query(query_texts=list(queries), n_results=fetch)
+            result = self._collection.query(query_texts=list(queries), n_results=n)
         except Exception as exc:
             raise SearchBackendError(f"search failed on {self.name!r}: {exc}") from exc
-        out: list[list[Passage]] = []
+        pools = []
         for query, ids, docs, dists in zip(
             queries, result["ids"], result["documents"], result["distances"], strict=True
         ):
@@ -179,11 +225,14 @@ class ChromaSearcher:
                 for i, d, x in zip(ids, docs, dists, strict=True)
             ]
             scored.sort(key=lambda item: -item[0])  # stable: ties keep chromadb's order
-            support = support_scores(query, [d for _, _, d in scored])
-            out.append([Passage(id=i, text=d, score=round(s, 6), support=support[n])
-                        for n, (s, i, d) in enumerate(scored[:k])])
-        return out
+            returned = len(scored)
+            if exclude is not None:
+                scored = [c for c in scored if not exclude(Passage(id=c[1], text=c[2]))]
+            pools.append((scored, returned))
+        return pools
 
-    async def search(self, query: str, k: int) -> list[Passage]:
-        """Async top-``k`` search; chromadb is synchronous, so it runs in a worker thread."""
-        return (await asyncio.to_thread(self.search_many, [query], k))[0]
+    async def search(self, query: str, k: int,
+                     exclude: Callable[[Passage], bool] | None = None) -> list[Passage]:
+        """Async top-``k`` search (``exclude``: see ``search_many``); chromadb is synchronous,
+        so it runs in a worker thread."""
+        return (await asyncio.to_thread(self.search_many, [query], k, exclude))[0]
