@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="knowgate-history-"))
-    settings = knowgate.load_settings(data_dir=data_dir)
+    settings = knowgate.load_settings(data_dir=data_dir, world="synthetic")
     questions = World(settings.world).questions("test")[:args.n]
     kg = knowgate.Knowgate(settings)
 

@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="knowgate-poison-"))
-    settings = knowgate.load_settings(data_dir=data_dir)
+    settings = knowgate.load_settings(data_dir=data_dir, world="synthetic")
     world = World(settings.world)
     chosen = sample(world, args.per_kind)
     items = [item for item, _ in chosen]
