@@ -176,10 +176,11 @@ def policy_path(settings: Settings) -> Path:
 
     if settings.policy is not None:
         return settings.policy
-    card = _world_card(settings)
-    if card is not None and card.policy:
-        return World(settings.world).path / card.policy
-    return DEFAULT_POLICY
+    try:
+        own = World(settings.world).policy_path
+    except KnowgateError:  # an unusable world: the default policy, the world's error later
+        own = None
+    return own if own is not None else DEFAULT_POLICY
 
 
 def lexical_weight(settings: Settings) -> float:
