@@ -111,9 +111,8 @@ def estimate_prices(settings: Settings, world: WorldRef | None = None) -> Prices
     def per_call(model: str, calls: int) -> float:
         name = _local_name(model)
         if name is not None:
-            prices = (settings.local_prices if name in settings.local_prices
-                      else world.world.prices(settings))
-            p_in, p_out = prices.get(name, (0.0, 0.0))
+            # The world's prices, with the settings' overrides (``World.prices`` merges them).
+            p_in, p_out = world.world.prices(settings).get(name, (0.0, 0.0))
             tokens_in, tokens_out = _local_call_tokens(world, name)
             return calls * (tokens_in * p_in + tokens_out * p_out) / 1e6
         from knowgate.agents.litellm_setup import import_litellm
