@@ -4,16 +4,20 @@
   signals, and the evidence, and replies ``{"verdict", "answer", "confidence"}``.
 * ``logprobs`` (``local/`` models, which can answer but not discuss): the model answers the
   question itself, closed-book, and again reading the evidence when there is some. The answer it
-  is surer of wins; an evidence-based answer counts only as much as the search's ``support``
-  signal, because a small reader copies a value from a passage about the wrong entity as
-  readily as from the right one. Agreeing with the draft is ``accept``, a confident different
-  answer is ``revise``, an unsure one is ``abstain``.
+  is surer of wins. With ``evidence_weight="support"`` an evidence-based answer counts only as
+  much as the search's ``support`` signal (a tiny reader trained on one world copies a value
+  from a passage about the wrong entity as readily as from the right one); with ``"none"`` it
+  counts at its own probability and the calibrated policy weighs support itself (a pretrained
+  reader, whose passages score low support however right they are). Agreeing with the draft is
+  ``accept``; a different answer at least ``abstain_below`` sure is ``revise``, a less sure one
+  ``abstain`` (``abstain_below=0``: the critic always stands behind its best answer and the
+  policy's calibrated map decides).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +58,8 @@ def _describe(question: str, draft: Draft | None, signals: Signals,
     return "\n".join(lines)
 
 
+EvidenceWeight = Literal["support", "none"]
+
 # Float slack of a closed-book bound: the prober's pass and the critic's call round differently.
 _BOUND_SLACK = 1e-4
 
@@ -69,6 +75,10 @@ class LiteLLMCritic(LiteLLMRole):
             that of its first token, so when the open-book answer already scores above the
             bound, the closed-book call cannot change the verdict and is not made. Give it
             only when the signal reads the very model and prompt the critic calls.
+        evidence_weight: In ``logprobs`` mode, what an answer read from the evidence is
+            weighted by: the search's ``support`` or nothing (see the module).
+        abstain_below: In ``logprobs`` mode, the probability under which a different answer is
+            an ``abstain`` verdict rather than ``revise``.
         Other arguments: see ``LiteLLMRole``.
     """
 
@@ -76,9 +86,12 @@ class LiteLLMCritic(LiteLLMRole):
 
     def __init__(self, router: Any, model: str, fmt: Format, timeout_s: float,
                  max_tokens: int = 24, closed_book_bound: str | None = None,
-                 prompt_style: PromptStyle = "plain") -> None:
+                 prompt_style: PromptStyle = "plain", evidence_weight: EvidenceWeight = "support",
+                 abstain_below: float = SURE_AT) -> None:
         super().__init__(router, model, fmt, timeout_s, max_tokens, prompt_style)
         self.closed_book_bound = closed_book_bound
+        self.evidence_weight: EvidenceWeight = evidence_weight
+        self.abstain_below = abstain_below
 
     async def __call__(self, question: str, draft: Draft | None, signals: Signals,
                        evidence: Sequence[Passage] = ()) -> Verdict:
@@ -101,7 +114,8 @@ class LiteLLMCritic(LiteLLMRole):
 
     async def _by_logprobs(self, question: str, draft: Draft | None, signals: Signals,
                            evidence: Sequence[Passage]) -> Verdict:
-        support = signals.values.get("search_support", 1.0)
+        support = (signals.values.get("search_support", 1.0)
+                   if self.evidence_weight == "support" else 1.0)
         bound = signals.values.get(self.closed_book_bound) if self.closed_book_bound else None
         completions: list[Completion] = []
         scored: list[tuple[float, Completion]] = []
@@ -125,7 +139,7 @@ class LiteLLMCritic(LiteLLMRole):
         answer = best.text.strip()
         if draft is not None and answer and normalize(answer) == normalize(draft.answer):
             kind: VerdictKind = "accept"
-        elif answer and confidence >= SURE_AT:
+        elif answer and confidence >= self.abstain_below:
             kind = "revise"
         else:
             kind = "abstain"

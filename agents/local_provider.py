@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from knowgate.agents.batching import MicroBatcher
 from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.local_lm import Generation, LocalLM
 from knowgate.agents.prompting import PromptStyle
@@ -62,48 +63,6 @@ class _Params:
         )
 
 
-@dataclass
-class _Batcher:
-    """Gathers concurrent requests to one model on one event loop into batched generate calls."""
-
-    lm: LocalLM
-    size: int
-    wait_s: float
-    pending: list[tuple[_Params, str, asyncio.Future[Generation]]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-    async def submit(self, prompt: str, params: _Params) -> Generation:
-        future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
-        self.pending.append((params, prompt, future))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        await asyncio.sleep(self.wait_s)
-        while self.pending:
-            params = self.pending[0][0]
-            batch = [item for item in self.pending if item[0] == params][: self.size]
-            for item in batch:
-                self.pending.remove(item)
-            live = [item for item in batch if not item[2].done()]  # skip cancelled callers
-            if not live:
-                continue
-            try:
-                results = await asyncio.to_thread(
-                    self.lm.generate, [p for _, p, _ in live], params.max_new_tokens,
-                    params.temperature, params.top_logprobs, params.stop, params.seed,
-                )
-            except Exception as exc:  # delivered to every caller of this batch
-                for _, _, future in live:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for (_, _, future), result in zip(live, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-
-
 class LocalProvider(_litellm.CustomLLM):
     """A litellm custom provider serving named local model directories.
 
@@ -124,7 +83,7 @@ class LocalProvider(_litellm.CustomLLM):
         self._paths: dict[str, Path] = {k: Path(v) for k, v in (models or {}).items()}
         self._styles: dict[str, PromptStyle] = dict(prompt_styles or {})
         self._loaded: dict[str, LocalLM] = {}
-        self._batchers: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop, _Batcher]] = {}
+        self._batchers: dict[str, tuple[LocalLM, MicroBatcher[str, Generation]]] = {}
         self._load_lock = threading.Lock()
         self.device = device
         self.batch_size = batch_size
@@ -202,7 +161,7 @@ class LocalProvider(_litellm.CustomLLM):
         with _as_provider_error():
             # Loading a model or rendering a long chat must not block the event loop.
             lm, prompt, params = await asyncio.to_thread(self._prepare, model, messages, optional)
-            return await self._batcher(model, lm).submit(prompt, params)
+            return await self._batcher(model, lm).submit(params, prompt)
 
     def _prepare(self, model: str, messages: list, optional: Mapping[str, Any]
                  ) -> tuple[LocalLM, str, _Params]:
@@ -217,15 +176,16 @@ class LocalProvider(_litellm.CustomLLM):
             chat.append({"role": role, "content": _text(m.get("content"))})
         return lm, lm.render(chat), params
 
-    def _batcher(self, name: str, lm: LocalLM) -> _Batcher:
-        loop = asyncio.get_running_loop()
-        key = (name, id(loop))
-        entry = self._batchers.get(key)
-        if entry is None or entry[0] is not loop or entry[1].lm is not lm:
-            # Drop batchers of closed loops so a long-lived provider does not grow.
-            self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
-            entry = (loop, _Batcher(lm, self.batch_size, self.batch_wait_s))
-            self._batchers[key] = entry
+    def _batcher(self, name: str, lm: LocalLM) -> MicroBatcher[str, Generation]:
+        entry = self._batchers.get(name)
+        if entry is None or entry[0] is not lm:  # a model replaced by ``add`` gets a new one
+            def run(params: Hashable, prompts: Sequence[str]) -> list[Generation]:
+                assert isinstance(params, _Params)
+                return lm.generate(prompts, params.max_new_tokens, params.temperature,
+                                   params.top_logprobs, params.stop, params.seed)
+
+            entry = self._batchers[name] = (lm, MicroBatcher(run, self.batch_size,
+                                                             self.batch_wait_s))
         return entry[1]
 
 

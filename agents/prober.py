@@ -34,7 +34,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
-from knowgate.agents.hidden_states import Pass, Stage, run_passes
+from knowgate.agents.batching import MicroBatcher
+from knowgate.agents.hidden_states import Pass, PassResult, Stage, run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.probes import Combiner, ProbeSet
 from knowgate.agents.roles import Prober, RoleError, Signals
@@ -66,17 +67,24 @@ class TransformersProber:
         probes: Trained probes to run on the same passes.
         combiners: Combined signals computed from the pass's other signals, in order.
         cache_size: Inputs whose signals are remembered (a replayed node costs nothing).
+        batch_size: Most inputs per forward pass: concurrent calls (an eval run's questions,
+            the server's requests) are gathered into one batched pass.
+        batch_wait_ms: How long the first call of a batch waits for others.
     """
 
     role = "prober"
 
     def __init__(self, lm: LocalLM, probes: Sequence[HiddenStateProbe] = (),
-                 cache_size: int = 4096, combiners: Sequence[Combiner] = ()) -> None:
+                 cache_size: int = 4096, combiners: Sequence[Combiner] = (),
+                 batch_size: int = 16, batch_wait_ms: float = 2.0) -> None:
         self.lm = lm
         self.probes = list(probes)
         self.combiners = list(combiners)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str | None], Signals] = OrderedDict()
+        self._batcher: MicroBatcher[tuple[str, str | None], dict[str, float] | Exception] = (
+            MicroBatcher(lambda _, inputs: self.signals_many(inputs), batch_size,
+                         batch_wait_ms / 1000.0))
 
     async def __call__(self, question: str, answer: str | None = None) -> Signals:
         """Signals of ``question`` alone, or of ``question`` with ``answer`` (see the module)."""
@@ -85,11 +93,13 @@ class TransformersProber:
             self._cache.move_to_end(key)
             return self._cache[key]
         try:
-            values = await asyncio.to_thread(self.signals, question, answer)
-        except RoleError:
-            raise
+            values = await self._batcher.submit(None, key)
         except Exception as exc:  # torch/transformers failures (out of memory, bad input)
-            raise RoleError(self.role, f"{type(exc).__name__}: {exc}") from exc
+            values = exc
+        if isinstance(values, RoleError):
+            raise values
+        if isinstance(values, Exception):
+            raise RoleError(self.role, f"{type(values).__name__}: {values}") from values
         signals = Signals(values=values)
         self._cache[key] = signals
         if len(self._cache) > self.cache_size:
@@ -102,15 +112,37 @@ class TransformersProber:
         return cls(lm, probes.probes, combiners=probes.combiners)
 
     def signals(self, question: str, answer: str | None = None) -> dict[str, float]:
-        """The signals of one input, computed synchronously (one forward pass)."""
-        stages = {"query", "answer"} if answer is not None and answer.strip() else {"query"}
+        """The signals of one input, computed synchronously (one forward pass).
+
+        Raises:
+            RoleError: The input is empty or too long for the model, or the model gave NaN.
+        """
+        (values,) = self.signals_many([(question, answer)])
+        if isinstance(values, Exception):
+            raise values
+        return values
+
+    def signals_many(self, inputs: Sequence[tuple[str, str | None]]
+                     ) -> list[dict[str, float] | Exception]:
+        """The signals of several inputs from one batched forward pass; an input the model
+        cannot take (empty, too long) or whose signals are NaN gets its ``RoleError`` in its
+        place without failing the others."""
+        inputs = [(q, a if a is not None and a.strip() else None) for q, a in inputs]
         # The lens probes' features are computed in the pass, with its own signals.
-        reads = [read for probe in self.probes if probe.stage in stages
-                 and (read := getattr(probe, "lens_read", None)) is not None]
+        reads = [read for probe in self.probes
+                 if (read := getattr(probe, "lens_read", None)) is not None]
         try:
-            (result,) = run_passes(self.lm, [(question, answer)], lens_reads=reads)
+            passes = run_passes(self.lm, inputs, lens_reads=reads)
         except UserError as exc:
-            raise RoleError(self.role, str(exc)) from exc
+            if len(inputs) == 1:
+                return [RoleError(self.role, str(exc))]
+            # Find the input at fault: the others still get their signals.
+            return [out for one in inputs for out in self.signals_many([one])]
+        return [self._named(result, answer)
+                for result, (_, answer) in zip(passes, inputs, strict=True)]
+
+    def _named(self, result: PassResult, answer: str | None) -> dict[str, float] | RoleError:
+        stages = {"query", "answer"} if answer is not None else {"query"}
         values = dict(result.signals)
         for probe in self.probes:
             if probe.stage in stages:
@@ -121,7 +153,7 @@ class TransformersProber:
                 if combined is not None:
                     values[combiner.name] = combined
         if any(math.isnan(v) for v in values.values()):
-            raise RoleError(self.role, "the model produced NaN")
+            return RoleError(self.role, "the model produced NaN")
         # A zero-probability token gives -inf; clamp so signals stay valid JSON and comparable.
         return {k: max(-1e4, min(1e4, v)) for k, v in values.items()}
 

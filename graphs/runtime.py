@@ -234,7 +234,7 @@ def build_context(settings: Settings, on_progress: Progress | None = None) -> Tr
                            resolve_format(settings.critic, settings.critic_format), budget,
                            closed_book_bound="critic_query_top_prob"
                            if _critic_prober_source(settings) == "world" else None,
-                           **_local_options(world, settings.critic))
+                           **_local_options(world, settings.critic, critic=True))
     searcher = _searcher(settings, world, on_progress)
     return TriageContext(
         answerer=answerer,
@@ -249,13 +249,17 @@ def build_context(settings: Settings, on_progress: Progress | None = None) -> Tr
     )
 
 
-def _local_options(world: WorldRef, model: str) -> dict[str, Any]:
-    """A local model's prompt style and reply length, from the world's card."""
+def _local_options(world: WorldRef, model: str, critic: bool = False) -> dict[str, Any]:
+    """A local model's prompt style and reply length (and as the critic, how it weighs what it
+    reads), from the world's card."""
     name = _local_name(model)
     spec = world.world.card.local_models.get(name) if name else None
     if spec is None:
         return {}
-    return {"prompt_style": spec.prompt, "max_tokens": spec.max_tokens}
+    options: dict[str, Any] = {"prompt_style": spec.prompt, "max_tokens": spec.max_tokens}
+    if critic:
+        options |= {"evidence_weight": spec.evidence_weight, "abstain_below": spec.abstain_below}
+    return options
 
 
 def open_collection(settings: Settings, create: bool = False) -> Any:

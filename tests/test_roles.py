@@ -152,3 +152,24 @@ async def test_the_local_critic_skips_a_closed_book_pass_it_cannot_win(context,
             assert fast.cost_usd == pytest.approx(full.cost_usd - closed.cost_usd)
         else:  # it knows it: its closed-book answer wins, as without the bound
             assert fast.cost_usd == pytest.approx(full.cost_usd)
+
+
+async def test_a_critic_weighing_nothing_keeps_a_reading_of_low_support(context,
+                                                                        shipped_world: World
+                                                                        ) -> None:
+    """A pretrained reader's passages score low support however right they are: with
+    ``evidence_weight="none"`` its reading counts at its own probability, and with
+    ``abstain_below=0`` it stands behind its best answer for the policy to judge."""
+    from knowgate.agents.critic import LiteLLMCritic
+
+    built = context.critic
+    question = next(q for q in shipped_world.questions("test") if q.kind == Kind.SEARCHABLE)
+    evidence = await context.searcher(question.question)
+    signals = Signals(values={"search_support": 0.01})
+    weighted = await built(question.question, None, signals, evidence.passages)
+    trusting = LiteLLMCritic(built.router, built.model, built.fmt, built.timeout_s,
+                             built.max_tokens, evidence_weight="none", abstain_below=0.0)
+    read = await trusting(question.question, None, signals, evidence.passages)
+    assert weighted.answer != question.answers[0] or weighted.verdict == "abstain"
+    assert (read.verdict, read.answer) == ("revise", question.answers[0])
+    assert read.confidence > weighted.confidence

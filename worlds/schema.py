@@ -97,6 +97,12 @@ class LocalModelSpec(BaseModel):
         prices: Dollars per million (input, output) tokens.
         licence: Under which terms the weights come.
         parameters: Parameter count, for the card.
+        evidence_weight: As the critic: what an answer it reads from passages is weighted by
+            (``support``: the search's support, for a tiny reader that copies from passages
+            about the wrong entity; ``none``: its own probability, the policy weighs support).
+        abstain_below: As the critic: under which probability a different answer is an
+            ``abstain`` verdict (0: it always stands behind its best answer and the calibrated
+            policy decides).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -108,6 +114,8 @@ class LocalModelSpec(BaseModel):
     prices: tuple[float, float] = (0.0, 0.0)
     licence: str = ""
     parameters: int | None = None
+    evidence_weight: Literal["support", "none"] = "support"
+    abstain_below: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _one_source(self) -> LocalModelSpec:
