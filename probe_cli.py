@@ -198,13 +198,16 @@ def _print_report(result: dict[str, Any]) -> None:
     table = Table(title=f"{result['model']} on {result['data']} ({result['records']} questions, "
                         f"{result['right']} right)",
                   caption="AUROC of 'the answerer is right'; known/unseen: right answers against "
-                          "wrong ones about known / unseen entities; control: untrained copy")
-    for column in ("signal", "AUROC", "PRR", "known", "unseen", "control AUROC", "control PRR"):
+                          "wrong ones about known / unseen entities; within relation: AUROC "
+                          "inside each relation, averaged; relation_only: the relation's "
+                          "right-rate as the score; control: untrained copy")
+    for column in ("signal", "AUROC", "PRR", "known", "unseen", "within relation",
+                   "control AUROC", "control PRR"):
         table.add_column(column, justify="left" if column == "signal" else "right")
     for row in result["signals"]:
         table.add_row(row["signal"], *(_cell(row.get(k)) for k in (
-            "auroc", "prr", "auroc_known_entity", "auroc_unseen_entity", "control_auroc",
-            "control_prr")))
+            "auroc", "prr", "auroc_known_entity", "auroc_unseen_entity", "auroc_within_relation",
+            "control_auroc", "control_prr")))
     out.print(table)
     layers = Table(title="probes by layer (test AUROC; control in brackets)")
     for column in ("stage", "family", "pooling", "layer", "AUROC", "control"):

@@ -6,6 +6,12 @@ wrong answers about known entities (attribute-level unknowns) and about unseen e
 ``layer_table`` scores every probe of the training sweep on the same data, layer by layer, and
 ``plot_layers`` draws it. Each figure is computed for the trained model and for its untrained
 copy: a probe that reads only word pieces scores on the control too, and that is not knowledge.
+
+On real data the question's relation alone predicts much of a model's correctness (a model
+knows capitals better than populations), so a probe can score well by recognising the relation.
+Two figures control for that: the ``relation_only`` row (each question scored by its relation's
+right-rate on the other folds, grouped by subject) and every signal's ``auroc_within_relation``
+(its AUROC inside each relation, averaged weighted by the relation's questions).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from knowgate.agents.probes import CombinerSpec, LinearProbeSpec
 from knowgate.errors import UserError
 
 SELF_EVAL = "self_eval_yes"
+RELATION_ONLY = "relation_only"
 # Signals where a higher value means "less likely right": AUROC is taken of their negation.
 LOWER_IS_SURER = {"query_entropy", "answer_mean_entropy"}
 
@@ -44,6 +51,8 @@ class Scored:
     columns: dict[str, np.ndarray]
     labels: np.ndarray
     entity: np.ndarray
+    relation: np.ndarray
+    group: np.ndarray
 
 
 def score_all(features: Features, probes: dict[str, LinearProbeSpec],
@@ -58,8 +67,45 @@ def score_all(features: Features, probes: dict[str, LinearProbeSpec],
     for stage, spec in combiners.items():
         columns[COMBINED_NAMES[stage]] = combiner_scores(  # type: ignore[index]
             spec, stage_columns(features, stage, logits))  # type: ignore[arg-type]
-    entity = np.array([r.entity or "" for r in features.records])
-    return Scored(columns=columns, labels=features.labels, entity=entity)
+    records = features.records
+    entity = np.array([r.entity or "" for r in records])
+    relation = np.array([r.relation or "" for r in records])
+    group = np.array([r.group or r.id for r in records])
+    if relation.any():
+        columns[RELATION_ONLY] = relation_rates(relation, features.labels, group)
+    return Scored(columns=columns, labels=features.labels, entity=entity, relation=relation,
+                  group=group)
+
+
+def relation_rates(relation: np.ndarray, labels: np.ndarray, group: np.ndarray,
+                   folds: int = 5) -> np.ndarray:
+    """Each question's score from its relation alone: the right-rate of its relation on the
+    other folds (folds by subject group, so no subject is scored by itself; add-one smoothed)."""
+    from sklearn.model_selection import GroupKFold
+
+    scores = np.zeros(len(labels), dtype=float)
+    splits = min(folds, len(set(group.tolist())))
+    if splits < 2:
+        return scores + float(labels.mean())
+    for train, test in GroupKFold(n_splits=splits).split(labels, labels, group):
+        for name in set(relation[test].tolist()):
+            seen = labels[train][relation[train] == name]
+            rate = (seen.sum() + 1.0) / (len(seen) + 2.0)
+            scores[test[relation[test] == name]] = rate
+    return scores
+
+
+def within_relation_auroc(scored: Scored, values: np.ndarray) -> float | None:
+    """AUROC inside each relation with both right and wrong answers, averaged weighted by the
+    relation's questions (``None`` without relations)."""
+    total, weight = 0.0, 0
+    for name in set(scored.relation.tolist()) - {""}:
+        keep = scored.relation == name
+        value = auroc(scored.labels[keep], values[keep])
+        if value is not None:
+            total += value * int(keep.sum())
+            weight += int(keep.sum())
+    return total / weight if weight else None
 
 
 def _oriented(name: str, values: np.ndarray) -> np.ndarray:
@@ -84,6 +130,7 @@ def signal_table(trained: Scored, control: Scored | None) -> list[dict[str, Any]
             "prr": _round(prr(trained.labels, v)),
             "auroc_known_entity": _round(_subset_auroc(trained, v, "known")),
             "auroc_unseen_entity": _round(_subset_auroc(trained, v, "unseen")),
+            "auroc_within_relation": _round(within_relation_auroc(trained, v)),
         }
         if control is not None and name in control.columns:
             c = _oriented(name, control.columns[name])

@@ -36,7 +36,7 @@ from knowgate.evals.metrics import summarize  # noqa: E402
 from knowgate.evals.oracle import measured_class, oracle_records  # noqa: E402
 from knowgate.evals.records import read_records  # noqa: E402
 from knowgate.evals.runner import run_eval  # noqa: E402
-from knowgate.graphs.policy import Policy  # noqa: E402
+from knowgate.graphs.policy import LogisticMap, Policy  # noqa: E402
 from knowgate.graphs.runtime import Knowgate, estimate_prices  # noqa: E402
 from knowgate.settings import load_settings  # noqa: E402
 from knowgate.worlds.world import World  # noqa: E402
@@ -44,6 +44,63 @@ from knowgate.worlds.world import World  # noqa: E402
 GRAPHS = ("triage", "fast-only", "always-search", "always-refine", "fast-slow", "probe-gated")
 COLUMNS = ("utility", "accuracy", "coverage", "wrong_rate_answered", "usd_per_q",
            "searches_per_q", "refines_per_q", "latency_p50_s", "latency_p95_s")
+
+
+def base_policy() -> Policy:
+    """The maps calibrate starts from: the signals the factbook prober gives (the fast model's
+    token and lens signals, the critic model's question-only ones) and the search's, each map
+    then keeping the subset of lowest cross-validated log loss; the fallbacks (no prober) read
+    the stated confidences. Utility terms are the defaults (the threshold comes from risk
+    mode)."""
+    return Policy(
+        maps={
+            "query": LogisticMap(weights={"query_top_prob": 0.0, "query_entropy": 0.0}),
+            "closed_book": LogisticMap(weights={"draft_logit": 1.0, "answer_min_logprob": 0.0,
+                                                "answer_mean_entropy": 0.0,
+                                                "query_top_prob": 0.0}),
+            "open_book": LogisticMap(weights={"draft_logit": 1.0, "search_support": 0.0,
+                                              "evidence_match": 0.0, "search_top_score": 0.0,
+                                              "answer_min_logprob": 0.0}),
+            "critic": LogisticMap(weights={"critic_logit": 1.0, "search_support": 0.0,
+                                           "evidence_match": 0.0,
+                                           "critic_query_top_prob": 0.0}),
+        },
+        fallback_maps={
+            "query": LogisticMap(weights={"query_top_prob": 0.0}),
+            "closed_book": LogisticMap(weights={"draft_logit": 1.0}),
+            "open_book": LogisticMap(weights={"draft_logit": 1.0, "search_support": 0.0}),
+            "critic": LogisticMap(weights={"critic_logit": 1.0}),
+        },
+        success_maps={
+            "refine_unsearched": LogisticMap(weights={"critic_query_top_prob": 0.0,
+                                                      "critic_query_entropy": 0.0}),
+            "refine_searched": LogisticMap(weights={"search_support": 0.0,
+                                                    "search_top_score": 0.0,
+                                                    "evidence_match": 0.0}),
+        },
+    )
+
+
+def breakdown(records: list) -> dict:
+    """Stale memory and the two kinds of unanswerable question, from the questions' ``meta``:
+    of the time-sensitive questions, the share answered without a search (from memory) and how
+    many of those were wrong; of each unanswerable kind, the share abstained."""
+    timely = [r for r in records if r.meta.get("time_sensitive")]
+    memory = [r for r in timely if r.outcome == "answered" and r.searches == 0]
+    out: dict = {"time_sensitive": {
+        "n": len(timely),
+        "answered": sum(r.outcome == "answered" for r in timely),
+        "answered_from_memory": len(memory),
+        "wrong_from_memory": sum(r.wrong for r in memory),
+        "wrong": sum(r.wrong for r in timely),
+        "wrong_rate": round(sum(r.wrong for r in timely) / len(timely), 4) if timely else None,
+    }}
+    for kind in ("fictional", "missing-fact"):
+        group = [r for r in records if r.meta.get("unanswerable") == kind]
+        out[kind] = {"n": len(group),
+                     "abstained": round(sum(r.outcome == "abstained" for r in group)
+                                        / len(group), 4) if group else None}
+    return out
 
 
 def main() -> None:
@@ -74,11 +131,7 @@ def main() -> None:
         return read_records(out)
 
     explored_cal = run(calibration, "explore", "explore-calibration")
-    defaults = Policy()
-    base = Policy.load(None).model_copy(update={
-        "reward_usd": defaults.reward_usd, "penalty_usd": defaults.penalty_usd,
-        "abstain_usd": defaults.abstain_usd})
-    policy, report = calibrate(runs / "explore-calibration", "risk", base,
+    policy, report = calibrate(runs / "explore-calibration", "risk", base_policy(),
                                estimate_prices(settings), alpha=0.05, delta=0.1)
     policy = policy.model_copy(update={"source": f"bench/factbook_world.py on "
                                                  f"{calibration.name}: {policy.source}"})
@@ -88,10 +141,12 @@ def main() -> None:
     classes = {r.id: measured_class(r) for r in explored_test}
     oracle = oracle_records(explored_test)
     table = {"oracle": summarize(oracle, policy, alpha=0.05)}
+    runs_by_graph = {"oracle": oracle}
     for graph in args.graph or GRAPHS:
         records = [r.model_copy(update={"kind": classes.get(r.id)})
                    for r in run(test, graph, graph, policy_path)]
         table[graph] = summarize(records, policy, alpha=0.05)
+        runs_by_graph[graph] = records
     ceiling = table["oracle"]["utility"]
     out = {
         "calibration": {"n": len(explored_cal), "report": report},
@@ -103,8 +158,9 @@ def main() -> None:
                        "utility_over_oracle": round(s["utility"] / ceiling, 4)
                        if ceiling > 0 else None,
                        "guarantee": s.get("guarantee"), "by_class": s.get("by_class"),
-                       "no_answer": s.get("no_answer")}
+                       "no_answer": s.get("no_answer"), "ci95": s.get("ci95")}
                    for g, s in table.items()},
+        "stale_and_unanswerable": {g: breakdown(records) for g, records in runs_by_graph.items()},
         "load_average": os.getloadavg(),
     }
     print(json.dumps(out, indent=2))

@@ -347,3 +347,25 @@ def test_an_unwritable_plot_is_a_user_error(tmp_path: Path) -> None:
         plot_layers(rows, tmp_path / "plot.unknown-format", "t")
     plot_layers(rows, tmp_path / "deeper" / "plot.png", "t")
     assert (tmp_path / "deeper" / "plot.png").stat().st_size > 0
+
+
+def test_a_signal_that_only_knows_the_relation_scores_nothing_within_it() -> None:
+    """The relation-only baseline and the within-relation AUROC separate a signal that
+    recognises the relation from one that tells right from wrong inside it."""
+    from knowgate.agents.probe_report import Scored, relation_rates, within_relation_auroc
+    from knowgate.agents.probe_training import auroc
+
+    rng = np.random.default_rng(0)
+    relation = np.array(["capital", "population"] * 200)
+    # Capitals are mostly right, populations mostly wrong.
+    labels = np.where(relation == "capital", rng.random(400) < 0.8, rng.random(400) < 0.2)
+    group = np.array([f"country-{i // 2}" for i in range(400)])
+    knows_relation = (relation == "capital").astype(float) + rng.normal(0, 0.01, 400)
+    knows_answer = labels + rng.normal(0, 0.3, 400)
+    scored = Scored(columns={}, labels=labels.astype(int), entity=np.array([""] * 400),
+                    relation=relation, group=group)
+    baseline = relation_rates(relation, labels.astype(int), group)
+    assert auroc(labels.astype(int), baseline) > 0.75
+    assert auroc(labels.astype(int), knows_relation) > 0.75
+    assert abs(within_relation_auroc(scored, knows_relation) - 0.5) < 0.1
+    assert within_relation_auroc(scored, knows_answer) > 0.85
