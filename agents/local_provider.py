@@ -184,8 +184,8 @@ class LocalProvider(_litellm.CustomLLM):
                 return lm.generate(prompts, params.max_new_tokens, params.temperature,
                                    params.top_logprobs, params.stop, params.seed)
 
-            entry = self._batchers[name] = (lm, MicroBatcher(run, self.batch_size,
-                                                             self.batch_wait_s))
+            entry = self._batchers[name] = (lm, MicroBatcher(
+                run, self.batch_size, self.batch_wait_s, busy=lm.lock.locked))
         return entry[1]
 
 

@@ -76,7 +76,7 @@ class TransformersProber:
 
     def __init__(self, lm: LocalLM, probes: Sequence[HiddenStateProbe] = (),
                  cache_size: int = 4096, combiners: Sequence[Combiner] = (),
-                 batch_size: int = 16, batch_wait_ms: float = 2.0) -> None:
+                 batch_size: int = 32, batch_wait_ms: float = 2.0) -> None:
         self.lm = lm
         self.probes = list(probes)
         self.combiners = list(combiners)
@@ -84,7 +84,7 @@ class TransformersProber:
         self._cache: OrderedDict[tuple[str, str | None], Signals] = OrderedDict()
         self._batcher: MicroBatcher[tuple[str, str | None], dict[str, float] | Exception] = (
             MicroBatcher(lambda _, inputs: self.signals_many(inputs), batch_size,
-                         batch_wait_ms / 1000.0))
+                         batch_wait_ms / 1000.0, busy=lm.lock.locked))
 
     async def __call__(self, question: str, answer: str | None = None) -> Signals:
         """Signals of ``question`` alone, or of ``question`` with ``answer`` (see the module)."""

@@ -32,6 +32,26 @@ async def test_batches_gather_concurrent_calls_by_key_and_keep_order() -> None:
     assert [items for key, items in calls if key == "bad"] == [[0, 1]]
 
 
+async def test_a_batch_keeps_gathering_while_its_resource_is_busy() -> None:
+    batches: list[list[int]] = []
+    taken = True
+
+    def run(_: object, items: list[int]) -> list[int]:
+        batches.append(list(items))
+        return list(items)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(run, size=8, wait_s=0.001,
+                                                   busy=lambda: taken)
+    first = asyncio.ensure_future(batcher.submit(None, 0))
+    await asyncio.sleep(0.05)  # the resource is still taken: the batch has not run
+    later = [asyncio.ensure_future(batcher.submit(None, i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0.05)
+    assert batches == []
+    taken = False
+    assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
+    assert batches == [[0, 1, 2, 3]]
+
+
 def test_a_batcher_serves_successive_event_loops() -> None:
     batcher: MicroBatcher[int, int] = MicroBatcher(lambda _, items: [i + 1 for i in items])
     assert asyncio.run(batcher.submit(None, 1)) == 2
