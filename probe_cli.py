@@ -50,10 +50,14 @@ def probe_label(
     split: Annotated[str, typer.Option(help="World split: calibration, test, paraphrase.")] = "calibration",
     model: Annotated[str, typer.Option(help="World model the answerer runs, for the entity "
                                             "field: fast, slow, or none (a hosted answerer).")] = "fast",
+    from_run: Annotated[Path | None, typer.Option(
+        "--from-run", help="Label from an explore run's closed-book drafts instead (no model "
+                           "call).")] = None,
     world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Run the configured answerer on a world split and write each question with its label."""
+    """Run the configured answerer on a world split and write each question with its label
+    (or take the drafts an explore run recorded, ``--from-run``)."""
     from knowgate.agents.probe_training import write_records
     from knowgate.aio import run_sync
     from knowgate.graphs.runtime import build_context
@@ -62,6 +66,14 @@ def probe_label(
     from knowgate.worlds.world import World
 
     try:
+        if from_run is not None:
+            from knowgate.evals.probe_labels import labels_from_run
+
+            records = labels_from_run(from_run)
+            write_records(out, records)
+            console.print(f"{len(records)} questions, {sum(r.correct for r in records)} "
+                          f"answered right, written to {out}")
+            return
         settings = load_settings(config, world=world, prober="off")
         world = World(settings.world)
         context = build_context(settings)

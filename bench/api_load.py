@@ -137,7 +137,8 @@ def main() -> None:
         params = {"api_base": llm.api_base, "api_key": "bench"}
         port = _port()
         env = {**os.environ,
-               "KNOWGATE_ANSWERER": FAST, "KNOWGATE_CRITIC": SLOW, "KNOWGATE_PROBER": "off",
+               "KNOWGATE_WORLD": "synthetic", "KNOWGATE_ANSWERER": FAST, "KNOWGATE_CRITIC": SLOW,
+               "KNOWGATE_PROBER": "off",
                "KNOWGATE_LITELLM_PARAMS": json.dumps({FAST: params, SLOW: params}),
                "KNOWGATE_DATA_DIR": os.environ.get("KNOWGATE_DATA_DIR", str(Path(tmp) / "data")),
                "KNOWGATE_CHECKPOINT_DB": str(Path(tmp) / "threads.sqlite"),

@@ -74,7 +74,8 @@ def main() -> None:
     from knowgate.worlds.world import World
 
     provider = sleepy_provider(args.latency)
-    settings = load_settings(answerer="sleepy/fast", critic="sleepy/slow", prober="off")
+    settings = load_settings(world="synthetic", answerer="sleepy/fast", critic="sleepy/slow",
+                             prober="off")
     questions = World(settings.world).questions("test")
     print(f"fast-only graph, provider latency {args.latency:.3f} s, one call per question")
     print(f"{'concurrency':>11} {'questions':>9} {'seconds':>8} {'q/s':>8} {'bound q/s':>9} "

@@ -51,7 +51,7 @@ def main() -> None:
                              "data dir); an unfinished one is resumed, a finished one reused")
     parser.add_argument("--write", action="store_true", help=f"write {DEFAULT_POLICY.name}")
     args = parser.parse_args()
-    settings = load_settings()
+    settings = load_settings(world="synthetic")
     run = args.run or settings.data_dir / "runs" / "explore-calibration"
     dataset = load_dataset("calibration", settings)
     # A finished explore run is reused as it is: its records do not depend on the policy, but a

@@ -26,8 +26,8 @@ def main() -> None:
     from knowgate.worlds.world import World
 
     litellm = import_litellm()
-    world = World()
-    world.serve_models(load_settings(device="cpu"))
+    world = World("synthetic")
+    world.serve_models(load_settings(world="synthetic", device="cpu"))
     questions = [q.question for q in world.questions("test")][: args.n]
     model = f"local/{args.model}"
 

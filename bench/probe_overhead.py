@@ -1,6 +1,6 @@
 """The prober's cost as a ratio to one bare forward pass of the same input.
 
-For test questions of the default world (with the fast model's closed-book answer as the draft,
+For test questions of the synthetic world (with the fast model's closed-book answer as the draft,
 the way the graph probes a draft), it times, one input at a time after a warm-up:
 
 * bare: tokenise the rendered input and run ``model(input_ids)``, nothing else;
@@ -63,7 +63,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    world = World()
+    world = World("synthetic")
     lm = LocalLM(world.model_dir("fast"), args.device)
     probes = ProbeSet.load(world.path / "probes")
     prober = TransformersProber.with_probes(lm, probes)

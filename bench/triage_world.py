@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default: a fresh temporary one)")
     args = parser.parse_args()
-    settings = knowgate.load_settings()
+    settings = knowgate.load_settings(world="synthetic")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         records = run_split(settings, args.limit, args.out or Path(tmp) / "triage")

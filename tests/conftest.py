@@ -9,6 +9,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite's default world is the synthetic one (tiny models, seconds per test); the tests of
+# the factbook world, knowgate's default, name it. Subprocesses inherit this too.
+os.environ["KNOWGATE_WORLD"] = "synthetic"
 
 from pathlib import Path  # noqa: E402
 
@@ -25,5 +28,5 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_world() -> World:
-    """The world that ships in the package."""
-    return World()
+    """The synthetic world that ships in the package (the suite's default world)."""
+    return World("synthetic")

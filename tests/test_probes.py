@@ -203,7 +203,7 @@ def labelled(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[s
         result = _invoke(["probe", "label", "--split", split, "--out", str(full)], data_dir)
         assert result.exit_code == 0, result.output
         lines = full.read_text().splitlines()
-        assert len(lines) == len(World().questions(split))
+        assert len(lines) == len(World("synthetic").questions(split))
         files[split] = out / f"{split}.jsonl"
         files[split].write_text("\n".join(lines[:keep]) + "\n")
     return files
@@ -278,7 +278,7 @@ def test_combiner_reads_saturated_signals_on_their_log_scale() -> None:
     # A spec saved before scales existed reads every signal raw.
     raw = CombinerSpec(**{**spec.model_dump(), "scales": []})
     assert Combiner(raw)(known) == pytest.approx(-0.04 + 0.996)
-    shipped = ProbeSet.load(World().path / "probes")
+    shipped = ProbeSet.load(World("synthetic").path / "probes")
     assert all("log" in c.spec.scales for c in shipped.combiners)
 
 

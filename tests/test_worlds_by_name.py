@@ -29,6 +29,16 @@ def test_world_list_shows_both_shipped_worlds_with_licences() -> None:
     assert factbook["questions"]["calibration"] + factbook["questions"]["test"] >= 1500
 
 
+def test_without_a_world_setting_knowgate_runs_the_factbook_world(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KNOWGATE_WORLD", raising=False)  # the suite's own default is synthetic
+    settings = load_settings()
+    assert settings.world is None and World(settings.world).name == "factbook" == DEFAULT_WORLD
+    # Its own fitted policy, not the synthetic world's.
+    assert policy_path(settings) == World("factbook").policy_path
+    assert policy_path(settings).is_file()
+
+
 def test_an_unknown_world_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WorldError, match="atlantis is not a knowgate world.*factbook"):
         World("atlantis")

@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # heavy imports (chromadb, litellm, torch) stay out of import
 
 SPLITS = ("calibration", "test", "paraphrase")
 MODELS = ("fast", "slow")
-DEFAULT_WORLD = "synthetic"
-"""The world knowgate runs when the settings name none."""
+DEFAULT_WORLD = "factbook"
+"""The world knowgate runs when the settings name none: real models reading real text."""
 _Record = TypeVar("_Record", bound=BaseModel)
 
 
