@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from knowgate.api.cli import serve_command
-from knowgate.cli_support import ConfigOpt, WorldOpt, console, fail, progress
+from knowgate.cli_support import (
+    ConfigOpt,
+    WorldOpt,
+    console,
+    fail,
+    progress,
+    session_with_progress,
+)
 from knowgate.errors import KnowgateError
 from knowgate.evals.cli import calibrate_command, eval_app
 from knowgate.probe_cli import probe_app
@@ -286,11 +293,11 @@ def ask_command(
 ) -> None:
     """Answer QUESTION or abstain, and show the path taken, confidence, cost and citations."""
     from knowgate.aio import run_sync
-    from knowgate.graphs.runtime import Knowgate
     from knowgate.settings import load_settings
 
     try:
-        result = run_sync(Knowgate(load_settings(config, world=world)).ask(question, graph=graph))
+        session = session_with_progress(load_settings(config, world=world))
+        result = run_sync(session.ask(question, graph=graph))
     except KnowgateError as exc:
         if as_json:
             typer.echo(json.dumps({"outcome": "error", "error": str(exc), "answer": None,
@@ -316,7 +323,7 @@ def demo(
     kind of unanswerable question, in a world whose classes are measured), with their traces."""
     from knowgate.aio import run_sync
     from knowgate.grading import is_correct
-    from knowgate.graphs.runtime import Knowgate, grading_mode
+    from knowgate.graphs.runtime import grading_mode
     from knowgate.settings import load_settings
     from knowgate.worlds.world import World
 
@@ -330,7 +337,7 @@ def demo(
         questions = World(settings.world).questions("test")
         picked = [q for name in dict.fromkeys(group(q) for q in questions)
                   for q in [x for x in questions if group(x) == name][:per_class]]
-        session = Knowgate(settings)
+        session = session_with_progress(settings)
         mode = grading_mode(settings)
         out = Console()
         for q in picked:

@@ -5,7 +5,7 @@ the modules it registers (``probe_cli``, ``evals.cli``, ``api.cli``) can all imp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,3 +42,21 @@ def progress() -> Progress:
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
     )
+
+
+def session_with_progress(settings: Any) -> Any:
+    """A ``Knowgate`` session whose roles are built now, with a progress bar per first-run
+    stage (assembling and converting a packaged model, indexing the corpus): on the factbook
+    world a first run takes minutes, and a silent one looks hung."""
+    from knowgate.graphs.runtime import Knowgate, build_context
+
+    with progress() as bars:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total, info="")
+            bars.update(tasks[stage], completed=done, total=total)
+
+        context = build_context(settings, on_progress)
+    return Knowgate(settings, context=context)

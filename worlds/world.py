@@ -141,7 +141,9 @@ class World:
         if spec.gguf is not None:
             from knowgate.agents.model_files import converted_model
 
-            return converted_model(spec.gguf, cache_dir or default_model_cache(), on_progress)
+            named = None if on_progress is None else (
+                lambda stage, done, total: on_progress(f"{stage} {spec.gguf.name}", done, total))
+            return converted_model(spec.gguf, cache_dir or default_model_cache(), named)
         path = self.path / str(spec.dir)
         if not (path / "config.json").is_file():
             raise WorldError(f"world model {name!r} is missing: no {path / 'config.json'}")
