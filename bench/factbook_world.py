@@ -2,7 +2,8 @@
 
 1. ``explore`` on the calibration split (or a seeded sample of it) and on the test split: every
    role on every question, so each record holds every kind of candidate with its price;
-2. ``knowgate calibrate`` (risk mode, alpha 0.05, delta 0.1) on the calibration explore run only,
+2. ``knowgate calibrate`` (``--mode``: risk, alpha 0.05, delta 0.1 by default; or utility) on the
+   calibration explore run only,
    written to ``--policy`` (``worlds/factbook/policy.json`` with ``--write``);
 3. the test split's classes measured from its explore run, and the empirical oracle;
 4. triage with that policy and every baseline on the test split, each beside the oracle, with
@@ -110,6 +111,10 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--graph", action="append", default=None)
+    parser.add_argument("--mode", choices=("risk", "utility"), default="risk",
+                        help="calibrate mode (risk: Learn-then-Test at --alpha, --delta)")
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--write", action="store_true",
                         help="write the fitted policy to the world's policy.json")
     args = parser.parse_args()
@@ -131,8 +136,8 @@ def main() -> None:
         return read_records(out)
 
     explored_cal = run(calibration, "explore", "explore-calibration")
-    policy, report = calibrate(runs / "explore-calibration", "risk", base_policy(),
-                               estimate_prices(settings), alpha=0.05, delta=0.1)
+    policy, report = calibrate(runs / "explore-calibration", args.mode, base_policy(),
+                               estimate_prices(settings), alpha=args.alpha, delta=args.delta)
     policy = policy.model_copy(update={"source": f"bench/factbook_world.py on "
                                                  f"{calibration.name}: {policy.source}"})
     policy_path = (world.path / "policy.json") if args.write else runs / "policy.json"
@@ -140,12 +145,12 @@ def main() -> None:
     explored_test = run(test, "explore", "explore-test")
     classes = {r.id: measured_class(r) for r in explored_test}
     oracle = oracle_records(explored_test)
-    table = {"oracle": summarize(oracle, policy, alpha=0.05)}
+    table = {"oracle": summarize(oracle, policy, alpha=args.alpha)}
     runs_by_graph = {"oracle": oracle}
     for graph in args.graph or GRAPHS:
         records = [r.model_copy(update={"kind": classes.get(r.id)})
                    for r in run(test, graph, graph, policy_path)]
-        table[graph] = summarize(records, policy, alpha=0.05)
+        table[graph] = summarize(records, policy, alpha=args.alpha)
         runs_by_graph[graph] = records
     ceiling = table["oracle"]["utility"]
     out = {

@@ -30,7 +30,8 @@ and whether it was right. From that:
      thresholds from strict to loose, the triage policy is replayed on every calibration question
      (``Policy.decide`` on states rebuilt from the recorded candidates); the null "the
      wrong-answer rate among answered exceeds alpha" is rejected with an exact binomial p-value
-     at level delta, and the loosest threshold before the first non-rejection is kept. Then, with
+     at level delta, and the loosest threshold before the first non-rejection is kept
+     (thresholds answering too few questions to be certified at all are skipped). Then, with
      probability at least 1 - delta over the calibration set, the wrong-answer rate among
      answered questions is at most alpha.
 
@@ -398,18 +399,29 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
         UserError: Not even the strictest threshold can be certified with this data.
     """
     chosen: tuple[Policy, dict[str, Any]] | None = None
+    # A threshold answering fewer questions than this cannot be certified whatever the answers
+    # (even none wrong gives p = (1 - alpha)^n > delta), so it can make no false rejection
+    # either: it is skipped rather than ending the sequence (Tarone 1990). On real models the
+    # strictest thresholds answer a handful of questions, and the sequence would otherwise
+    # stop before it reaches a testable one.
+    testable = math.ceil(math.log(delta) / math.log(1.0 - alpha))
+    most = 0
     for t in thresholds(threshold_of(fitted)):
         candidate = at_threshold(fitted, t, explored, base, prices)
         stats = replay_all(candidate, prices, explored, terms=fitted)
-        p_value = binomial_cdf(stats["wrong"], stats["answered"], alpha) \
-            if stats["answered"] else 1.0
+        most = max(most, stats["answered"])
+        if stats["answered"] < testable:
+            continue
+        p_value = binomial_cdf(stats["wrong"], stats["answered"], alpha)
         if p_value > delta:
             break
         chosen = candidate, {**stats, "threshold": float(t), "p_value": round(p_value, 6)}
     if chosen is None:
         raise UserError(f"no answer threshold keeps the wrong-answer rate at most {alpha} with "
-                        f"confidence {1 - delta} on this calibration run: use more questions, "
-                        "or a larger alpha or delta")
+                        f"confidence {1 - delta} on this calibration run (certifying needs at "
+                        f"least {testable} answered questions; the loosest threshold answered "
+                        f"{most}, with too many wrong or too few): use more questions, or a "
+                        "larger alpha or delta")
     return chosen
 
 

@@ -20,7 +20,7 @@ from knowgate.evals.metrics import summarize
 from knowgate.evals.records import EvalRecord, read_records
 from knowgate.evals.runner import run_eval
 from knowgate.graphs.nodes import TriageContext
-from knowgate.graphs.policy import LogisticMap, Policy, Prices
+from knowgate.graphs.policy import LogisticMap, Policy, Prices, logit
 from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedProber, ScriptedSearcher
 from knowgate.tools.passage import Passage
 from knowgate.tools.search_role import PricedSearcher
@@ -369,6 +369,30 @@ async def test_risk_mode_certifies_alpha_or_says_it_cannot(tmp_path: Path) -> No
         calibrate(tmp_path / "explore", "risk", base, PRICES, alpha=0.0001, delta=0.01)
     with pytest.raises(UserError, match="alpha and delta"):
         calibrate(tmp_path / "explore", "risk", base, PRICES, alpha=1.5)
+
+
+def test_risk_mode_skips_thresholds_too_strict_to_be_certified() -> None:
+    """Three very confident drafts, one wrong, then sixty right ones: the strictest thresholds
+    answer too few questions to be certified whatever their answers, so Learn-then-Test skips
+    them (they can make no false rejection) instead of stopping there."""
+    from knowgate.evals.calibrate import learn_then_test
+    from knowgate.evals.records import CandidateRecord
+
+    def explored(confidence: float, correct: bool) -> Explored:
+        draft = CandidateRecord(source="closed_book", answer="A", confidence=confidence,
+                                features={"draft_logit": logit(confidence)}, correct=correct)
+        return Explored(query={}, closed=draft, critic_closed=None, opened=None,
+                        critic_open=None, search_usd=0.0)
+
+    cases = [explored(0.995, i != 0) for i in range(3)] + [explored(0.9, True)] * 60
+    policy = Policy(maps={"query": LogisticMap(), "closed_book": LogisticMap(
+        weights={"draft_logit": 1.0}), "open_book": LogisticMap(), "critic": LogisticMap()},
+        max_searches=0, max_refines=0)
+    chosen, stats = learn_then_test(policy, PRICES, cases, policy, alpha=0.1, delta=0.1)
+    assert stats["answered"] == 63 and stats["wrong"] == 1 and stats["p_value"] <= 0.1
+    assert stats["threshold"] < 0.9
+    with pytest.raises(UserError, match="no answer threshold"):  # three answered: never enough
+        learn_then_test(policy, PRICES, cases[:3], policy, alpha=0.1, delta=0.1)
 
 
 async def test_calibrate_and_summary_through_the_cli(tmp_path: Path) -> None:
