@@ -419,9 +419,8 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
     if chosen is None:
         raise UserError(f"no answer threshold keeps the wrong-answer rate at most {alpha} with "
                         f"confidence {1 - delta} on this calibration run (certifying needs at "
-                        f"least {testable} answered questions; the loosest threshold answered "
-                        f"{most}, with too many wrong or too few): use more questions, or a "
-                        "larger alpha or delta")
+                        f"least {testable} answered questions, and the most any threshold "
+                        f"answered was {most}): use more questions, or a larger alpha or delta")
     return chosen
 
 
