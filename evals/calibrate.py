@@ -405,22 +405,23 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
     # strictest thresholds answer a handful of questions, and the sequence would otherwise
     # stop before it reaches a testable one.
     testable = math.ceil(math.log(delta) / math.log(1.0 - alpha))
-    most = 0
+    stopped = f"no threshold answered {testable}"
     for t in thresholds(threshold_of(fitted)):
         candidate = at_threshold(fitted, t, explored, base, prices)
         stats = replay_all(candidate, prices, explored, terms=fitted)
-        most = max(most, stats["answered"])
         if stats["answered"] < testable:
             continue
         p_value = binomial_cdf(stats["wrong"], stats["answered"], alpha)
         if p_value > delta:
+            stopped = (f"at threshold {t:.3f}, {stats['wrong']} of {stats['answered']} answered "
+                       f"were wrong, p = {p_value:.3f}")
             break
         chosen = candidate, {**stats, "threshold": float(t), "p_value": round(p_value, 6)}
     if chosen is None:
         raise UserError(f"no answer threshold keeps the wrong-answer rate at most {alpha} with "
                         f"confidence {1 - delta} on this calibration run (certifying needs at "
-                        f"least {testable} answered questions, and the most any threshold "
-                        f"answered was {most}): use more questions, or a larger alpha or delta")
+                        f"least {testable} answered questions; {stopped}): use more questions, "
+                        "or a larger alpha or delta")
     return chosen
 
 
