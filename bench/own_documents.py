@@ -6,7 +6,8 @@ that the documents do not answer (``answers: []``). Each graph runs over the wor
 the documents as the searcher's collection; the figures are right / wrong / abstained among the
 answerable questions and abstained among the unanswerable ones.
 
-Run: ``python bench/own_documents.py [--world factbook] [--graph triage --graph always-search]``
+Run: ``python bench/own_documents.py [--world factbook] [--graph triage --graph always-search]
+[--runs DIR]``
 (``--json`` prints one object).
 """
 
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--graph", action="append", default=None)
     parser.add_argument("--chunk-chars", type=int, default=400)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="keep each graph's run folder here (default: a temporary one)")
     args = parser.parse_args()
     graphs = args.graph or ["triage", "always-search"]
     with tempfile.TemporaryDirectory(prefix="knowgate-own-docs-") as tmp:
@@ -72,7 +75,7 @@ def main() -> None:
         out: dict[str, object] = {"world": args.world, "load_average": os.getloadavg()}
         for graph in graphs:
             started = time.perf_counter()
-            run_dir = Path(tmp) / graph
+            run_dir = (args.runs or Path(tmp)) / graph
             run_sync(run_eval(dataset, graph, run_dir, settings, concurrency=4,
                               context=kg.context))
             out[graph] = {**figures(read_records(run_dir)),
