@@ -47,16 +47,25 @@ def progress() -> Progress:
 def session_with_progress(settings: Any) -> Any:
     """A ``Knowgate`` session whose roles are built now, with a progress bar per first-run
     stage (assembling and converting a packaged model, indexing the corpus): on the factbook
-    world a first run takes minutes, and a silent one looks hung."""
+    world a first run takes minutes, and a silent one looks hung. The bars appear only when a
+    stage runs, so a warm start prints nothing."""
     from knowgate.graphs.runtime import Knowgate, build_context
 
-    with progress() as bars:
-        tasks: dict[str, Any] = {}
+    bars: Progress | None = None
+    tasks: dict[str, Any] = {}
 
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total, info="")
-            bars.update(tasks[stage], completed=done, total=total)
+    def on_progress(stage: str, done: int, total: int) -> None:
+        nonlocal bars
+        if bars is None:
+            bars = progress()
+            bars.start()
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total, info="")
+        bars.update(tasks[stage], completed=done, total=total)
 
+    try:
         context = build_context(settings, on_progress)
+    finally:
+        if bars is not None:
+            bars.stop()
     return Knowgate(settings, context=context)
