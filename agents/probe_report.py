@@ -130,7 +130,9 @@ def signal_table(trained: Scored, control: Scored | None) -> list[dict[str, Any]
             "prr": _round(prr(trained.labels, v)),
             "auroc_known_entity": _round(_subset_auroc(trained, v, "known")),
             "auroc_unseen_entity": _round(_subset_auroc(trained, v, "unseen")),
-            "auroc_within_relation": _round(within_relation_auroc(trained, v)),
+            # Constant inside a relation (but for its folds), the baseline has no within figure.
+            "auroc_within_relation": None if name == RELATION_ONLY
+            else _round(within_relation_auroc(trained, v)),
         }
         if control is not None and name in control.columns:
             c = _oriented(name, control.columns[name])
