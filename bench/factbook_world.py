@@ -51,8 +51,8 @@ def base_policy() -> Policy:
     """The maps calibrate starts from: the signals the factbook prober gives (the fast model's
     token and lens signals, the critic model's question-only ones) and the search's, each map
     then keeping the subset of lowest cross-validated log loss; the fallbacks (no prober) read
-    the stated confidences. Utility terms are the defaults (the threshold comes from risk
-    mode)."""
+    the stated confidences. Utility terms are the defaults; the answer threshold comes from
+    calibrate (``--mode``)."""
     return Policy(
         maps={
             "query": LogisticMap(weights={"query_top_prob": 0.0, "query_entropy": 0.0}),
