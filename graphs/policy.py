@@ -5,21 +5,28 @@ calibrated logistic map of the signals (one map per kind of candidate), then com
 
 * answer now:  ``reward * p - penalty * (1 - p)``
 * abstain:     ``abstain_usd`` (0 by default)
-* search:      ``s * reward + (1 - s) * abstain_usd - price(search + draft)``
+* search:      ``s * reward + (1 - s) * after - price(search + draft)``
 * refine:      ``s * reward + (1 - s) * abstain_usd - price(critic)``
 
 where ``s`` is the chance that the action produces an answer the policy will then trust (a rate
 measured on a calibration run, by what was tried already; or, where ``success_maps`` has a map for
 it and the signals it reads are there, a calibrated map of those signals, e.g. of the critic's own
-pre-generation confidence). An action is available only while its rounds last, its role has not
-failed, and its price fits the remaining budget; when nothing else is left the choice is
-answer-or-abstain, never an error. Before any answer exists the query-level map can send a
+pre-generation confidence). A search from an answer not yet trusted (or from none) looks two
+steps ahead: when its draft is not trusted the critic can still read the evidence, so ``after``
+is the better of abstaining and refining after a search (``refine_searched``'s rate, less the
+critic's price) while a critic round and its price remain, else ``abstain_usd``. Without that,
+a fast model that reads badly makes every search look worthless, even where the critic reading
+the same evidence is right most of the time. An action is available only while its rounds last,
+its role has not failed, and its price fits the remaining budget; when nothing else is left the
+choice is answer-or-abstain, never an error. Before any answer exists the query-level map can send a
 question the answerer will not know straight to search, or, when a success map of the critic says
 the critic knows it, straight to the critic (``search_first_below``).
 
-Policy files are JSON of ``Policy``. The defaults shipped for the default world are in
-``graphs/default_policy.json``, fitted by ``bench/fit_default_policy.py`` on the calibration split
-(how is recorded in its ``source`` field) with ``knowgate calibrate``.
+Policy files are JSON of ``Policy``. A world may ship its own (``policy`` in its card, e.g.
+``worlds/factbook/policy.json``, fitted by ``bench/factbook_world.py``); the built-in defaults,
+for the synthetic world, are in ``graphs/default_policy.json``, fitted by
+``bench/fit_default_policy.py`` on its calibration split. Either records how in its ``source``
+field; both are fitted with ``knowgate calibrate``.
 """
 
 from __future__ import annotations
@@ -210,14 +217,15 @@ class Policy(BaseModel):
                   "abstain": self.abstain_usd}
         if state.candidate is None or not state.candidate.answer.strip():
             values.pop("answer")
+        # Success rates and maps are measured on questions whose answer is not trusted yet; a
+        # trusted draft keeps the one-step rates (a critic that knows the answer adds little
+        # there, and a search would trade a trusted answer for a gamble).
+        trusted = "answer" in values and values["answer"] >= values["abstain"]
         if search_ok:
             s = self.success_of("search_first", features) if searched == 0 \
                 else self.success.search_again
-            values["search"] = self._gamble(s) - prices.search - prices.draft
+            values["search"] = self._search_value(s, prices, left, refine_ok and not trusted)
         if refine_ok:
-            # Success maps are fitted on questions whose answer is not trusted yet; a trusted
-            # draft keeps the measured rate (a critic that knows the answer adds little there).
-            trusted = "answer" in values and values["answer"] >= values["abstain"]
             name: SuccessName = "refine_searched" if searched else "refine_unsearched"
             s = (self.success.refine_again if refined else
                  getattr(self.success, name) if trusted else self.success_of(name, features))
@@ -253,6 +261,18 @@ class Policy(BaseModel):
     def _gamble(self, success: float) -> float:
         return success * self.reward_usd + (1.0 - success) * self.abstain_usd
 
+    def _search_value(self, success: float, prices: Prices, left: float,
+                      refine_ok: bool) -> float:
+        """Expected value of searching (and drafting from the evidence): a trusted draft with
+        chance ``success``; otherwise the better of abstaining and a critic round reading the
+        evidence, when ``refine_ok`` (a round remains, the current answer is not trusted) and
+        the budget still pays it after the search."""
+        spent = prices.search + prices.draft
+        after = self.abstain_usd
+        if refine_ok and spent + prices.refine <= left:
+            after = max(after, self._gamble(self.success.refine_searched) - prices.refine)
+        return success * self.reward_usd + (1.0 - success) * after - spent
+
     def _first(self, features: dict[str, float], prices: Prices, left: float,
                search_ok: bool, refine_ok: bool) -> Decision:
         """Before any draft: draft, unless the query-level P(correct) says the answerer will not
@@ -269,8 +289,8 @@ class Policy(BaseModel):
         below = f"{shown} < {self.search_first_below:.3f}"
         values: dict[str, float] = {}
         if search_ok:
-            values["search"] = (self._gamble(self.success_of("search_first", features))
-                                - prices.search - prices.draft)
+            values["search"] = self._search_value(self.success_of("search_first", features),
+                                                  prices, left, refine_ok)
         critic_map = self._success_map("refine_unsearched", features)
         if refine_ok and critic_map is not None:
             s = critic_map.probability(features)

@@ -81,6 +81,29 @@ async def test_nobody_knows_so_it_abstains() -> None:
     assert result.steps[-1].reason.startswith("P(correct)=")
 
 
+async def test_a_search_is_bought_for_the_critic_to_read_when_drafts_from_it_are_never_trusted(
+        ) -> None:
+    # A fast model that reads badly: its drafts from evidence never succeed (rate 0), but the
+    # critic reading the same evidence does more often than the critic from memory. One step
+    # ahead, searching is worth nothing and the critic goes closed-book; two steps ahead the
+    # search pays for the critic's reading.
+    policy = Policy.load().model_copy(update={
+        "success": Policy.load().success.model_copy(update={
+            "search_first": 0.0, "refine_unsearched": 0.1, "refine_searched": 0.6}),
+        "success_maps": {}, "search_first_below": None})
+    answerer = ScriptedAnswerer(closed={Q: ("Badal", 0.3)}, opened={Q: ("Badal", 0.3)})
+    critic = ScriptedCritic(verdicts={Q: ("revise", "Kedal", 0.999)})
+    searcher = ScriptedSearcher(results={Q: ([GOLD], 1.0)})
+    result = await make(answerer, searcher, critic, policy=policy).ask(Q)
+    assert result.path == ["draft", "search", "draft", "refine", "answer"]
+    assert (result.outcome, result.answer) == ("answered", "Kedal")
+    # With no critic round left after it, the same search is not worth its price.
+    no_refine = policy.model_copy(update={"max_refines": 0})
+    result = await make(answerer, ScriptedSearcher(results={Q: ([GOLD], 1.0)}), critic,
+                        policy=no_refine).ask(Q)
+    assert result.path == ["draft", "abstain"]
+
+
 async def test_probe_signals_are_recorded() -> None:
     prober = ScriptedProber(signals={Q: {"query_top_prob": 0.99}})
     result = await make(ScriptedAnswerer(closed={Q: ("Kedal", 0.999)}), prober=prober).ask(Q)
