@@ -114,7 +114,7 @@ def probe_train(
         settings = load_settings(config, world=world)
         records = read_records(data)
         source, name = resolve_model(model, settings)
-        lm = LocalLM(source, settings.device)
+        lm = LocalLM(source, settings.device, prefill_cache_mb=0)  # no pass is reused
         targets = [(out, lm, name)]
         if control:
             targets.append((out / CONTROL_DIR, untrained_copy(lm), f"untrained copy of {name}"))
@@ -172,7 +172,7 @@ def probe_report(
         records = read_records(data)
         manifest, specs, combiners = chosen(probes)
         source, name = resolve_model(model or manifest.model, settings)
-        lm = LocalLM(source, settings.device)
+        lm = LocalLM(source, settings.device, prefill_cache_mb=0)  # no pass is reused
         bars, advance = _bar(len(records), f"passes ({name})")
         with bars:
             features = extract(lm, records, batch_size, self_eval=self_eval, progress=advance)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         device: ``auto`` (CUDA with bf16 when present, else CPU), ``cpu`` or ``cuda``.
         local_batch_size: Most prompts the local provider batches into one forward pass.
         local_batch_wait_ms: How long the local provider waits to fill a batch.
+        local_prefill_cache_mb: Memory per local model for prompts' forward passes kept for
+            reuse (the prober's pass is the prefill the answerer decodes from); 0 keeps none.
         collection: chromadb collection the searcher reads; ``None`` means the world's corpus.
         answerer: litellm model id of the fast answerer (``local/fast``, ``openai/gpt-4o-mini``).
         critic: litellm model id of the slow critic.
@@ -116,6 +118,7 @@ class Settings(BaseSettings):
     device: str = "auto"
     local_batch_size: int = Field(default=64, ge=1, le=1024)
     local_batch_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    local_prefill_cache_mb: float = Field(default=256.0, ge=0.0, le=1_000_000.0)
     collection: str | None = Field(default=None, min_length=3, max_length=512)
     answerer: str = Field(default="local/fast", min_length=1)
     critic: str = Field(default="local/slow", min_length=1)

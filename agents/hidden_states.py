@@ -8,6 +8,10 @@ question + answer serves both the query-level and the answer-level signals.
 
 Batches are padded on the right: the real tokens keep their positions and, the attention being
 causal, padding after them changes nothing they see.
+
+When the model keeps prefills (``LocalLM.prefills``, ``knowgate.agents.prefill``), a pass keeps
+each prompt's KV cache, hidden states and last logits: the answerer then decodes from them, and a
+later input with a draft runs over the draft's tokens only, on top of its prompt's kept pass.
 """
 
 from __future__ import annotations
@@ -211,11 +215,33 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
     Raises:
         UserError: An input is empty or too long for the model.
     """
-    import torch
-
     if not inputs:
         return []
     encoded = [encode(lm, q, a) for q, a in inputs]
+    reads = list(lens_reads)
+    # A draft whose prompt's pass is kept (``knowgate.agents.prefill``) runs over its own tokens
+    # only; every other input goes into one batched pass over prompt and draft.
+    kept = [lm.prefills.get(p) if a and lm.prefills.enabled else None for p, a in encoded]
+    results: list[PassResult | None] = [None] * len(encoded)
+    rest = [i for i, k in enumerate(kept) if k is None]
+    if rest:
+        for i, result in zip(rest, _full_pass(lm, [encoded[i] for i in rest], lens, reads),
+                             strict=True):
+            results[i] = result
+    for i, prefill in enumerate(kept):
+        if prefill is not None:
+            results[i] = _draft_pass(lm, prefill, encoded[i][1], lens, reads)
+    return [r for r in results if r is not None]
+
+
+def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens: bool,
+               lens_reads: Sequence[LensRead]) -> list[PassResult]:
+    """One batched pass over whole inputs; each prompt's pass is kept for reuse when the model
+    keeps prefills."""
+    import torch
+
+    from knowgate.agents.prefill import Prefill, fits, row_cache
+
     width = max(len(p) + len(a) for p, a in encoded)
     pad = lm.tokenizer.pad_token_id or 0
     ids = torch.tensor([p + a + [pad] * (width - len(p) - len(a)) for p, a in encoded])
@@ -228,8 +254,11 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
         # hidden] product per position) need not run over the whole prompt.
         extra["logits_to_keep"] = min(width, max(MIN_LOGITS_KEPT,
                                                  width - min(len(p) for p, _ in encoded) + 1))
+    # ``logits_to_keep`` keeps every prompt's last position: it starts at the shortest one's.
+    keep = options.use_cache and lm.prefills.enabled
     if options.use_cache:
-        extra["use_cache"] = False  # nothing is generated after this pass: no KV cache to build
+        # The KV cache is built only when it is kept: the answerer then decodes from it.
+        extra["use_cache"] = keep
     with lm.lock, torch.inference_mode():
         out = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
                        output_hidden_states=True, **extra)
@@ -249,8 +278,37 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
                 signals, cache = _signals(
                     logits[row, len(p) - 1 - offset:n - offset].float(), hidden, len(p), a,
                     decode, lens, [r for r in lens_reads if r[0] == "query" or a])
+                if keep and fits(lm.model, len(p)):
+                    lm.prefills.put(Prefill(
+                        tuple(p), row_cache(lm.model, out.past_key_values, row, len(p)),
+                        tuple(h[:len(p)].clone() for h in hidden),
+                        logits[row, len(p) - 1 - offset].clone()))
             results.append(PassResult(Pass(hidden, len(p), decode, cache), signals))
     return results
+
+
+def _draft_pass(lm: LocalLM, prefill: Any, answer_ids: list[int], lens: bool,
+                lens_reads: Sequence[LensRead]) -> PassResult:
+    """The pass of a prompt with a draft, run over the draft's tokens on top of the prompt's
+    kept pass: the hidden states and logits a whole pass gives, within float rounding."""
+    import torch
+
+    from knowgate.agents.prefill import left_padded
+
+    n = len(prefill.ids)
+    with lm.lock, torch.inference_mode():
+        cache = left_padded(lm.model, [prefill.cache], [n], n)
+        out = lm.model(input_ids=torch.tensor([answer_ids], device=lm.device),
+                       attention_mask=torch.ones((1, n + len(answer_ids)), dtype=torch.long,
+                                                 device=lm.device),
+                       past_key_values=cache, use_cache=True, output_hidden_states=True)
+        hidden = tuple(torch.cat([kept, new[0].float()])
+                       for kept, new in zip(prefill.hidden, out.hidden_states, strict=True))
+        logits = torch.cat([prefill.last_logits[None].float(), out.logits[0].float()])
+        decode = decoder(lm.model)
+        signals, cache_reads = _signals(logits, hidden, n, answer_ids, decode, lens,
+                                        list(lens_reads))
+    return PassResult(Pass(hidden, n, decode, cache_reads), signals)
 
 
 def _signals(logits: Any, hidden: tuple[Any, ...], prompt_tokens: int, answer_ids: list[int],

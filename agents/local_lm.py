@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from knowgate.agents.prefill import Prefill, PrefixCache, left_padded
 from knowgate.agents.prompting import PromptStyle
 from knowgate.errors import ModelLoadError, UserError
 
@@ -62,13 +63,16 @@ class LocalLM:
         prompt_style: How questions are put to this model (``knowgate.agents.prompting``):
             whoever reads the model from the inside (the prober) renders the same prompt the
             answerer sends.
+        prefill_cache_mb: Memory for prompts' forward passes kept for reuse
+            (``knowgate.agents.prefill``: the prober's pass over a prompt is the prefill the
+            answerer decodes from); 0 keeps none.
 
     Raises:
         ModelLoadError: The directory does not hold a loadable model and tokenizer.
     """
 
     def __init__(self, path: str | Path, device: str = "auto",
-                 prompt_style: PromptStyle = "plain") -> None:
+                 prompt_style: PromptStyle = "plain", prefill_cache_mb: float = 256) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path = str(path)
@@ -80,20 +84,21 @@ class LocalLM:
         except Exception as exc:  # transformers raises OSError, ValueError, ... for a bad dir
             raise ModelLoadError(f"cannot load a causal LM from {self.path}: {exc}") from exc
         self.model.to(self.device)
-        self._prepare()
+        self._prepare(prefill_cache_mb)
 
     @classmethod
-    def from_objects(cls, model: Any, tokenizer: Any) -> LocalLM:
+    def from_objects(cls, model: Any, tokenizer: Any, prefill_cache_mb: float = 0) -> LocalLM:
         """Wrap a model and tokenizer already in memory (the trainer measures with this)."""
         self = cls.__new__(cls)
         self.path = str(getattr(model.config, "_name_or_path", "") or "<memory>")
         self.prompt_style = "plain"
         self.device = str(next(model.parameters()).device)
         self.model, self.tokenizer = model, tokenizer
-        self._prepare()
+        self._prepare(prefill_cache_mb)
         return self
 
-    def _prepare(self) -> None:
+    def _prepare(self, prefill_cache_mb: float) -> None:
+        self.prefills = PrefixCache(int(prefill_cache_mb * 2**20))
         self.model.eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -149,23 +154,48 @@ class LocalLM:
         Raises:
             UserError: A prompt plus ``max_new_tokens`` exceeds the model's context.
         """
-        import torch
-
         if not prompts:
             return []
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True,
-                             add_special_tokens=False)
-        longest = int(enc["attention_mask"].sum(dim=1).max())
+        rows = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        longest = max(len(r) for r in rows)
         if longest + max_new_tokens > self.max_length:
             raise UserError(
                 f"prompt of {longest} tokens + {max_new_tokens} new tokens exceeds the "
                 f"model's context of {self.max_length}"
             )
+        # Prompts whose prefill is kept decode from it; the others run as one batch of their own.
+        kept = [self.prefills.get(r) if self.prefills.enabled else None for r in rows]
+        out: list[Generation | None] = [None] * len(prompts)
+        for cached in (True, False):
+            picked = [i for i, k in enumerate(kept) if (k is not None) == cached]
+            if picked:
+                gens = self._generate_batch(
+                    [prompts[i] for i in picked], [kept[i] for i in picked] if cached else None,
+                    max_new_tokens, temperature, top_logprobs, stop, seed)
+                for i, gen in zip(picked, gens, strict=True):
+                    out[i] = gen
+        return [gen for gen in out if gen is not None]
+
+    def _generate_batch(self, prompts: Sequence[str], prefills: Sequence[Prefill] | None,
+                        max_new_tokens: int, temperature: float, top_logprobs: int,
+                        stop: Sequence[str], seed: int | None) -> list[Generation]:
+        """One ``generate`` over ``prompts`` (padded on the left), decoding from their kept
+        prefills when given: only each prompt's last token is run again, as ``generate``'s
+        input."""
+        import torch
+
+        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True,
+                             add_special_tokens=False)
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        sampling: dict[str, Any] = {"do_sample": False}
+        width = enc["input_ids"].shape[1]
+        options: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0}
+            options = {"do_sample": True, "temperature": temperature, "top_k": 0}
         with self.lock, torch.inference_mode():
+            if prefills is not None:
+                options["past_key_values"] = left_padded(
+                    self.model, [p.cache for p in prefills], [len(p.ids) - 1 for p in prefills],
+                    width - 1)
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(
@@ -175,9 +205,8 @@ class LocalLM:
                 output_logits=True,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
-                **sampling,
+                **options,
             )
-        width = enc["input_ids"].shape[1]
         sequences = out.sequences[:, width:].cpu()
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1).cpu()
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()

@@ -74,11 +74,14 @@ class LocalProvider(_litellm.CustomLLM):
         prompt_styles: Name -> the prompt style its model answers in, set on the loaded model
             so that a prober reading the same ``LocalLM`` (``model``) renders the answerer's
             prompt.
+        prefill_cache_mb: Each loaded model's ``LocalLM.prefills`` bound: the prober's pass over
+            a prompt is kept for the answerer to decode from.
     """
 
     def __init__(self, models: Mapping[str, Path | str] | None = None, device: str = "auto",
                  batch_size: int = 64, batch_wait_ms: float = 2.0,
-                 prompt_styles: Mapping[str, PromptStyle] | None = None) -> None:
+                 prompt_styles: Mapping[str, PromptStyle] | None = None,
+                 prefill_cache_mb: float = 256.0) -> None:
         super().__init__()
         self._paths: dict[str, Path] = {k: Path(v) for k, v in (models or {}).items()}
         self._styles: dict[str, PromptStyle] = dict(prompt_styles or {})
@@ -88,6 +91,7 @@ class LocalProvider(_litellm.CustomLLM):
         self.device = device
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_ms / 1000.0
+        self.prefill_cache_mb = prefill_cache_mb
 
     def add(self, name: str, path: Path | str) -> None:
         """Serve the model in ``path`` as ``local/<name>`` (replacing an earlier one)."""
@@ -115,7 +119,8 @@ class LocalProvider(_litellm.CustomLLM):
                         f"unknown local model {name!r}; served: {', '.join(self.names) or 'none'}"
                     )
                 self._loaded[name] = LocalLM(self._paths[name], device=self.device,
-                                             prompt_style=self._styles.get(name, "plain"))
+                                             prompt_style=self._styles.get(name, "plain"),
+                                             prefill_cache_mb=self.prefill_cache_mb)
             return self._loaded[name]
 
     # -- litellm entry points -------------------------------------------------------------

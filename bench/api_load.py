@@ -120,20 +120,21 @@ def _report(label: str, ok: list[dict[str, Any]], errors: list[str], wall: float
         print("  error:", error)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=200, help="concurrent streaming requests")
-    parser.add_argument("--provider-ms", type=float, default=50.0,
-                        help="simulated provider latency per call")
-    parser.add_argument("--graph", default="triage", help="registered graph to ask")
-    args = parser.parse_args()
+def measure(n: int = 200, provider_ms: float = 50.0, graph: str = "triage",
+            quiet: bool = False) -> dict[str, Any]:
+    """Start the server, warm it up, ask 30 questions in sequence, then ``n`` at once.
 
+    Returns the server's added latency (p50 and p99, ms) one at a time and under load, the
+    graph's own, and the count of errors under load; prints the tables unless ``quiet``.
+    """
     from knowgate.api.serve import wait_until_up
     from knowgate.tests.loopback_openai import Delay, LoopbackLLM
 
+    report = (lambda *args: None) if quiet else _report
+    out: dict[str, Any] = {}
     reply = json.dumps({"answer": "Kudal", "confidence": 0.97, "label": "sure"})
     with tempfile.TemporaryDirectory() as tmp, \
-            LoopbackLLM(default=lambda seen: Delay(args.provider_ms / 1000, reply)) as llm:
+            LoopbackLLM(default=lambda seen: Delay(provider_ms / 1000, reply)) as llm:
         params = {"api_base": llm.api_base, "api_key": "bench"}
         port = _port()
         env = {**os.environ,
@@ -148,16 +149,36 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(url + "/healthz", server, timeout_s=180)
-            print(f"server up; provider latency {args.provider_ms:g} ms per call")
-            _report("warm-up (20 concurrent)", *asyncio.run(_wave(url, 20, args.graph)))
-            _report("one at a time (30 in sequence)", *_sequential(url, 30, args.graph))
-            ok, errors, wall = asyncio.run(_wave(url, args.n, args.graph))
-            _report(f"load ({args.n} concurrent streams)", ok, errors, wall)
-            print(f"provider calls: {len(llm.requests)}")
+            if not quiet:
+                print(f"server up; provider latency {provider_ms:g} ms per call")
+            report("warm-up (20 concurrent)", *asyncio.run(_wave(url, 20, graph)))
+            alone = _sequential(url, 30, graph)
+            report("one at a time (30 in sequence)", *alone)
+            ok, errors, wall = asyncio.run(_wave(url, n, graph))
+            report(f"load ({n} concurrent streams)", ok, errors, wall)
+            if not quiet:
+                print(f"provider calls: {len(llm.requests)}")
         finally:
             server.terminate()
             server.wait(timeout=30)
-    if errors:
+    for label, rows in (("alone", alone[0]), ("load", ok)):
+        for key in ("added", "graph"):
+            values = [r[key] * 1000 for r in rows]
+            if values:
+                out[f"{label}_{key}_ms_p50"] = round(_pct(values, 0.5), 1)
+                out[f"{label}_{key}_ms_p99"] = round(_pct(values, 0.99), 1)
+    out["load_errors"] = len(errors)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=200, help="concurrent streaming requests")
+    parser.add_argument("--provider-ms", type=float, default=50.0,
+                        help="simulated provider latency per call")
+    parser.add_argument("--graph", default="triage", help="registered graph to ask")
+    args = parser.parse_args()
+    if measure(args.n, args.provider_ms, args.graph)["load_errors"]:
         raise SystemExit(1)
 
 

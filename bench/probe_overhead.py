@@ -64,7 +64,8 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     world = World("synthetic")
-    lm = LocalLM(world.model_dir("fast"), args.device)
+    # Every pass whole: this measures one pass's cost (bench/performance.py measures sharing).
+    lm = LocalLM(world.model_dir("fast"), args.device, prefill_cache_mb=0)
     probes = ProbeSet.load(world.path / "probes")
     prober = TransformersProber.with_probes(lm, probes)
     questions = world.questions("test")[:args.n]

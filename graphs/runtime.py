@@ -330,17 +330,20 @@ def _prober(settings: Settings, world: WorldRef, provider: Any) -> Any:
             return provider.model(name)
         spec = world.world.local_model(name)
         return LocalLM(world.world.model_dir(name, settings.model_cache), settings.device,
-                       prompt_style=spec.prompt)
+                       prompt_style=spec.prompt, prefill_cache_mb=settings.local_prefill_cache_mb)
+
+    def other_model(source: str) -> LocalLM:
+        return LocalLM(source, settings.device, prefill_cache_mb=settings.local_prefill_cache_mb)
 
     if settings.prober == "off":
         return None
-    lm = LocalLM(settings.prober, settings.device) if settings.prober else world_model("fast")
+    lm = other_model(settings.prober) if settings.prober else world_model("fast")
     probes = _probes(settings, world)
     main = TransformersProber.with_probes(lm, probes) if probes else TransformersProber(lm)
     source = _critic_prober_source(settings)
     if source is None:
         return main
-    reader_lm = world_model("slow") if source == "world" else LocalLM(source, settings.device)
+    reader_lm = world_model("slow") if source == "world" else other_model(source)
     return JointProber(main, {"critic": TransformersProber(reader_lm)})
 
 

@@ -228,6 +228,7 @@ class World:
             device=settings.device,
             batch_size=settings.local_batch_size,
             batch_wait_ms=settings.local_batch_wait_ms,
+            prefill_cache_mb=settings.local_prefill_cache_mb,
             prompt_styles={name: self.local_model(name).prompt for name in names},
         )
         per_token = {name: (p_in / 1e6, p_out / 1e6)

@@ -1,0 +1,156 @@
+"""Shared prefill: a prompt's forward pass, kept so that the next reader of the prompt skips it.
+
+The prober reads the answerer's own prompt (``knowgate.agents.hidden_states``) before the
+answerer generates from it, and reads it again with the draft appended. Without sharing, a
+question costs three passes over its prompt on the same model. With a ``PrefixCache`` on the
+``LocalLM``, the prober's question pass keeps what it computed (the KV cache, the hidden states
+of every layer, the logits at the last position); the answerer then decodes from that KV cache
+(``LocalLM.generate`` recomputes only the prompt's last token, which ``generate`` needs as its
+input), and the draft's pass runs over the draft's few tokens on top of it. Each reuse gives
+what a full pass gives, within float rounding (``tests/test_prefill.py``).
+
+Entries are keyed by the prompt's token ids, bounded by bytes, and evicted least recently used
+first. A stored cache is never decoded into: ``left_padded`` builds a new one for each reader.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """One prompt's forward pass.
+
+    Attributes:
+        ids: The prompt's token ids.
+        cache: The model's KV cache over every prompt token (a transformers ``Cache``).
+        hidden: Per layer (embeddings first), the ``[prompt tokens, hidden]`` states.
+        last_logits: ``[vocab]`` logits at the last prompt position.
+    """
+
+    ids: tuple[int, ...]
+    cache: Any
+    hidden: tuple[Any, ...]
+    last_logits: Any
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the entry holds (its tensors)."""
+        tensors = [*self.hidden, self.last_logits, *kv_tensors(self.cache)]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def kv_tensors(cache: Any) -> list[Any]:
+    """Every key and value tensor of a transformers cache."""
+    return [t for layer in cache.layers for t in (layer.keys, layer.values)
+            if t is not None and hasattr(t, "numel")]
+
+
+class PrefixCache:
+    """A bounded least-recently-used store of ``Prefill`` entries, by prompt token ids.
+
+    Args:
+        max_bytes: Most memory the entries may hold together (0: keep nothing). An entry
+            larger than this is not kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self._entries: OrderedDict[tuple[int, ...], tuple[Prefill, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether entries are kept at all."""
+        return self.max_bytes > 0
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the entries hold now."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, ids: Sequence[int]) -> Prefill | None:
+        """The entry for these prompt ids, or ``None`` (counted as a hit or a miss)."""
+        key = tuple(ids)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[0]
+
+    def put(self, prefill: Prefill) -> None:
+        """Keep ``prefill``, evicting the least recently used entries beyond the bound."""
+        size = prefill.nbytes
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(prefill.ids, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._entries[prefill.ids] = (prefill, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+def fits(model: Any, length: int) -> bool:
+    """Whether a prompt of ``length`` tokens can be kept: a sliding-window layer's cache holds
+    only the window's last positions, so a longer prompt could not be cut back."""
+    window = getattr(model.config, "sliding_window", None)
+    return length > 1 and (not window or length < int(window))
+
+
+def row_cache(model: Any, cache: Any, row: int, length: int) -> Any:
+    """A new cache holding row ``row``'s first ``length`` positions of a batched ``cache``
+    (a batch padded on the right: a row's real tokens come first)."""
+    from transformers import DynamicCache
+
+    out = DynamicCache(config=model.config)
+    for index, layer in enumerate(cache.layers):
+        out.update(layer.keys[row:row + 1, :, :length].clone(),
+                   layer.values[row:row + 1, :, :length].clone(), index)
+    return out
+
+
+def left_padded(model: Any, caches: Sequence[Any], lengths: Sequence[int], width: int) -> Any:
+    """A new batched cache from per-prompt caches, each cut to its first ``lengths[i]``
+    positions and padded on the left with zeros to ``width`` (what ``generate``'s left-padded
+    input expects: the attention mask hides the padding). The sources are left as they were."""
+    import torch
+    from transformers import DynamicCache
+
+    out = DynamicCache(config=model.config)
+    for index in range(len(caches[0].layers)):
+        keys, values = [], []
+        for cache, n in zip(caches, lengths, strict=True):
+            layer = cache.layers[index]
+            k, v = layer.keys[:, :, :n], layer.values[:, :, :n]
+            pad = width - n
+            if pad:
+                k = torch.cat([k.new_zeros((*k.shape[:2], pad, k.shape[3])), k], dim=2)
+                v = torch.cat([v.new_zeros((*v.shape[:2], pad, v.shape[3])), v], dim=2)
+            keys.append(k)
+            values.append(v)
+        out.update(torch.cat(keys), torch.cat(values), index)
+    return out

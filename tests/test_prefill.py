@@ -1,0 +1,103 @@
+"""Shared prefill: the prober's pass over a prompt is the prefill the answerer decodes from, and
+the draft's pass runs on top of it; both equal what separate passes give."""
+
+from __future__ import annotations
+
+import pytest
+
+from knowgate import Knowgate, load_settings
+from knowgate.agents.hidden_states import render, run_passes
+from knowgate.agents.local_lm import LocalLM
+from knowgate.agents.prefill import PrefixCache
+from knowgate.worlds.world import World, default_model_cache
+
+TOL = dict(rel=1e-4, abs=1e-4)
+
+
+def pair(path) -> tuple[LocalLM, LocalLM]:
+    """The same model twice: one keeping prefills, one running every pass whole."""
+    return (LocalLM(path, "cpu", prompt_style="short-answer"),
+            LocalLM(path, "cpu", prompt_style="short-answer", prefill_cache_mb=0))
+
+
+def same_generations(want, got) -> None:
+    for a, b in zip(want, got, strict=True):
+        assert (a.text, a.finish_reason, a.prompt_tokens) == (b.text, b.finish_reason,
+                                                               b.prompt_tokens)
+        assert [t.token for t in a.tokens] == [t.token for t in b.tokens]
+        for x, y in zip(a.tokens, b.tokens, strict=True):
+            assert y.logprob == pytest.approx(x.logprob, **TOL)
+
+
+def same_passes(want, got) -> None:
+    for a, b in zip(want, got, strict=True):
+        assert a.signals.keys() == b.signals.keys()
+        for name, value in a.signals.items():
+            assert b.signals[name] == pytest.approx(value, **TOL), name
+        assert a.forward.prompt_tokens == b.forward.prompt_tokens
+        for x, y in zip(a.forward.hidden_states, b.forward.hidden_states, strict=True):
+            assert x.shape == y.shape
+            assert float((x - y).abs().max()) <= 1e-3 * max(1.0, float(x.abs().max()))
+
+
+def check_sharing(kept: LocalLM, whole: LocalLM, questions: list[str]) -> None:
+    prompts = [render(kept, q) for q in questions]
+    # The question passes (the prober, before any answer) keep their prefills.
+    same_passes(run_passes(whole, [(q, None) for q in questions]),
+                run_passes(kept, [(q, None) for q in questions]))
+    assert len(kept.prefills) == len(questions) and kept.prefills.hits == 0
+    # A batch mixing kept prompts and a new one: the kept ones decode from their prefills.
+    mixed = [prompts[0], render(kept, "What is the capital of Peru?"), *prompts[1:]]
+    want = whole.generate(mixed, max_new_tokens=8)
+    same_generations(want, kept.generate(mixed, max_new_tokens=8))
+    assert kept.prefills.hits == len(questions)
+    same_generations(want[:1], kept.generate(mixed[:1], max_new_tokens=8))  # alone, too
+    # The draft's pass runs over the draft's tokens on top of the prompt's pass.
+    drafts = [(q, g.text or "x") for q, g in zip(questions, [want[0], *want[2:]], strict=True)]
+    hits = kept.prefills.hits
+    same_passes(run_passes(whole, drafts), run_passes(kept, drafts))
+    assert kept.prefills.hits == hits + len(questions)
+    assert whole.prefills.hits == 0 and len(whole.prefills) == 0
+
+
+def test_a_tiny_llama_shares_its_prefill() -> None:
+    world = World("synthetic")
+    kept, whole = pair(world.model_dir("fast"))
+    check_sharing(kept, whole, [q.question for q in world.questions("test")[:3]])
+
+
+def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
+    """Gemma-3-270M (the factbook critic): half of its layers attend within a window."""
+    world = World("factbook")
+    kept, whole = pair(world.model_dir("slow", default_model_cache()))
+    check_sharing(kept, whole, ["What is the capital of Burkina Faso?",
+                                "What currency is used in Albania?"])
+
+
+def test_the_cache_stays_within_its_bound() -> None:
+    world = World("synthetic")
+    lm = LocalLM(world.model_dir("fast"), "cpu")
+    questions = [q.question for q in world.questions("test")[:12]]
+    run_passes(lm, [(questions[0], None)])
+    one = lm.prefills.nbytes
+    assert one > 0
+    bounded = LocalLM(world.model_dir("fast"), "cpu", prefill_cache_mb=3.5 * one / 2**20)
+    run_passes(bounded, [(q, None) for q in questions])
+    assert len(bounded.prefills) == 3 and bounded.prefills.nbytes <= bounded.prefills.max_bytes
+    # The most recent prompts are the ones kept.
+    assert bounded.prefills.get(bounded.tokenizer(render(bounded, questions[-1]),
+                                                  add_special_tokens=False)["input_ids"])
+    assert not PrefixCache(0).enabled
+
+
+async def test_asking_decodes_from_the_probers_pass() -> None:
+    kg = Knowgate(load_settings(world="synthetic"))
+    lm = kg.context.prober.main.lm  # the answerer's model, read by the prober
+    before = lm.prefills.hits
+    # A question the fast model knows: probed, drafted closed-book, probed with the draft.
+    question = next(q.question for q in World("synthetic").questions("test")
+                    if q.kind == "fast-known")
+    result = await kg.ask(question)
+    assert result.path[:3] == ["probe", "draft", "probe"]
+    # The draft decoded from the question's pass, and the draft's pass ran on top of it.
+    assert lm.prefills.hits == before + 2
