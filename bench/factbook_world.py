@@ -68,7 +68,7 @@ def base_policy() -> Policy:
                                               "evidence_match": 0.0, "search_top_score": 0.0,
                                               "answer_min_logprob": 0.0}),
             "critic": LogisticMap(weights={"critic_logit": 1.0, "search_support": 0.0,
-                                           "evidence_match": 0.0,
+                                           "evidence_match": 0.0, "critic_evidence_match": 0.0,
                                            "critic_query_top_prob": 0.0}),
         },
         fallback_maps={

@@ -186,8 +186,21 @@ async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
                 latency_s=round(latency, 6),
                 reason=f"{_why(state, 'check the draft')} -> {result.verdict} "
                        f"{result.answer!r} ({result.confidence:.3f})")
+    signals = {**state.signals.values, "critic_confidence": result.confidence}
+    signals.pop("critic_evidence_match", None)  # it belongs to the verdict it was read from
+    if passages and ctx.matcher is not None and result.answer.strip():
+        # Does the evidence state the critic's answer to this question? A small critic asked
+        # about something no passage holds answers with the question's own words.
+        match, error, seconds = await _call("matcher", ctx.matcher, ctx.role_timeout_s,
+                                            state.question, result.answer, passages)
+        if match is not None:
+            signals["critic_evidence_match"] = match
+        step = step.model_copy(update={
+            "reason": f"{step.reason}; " + (f"evidence match {match:.3f}" if match is not None
+                                            else str(error)),
+            "latency_s": round(latency + seconds, 6)})
     update: dict[str, Any] = {"verdict": result, "steps": [*state.steps, step],
-                              "signals": _merge(state, critic_confidence=result.confidence)}
+                              "signals": Signals(values=signals)}
     if result.verdict != "abstain" and result.answer.strip():
         update["candidate"] = Candidate(answer=result.answer, source="critic",
                                         citations=citations(result.answer, passages))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from knowgate import Knowgate, load_settings
+from knowgate.evals.graphs import register_eval_graphs
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.testing import Fail, ScriptedAnswerer, ScriptedCritic, ScriptedSearcher
@@ -75,3 +76,29 @@ async def test_a_failing_matcher_only_costs_the_signal() -> None:
     assert "evidence_match" not in result.signals
     # The open-book map's fallback (no evidence_match) still trusts a sure, supported reading.
     assert (result.outcome, result.answer) == ("answered", "Kedal")
+
+
+async def test_the_critics_answer_is_matched_against_the_evidence_too(
+        matcher: EvidenceMatcher) -> None:
+    """After a search the critic's answer gets its own ``critic_evidence_match``: 0 when no
+    passage states it (a small critic echoing the question), high when the passage does."""
+    echoed, read = "What is the capital of Zarovia?", "Which organisation employs Ada Vell?"
+    context = TriageContext(
+        answerer=ScriptedAnswerer(opened={echoed: ("Kedal", 0.2), read: ("Kedal", 0.2)}),
+        searcher=ScriptedSearcher(results={echoed: ([BOTH], 1.0), read: ([BOTH], 1.0)}),
+        critic=ScriptedCritic(verdicts={echoed: ("revise", "Zarovia", 0.9),
+                                        read: ("revise", "Orin Labs", 0.9)}),
+        policy=Policy.load(), matcher=matcher.__call__,
+        prices=Prices(draft=0.000003, search=0.00003, refine=0.0003),
+    )
+    register_eval_graphs()  # explore: every role on the question, the critic after a search last
+    kg = Knowgate(load_settings(), context=context)
+    for question, low in ((echoed, True), (read, False)):
+        result = await kg.ask(question, graph="explore")
+        refine = [s for s in result.steps if s.action == "refine"][-1]
+        match = result.signals["critic_evidence_match"]
+        assert (match == 0.0) if low else (match > 0.5), (question, match)
+        assert f"evidence match {match:.3f}" in refine.reason
+        # The draft's own match is still the draft's.
+        assert result.signals["evidence_match"] == pytest.approx(
+            matcher.score(question, "Kedal", [BOTH]), abs=1e-6)
