@@ -72,14 +72,19 @@ class TransformersProber:
         batch_size: Most inputs per forward pass: concurrent calls (an eval run's questions,
             the server's requests) are gathered into one batched pass.
         batch_wait_ms: How long the first call of a batch waits for others.
+        lens: Compute the logit-lens consistency signals (``*_lens_consistency``). They decode
+            every middle layer at every answer position with the model's head, the prober's
+            largest cost on a real vocabulary: the runtime turns them off when nothing reads
+            them (``knowgate.graphs.runtime``).
     """
 
     role = "prober"
 
     def __init__(self, lm: LocalLM, probes: Sequence[HiddenStateProbe] = (),
                  cache_size: int = 4096, combiners: Sequence[Combiner] = (),
-                 batch_size: int = 32, batch_wait_ms: float = 2.0) -> None:
+                 batch_size: int = 32, batch_wait_ms: float = 2.0, lens: bool = True) -> None:
         self.lm = lm
+        self.lens = lens
         self.probes = list(probes)
         self.combiners = list(combiners)
         self.cache_size = cache_size
@@ -109,9 +114,9 @@ class TransformersProber:
         return signals
 
     @classmethod
-    def with_probes(cls, lm: LocalLM, probes: ProbeSet) -> TransformersProber:
+    def with_probes(cls, lm: LocalLM, probes: ProbeSet, lens: bool = True) -> TransformersProber:
         """A prober running a saved ``ProbeSet`` (``knowgate probe train`` writes one)."""
-        return cls(lm, probes.probes, combiners=probes.combiners)
+        return cls(lm, probes.probes, combiners=probes.combiners, lens=lens)
 
     def signals(self, question: str, answer: str | None = None) -> dict[str, float]:
         """The signals of one input, computed synchronously (one forward pass).
@@ -134,7 +139,7 @@ class TransformersProber:
         reads = [read for probe in self.probes
                  if (read := getattr(probe, "lens_read", None)) is not None]
         try:
-            passes = run_passes(self.lm, inputs, lens_reads=reads)
+            passes = run_passes(self.lm, inputs, lens=self.lens, lens_reads=reads)
         except UserError as exc:
             if len(inputs) == 1:
                 return [RoleError(self.role, str(exc))]

@@ -69,7 +69,7 @@ def real_model_figures(n: int) -> dict[str, Any]:
 
     def fresh_prober() -> TransformersProber:
         # The prober remembers signals per input: a new one per question computes them.
-        return TransformersProber(lm, main.probes, combiners=main.combiners)
+        return TransformersProber(lm, main.probes, combiners=main.combiners, lens=main.lens)
 
     for q in warm:
         asyncio.run(_answer_probed(answerer, fresh_prober(), q))
@@ -124,8 +124,7 @@ def orchestration_ms(n: int) -> dict[str, Any]:
     from knowgate.graphs.policy import Policy, Prices
     from knowgate.graphs.runtime import Knowgate
     from knowgate.settings import load_settings
-    from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedProber, \
-        ScriptedSearcher
+    from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedProber, ScriptedSearcher
     from knowgate.tools.passage import Passage
 
     questions = [f"Where was Ada Vell {i} born?" for i in range(n + 20)]

@@ -236,13 +236,14 @@ def build_context(settings: Settings, on_progress: Progress | None = None) -> Tr
                            if _critic_prober_source(settings) == "world" else None,
                            **_local_options(world, settings.critic, critic=True))
     searcher = _searcher(settings, world, on_progress)
+    policy = Policy.load(policy_path(settings))
     return TriageContext(
         answerer=answerer,
         critic=critic,
         searcher=searcher,
         matcher=_matcher(searcher),
-        prober=_prober(settings, world, provider),
-        policy=Policy.load(policy_path(settings)),
+        prober=_prober(settings, world, provider, policy_reads(policy)),
+        policy=policy,
         prices=estimate_prices(settings, world),
         role_timeout_s=settings.role_timeout_s,
         evidence_passages=settings.evidence_passages,
@@ -318,10 +319,18 @@ def _matcher(searcher: Any) -> Any:
     return EvidenceMatcher(embed) if embed is not None else None
 
 
-def _prober(settings: Settings, world: WorldRef, provider: Any) -> Any:
+def policy_reads(policy: Policy) -> set[str]:
+    """Every signal name a map of ``policy`` (main, fallback or success) weighs."""
+    maps = [*policy.maps.values(), *policy.fallback_maps.values(), *policy.success_maps.values()]
+    return {name for m in maps for name in m.weights}
+
+
+def _prober(settings: Settings, world: WorldRef, provider: Any, reads: set[str]) -> Any:
     """The answerer's model read by a ``TransformersProber`` (with its trained probes), joined by
     a reader of the critic's model when there is one (``critic_prober``). A world model the
-    provider already serves is read from the same loaded copy (one copy in memory, one lock)."""
+    provider already serves is read from the same loaded copy (one copy in memory, one lock).
+    The logit-lens consistency signals are computed only where ``reads`` (the policy) or a
+    combiner reads them."""
     from knowgate.agents.local_lm import LocalLM
     from knowgate.agents.prober import JointProber, TransformersProber
 
@@ -339,12 +348,16 @@ def _prober(settings: Settings, world: WorldRef, provider: Any) -> Any:
         return None
     lm = other_model(settings.prober) if settings.prober else world_model("fast")
     probes = _probes(settings, world)
-    main = TransformersProber.with_probes(lm, probes) if probes else TransformersProber(lm)
+    wanted = reads | {f for c in (probes.combiners if probes else ()) for f in c.spec.features}
+    lens = bool(wanted & {"query_lens_consistency", "answer_lens_consistency"})
+    main = TransformersProber.with_probes(lm, probes, lens=lens) if probes \
+        else TransformersProber(lm, lens=lens)
     source = _critic_prober_source(settings)
     if source is None:
         return main
     reader_lm = world_model("slow") if source == "world" else other_model(source)
-    return JointProber(main, {"critic": TransformersProber(reader_lm)})
+    return JointProber(main, {"critic": TransformersProber(
+        reader_lm, lens="critic_query_lens_consistency" in wanted)})
 
 
 def _critic_prober_source(settings: Settings) -> str | None:

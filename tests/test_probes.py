@@ -154,6 +154,31 @@ async def test_default_settings_give_the_probe_signals(data_dir: Path,
     assert off.context.prober.probes == [] and off.context.prober.combiners == []
 
 
+async def test_the_logit_lens_is_computed_only_when_something_reads_it(
+        data_dir: Path, shipped_world: World, tmp_path: Path) -> None:
+    """The lens consistency signals decode every middle layer at every answer position (the
+    prober's largest cost on a real vocabulary): without trained probes they are computed only
+    when the policy reads them."""
+    reads_lens = Policy(maps={"query": {"weights": {"query_lens_consistency": 1.0}},
+                              "closed_book": {"weights": {"draft_logit": 1.0}},
+                              "open_book": {"weights": {"draft_logit": 1.0}},
+                              "critic": {"weights": {"critic_logit": 1.0}}})
+    files = {"plain": Policy(), "lens": reads_lens}
+    question = next(q for q in shipped_world.questions("test") if q.kind == Kind.FAST_KNOWN)
+    seen = {}
+    for name, policy in files.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(policy.model_dump_json(), encoding="utf-8")
+        kg = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir, probes="off",
+                                                      policy=path))
+        seen[name] = (kg.context.prober.main.lens,
+                      set(kg.context.prober.main.signals(question.question)))
+    assert seen["plain"][0] is False and seen["lens"][0] is True
+    assert "query_lens_consistency" not in seen["plain"][1]
+    assert "query_lens_consistency" in seen["lens"][1]
+    assert {"query_top_prob", "query_entropy"} <= seen["plain"][1]
+
+
 async def test_the_critics_own_weights_say_whether_it_knows_before_it_is_paid(
         data_dir: Path, shipped_world: World) -> None:
     kg = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir))
@@ -169,8 +194,11 @@ async def test_the_critics_own_weights_say_whether_it_knows_before_it_is_paid(
     # The fast model knows neither kind; the critic's model knows the slow-known ones.
     assert await mean(slow, "critic_query_top_prob") > await mean(nobody, "critic_query_top_prob") + 0.3
     assert abs(await mean(slow, "query_top_prob") - await mean(nobody, "query_top_prob")) < 0.15
-    # The prefixed signals are the critic model's own, of the question alone, draft or not.
-    own = TransformersProber(LocalLM(shipped_world.model_dir("slow"), "cpu")).signals(slow[0])
+    # The prefixed signals are the critic model's own, of the question alone, draft or not
+    # (without the lens: the shipped policy reads no critic lens signal).
+    assert prober.question_readers["critic"].lens is False
+    own = TransformersProber(LocalLM(shipped_world.model_dir("slow"), "cpu"),
+                             lens=False).signals(slow[0])
     with_draft = (await prober(slow[0], "Nowhere")).values
     assert {f"critic_{k}": v for k, v in own.items()} == pytest.approx(
         {k: v for k, v in with_draft.items() if k.startswith("critic_")}, abs=1e-4)
