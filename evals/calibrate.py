@@ -459,8 +459,6 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     report: dict[str, Any] = {"run": str(run), "mode": mode, "questions": len(records),
                               "fitted_on": counts, "fallbacks_fitted_on": fallback_counts,
                               "features": {k: list(m.weights) for k, m in maps.items()},
-                              "success_features": {k: list(m.weights)
-                                                   for k, m in fitted.success_maps.items()},
                               "search_first": routing}
     if mode == "risk":
         fitted, stats = learn_then_test(fitted, prices, explored, base, alpha, delta)
@@ -477,6 +475,8 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
         report.update(calibration=stats, search_first=routing)
         how = (f"utility mode: answer threshold {stats['threshold']:.3f}, the best replayed "
                f"utility at reward ${base.reward_usd} / penalty ${base.penalty_usd}")
+    # Both modes refit the success maps at the threshold they settle on: report those.
+    report["success_features"] = {k: list(m.weights) for k, m in fitted.success_maps.items()}
     first_how = "off" if first is None else \
         f"{first:.4f} ({routing['routed']} calibration questions routed)"
     source = (f"knowgate calibrate on {len(records)} questions of an explore run "
