@@ -170,22 +170,21 @@ class LocalLM:
             picked = [i for i, k in enumerate(kept) if (k is not None) == cached]
             if picked:
                 gens = self._generate_batch(
-                    [prompts[i] for i in picked], [kept[i] for i in picked] if cached else None,
+                    [rows[i] for i in picked], [kept[i] for i in picked] if cached else None,
                     max_new_tokens, temperature, top_logprobs, stop, seed)
                 for i, gen in zip(picked, gens, strict=True):
                     out[i] = gen
         return [gen for gen in out if gen is not None]
 
-    def _generate_batch(self, prompts: Sequence[str], prefills: Sequence[Prefill] | None,
+    def _generate_batch(self, rows: Sequence[list[int]], prefills: Sequence[Prefill] | None,
                         max_new_tokens: int, temperature: float, top_logprobs: int,
                         stop: Sequence[str], seed: int | None) -> list[Generation]:
-        """One ``generate`` over ``prompts`` (padded on the left), decoding from their kept
-        prefills when given: only each prompt's last token is run again, as ``generate``'s
-        input."""
+        """One ``generate`` over prompts' token ids (padded on the left), decoding from their
+        kept prefills when given: only each prompt's last token is run again, as
+        ``generate``'s input."""
         import torch
 
-        enc = self.tokenizer(list(prompts), return_tensors="pt", padding=True,
-                             add_special_tokens=False)
+        enc = self.tokenizer.pad({"input_ids": list(rows)}, return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}
         width = enc["input_ids"].shape[1]
         options: dict[str, Any] = {"do_sample": False}
@@ -212,7 +211,7 @@ class LocalLM:
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
         return [
             self._decode(sequences[i], logprobs[i], int(prompt_lengths[i]), top_logprobs, stop)
-            for i in range(len(prompts))
+            for i in range(len(rows))
         ]
 
     def _decode(self, ids: Any, logprobs: Any, prompt_tokens: int, top: int,

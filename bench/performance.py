@@ -43,10 +43,6 @@ def _questions(world: str, n: int) -> list[str]:
     return [q.question for q in World(world).questions("test")[:n]]
 
 
-async def _answer(answerer: Any, question: str) -> None:
-    await answerer(question)
-
-
 async def _answer_probed(answerer: Any, prober: Any, question: str) -> None:
     await prober(question)
     draft = await answerer(question)
@@ -82,7 +78,7 @@ def real_model_figures(n: int) -> dict[str, Any]:
             lm.prefills.max_bytes = 0 if mode == "probed_unshared" else bound
             started = time.perf_counter()
             if mode == "alone":
-                asyncio.run(_answer(answerer, q))
+                asyncio.run(answerer(q))
             else:
                 asyncio.run(_answer_probed(answerer, fresh_prober(), q))
             times[mode].append(time.perf_counter() - started)

@@ -78,6 +78,21 @@ def _merge(state: TriageState, **values: float) -> Signals:
     return Signals(values={**state.signals.values, **values})
 
 
+async def _matched(ctx: TriageContext, question: str, answer: str, passages: list[Passage],
+                   name: str, signals: dict[str, float], step: Step, latency: float) -> Step:
+    """Score ``answer`` against the evidence (``ctx.matcher``) into ``signals[name]`` and return
+    ``step`` with the score in its reason; its time is the role's ``latency`` and the
+    matcher's, both spent before the next decision. A failing matcher costs only the signal
+    (the policy then reads a map's fallback)."""
+    match, error, seconds = await _call("matcher", ctx.matcher, ctx.role_timeout_s,
+                                        question, answer, passages)
+    if match is not None:
+        signals[name] = match
+    said = f"evidence match {match:.3f}" if match is not None else str(error)
+    return step.model_copy(update={"reason": f"{step.reason}; {said}",
+                                   "latency_s": round(latency + seconds, 6)})
+
+
 def _passages(state: TriageState, ctx: TriageContext) -> list[Passage]:
     """The latest search's passages that go in front of a model."""
     return state.evidence.passages[:ctx.evidence_passages] if state.evidence else []
@@ -138,16 +153,8 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     signals = {**state.signals.values, "answerer_confidence": result.confidence}
     signals.pop("evidence_match", None)  # it belongs to the draft it was read from
     if passages and ctx.matcher is not None:
-        match, error, seconds = await _call("matcher", ctx.matcher, ctx.role_timeout_s,
-                                            state.question, result.answer, passages)
-        if match is not None:
-            signals["evidence_match"] = match
-            reason = f"{step.reason}; evidence match {match:.3f}"
-        else:  # not fatal: the policy reads the open-book map's fallback without the signal
-            reason = f"{step.reason}; {error}"
-        # The step's time is the reader's and the matcher's: both ran before the next decision.
-        step = step.model_copy(update={"reason": reason,
-                                       "latency_s": round(latency + seconds, 6)})
+        step = await _matched(ctx, state.question, result.answer, passages, "evidence_match",
+                              signals, step, latency)
     return {"draft": result, "candidate": candidate, "steps": [*state.steps, step],
             "signals": Signals(values=signals)}
 
@@ -191,14 +198,8 @@ async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     if passages and ctx.matcher is not None and result.answer.strip():
         # Does the evidence state the critic's answer to this question? A small critic asked
         # about something no passage holds answers with the question's own words.
-        match, error, seconds = await _call("matcher", ctx.matcher, ctx.role_timeout_s,
-                                            state.question, result.answer, passages)
-        if match is not None:
-            signals["critic_evidence_match"] = match
-        step = step.model_copy(update={
-            "reason": f"{step.reason}; " + (f"evidence match {match:.3f}" if match is not None
-                                            else str(error)),
-            "latency_s": round(latency + seconds, 6)})
+        step = await _matched(ctx, state.question, result.answer, passages,
+                              "critic_evidence_match", signals, step, latency)
     update: dict[str, Any] = {"verdict": result, "steps": [*state.steps, step],
                               "signals": Signals(values=signals)}
     if result.verdict != "abstain" and result.answer.strip():
