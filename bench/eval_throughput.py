@@ -5,6 +5,12 @@ the provider itself never limits throughput: with ``c`` questions in flight and 
 question (the ``fast-only`` graph, prober off), the best possible rate is ``c / latency``. For
 each concurrency the script runs fresh questions into a fresh run folder and response cache (no
 cache hits) and prints questions per second, the bound and their ratio.
+
+The simulated models carry a price per token, as a hosted model does in litellm's cost map (an
+unpriced model makes litellm diagnose the zero cost of every call, several ms of CPU each). The
+control row ``router only`` makes the same calls through the same litellm ``Router`` with
+nothing of knowgate around them: the ceiling litellm's own per-call CPU leaves on this machine.
+The load average is printed before and after.
 Run: ``python bench/eval_throughput.py [--latency 0.2] [--per-slot 8]``.
 """
 
@@ -49,6 +55,29 @@ def sleepy_provider(latency: float):
     return Sleepy
 
 
+# $/token of the simulated models (gpt-4o-mini's list price, as a hosted fast model would be).
+PRICED = {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}
+
+
+async def router_only(settings, n: int, concurrency: int) -> float:
+    """Seconds for ``n`` answerer calls through the litellm Router alone, ``concurrency`` at a
+    time (the control: no graph, no cache, no records)."""
+    from knowgate.agents.llm import build_router
+
+    router = build_router(settings)
+    gate = asyncio.Semaphore(concurrency)
+    messages = [{"role": "user", "content": "Where was Ada Vell born?"}]
+
+    async def one() -> None:
+        async with gate:
+            await router.acompletion(model=settings.answerer, messages=messages)
+
+    await one()  # warm-up
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return time.perf_counter() - started
+
+
 async def measure(settings, items, concurrency: int, root: Path) -> float:
     from knowgate.evals.datasets import Dataset
     from knowgate.evals.runner import run_eval
@@ -75,9 +104,11 @@ def main() -> None:
 
     provider = sleepy_provider(args.latency)
     settings = load_settings(world="synthetic", answerer="sleepy/fast", critic="sleepy/slow",
-                             prober="off")
+                             prober="off",
+                             litellm_params={"sleepy/fast": PRICED, "sleepy/slow": PRICED})
     questions = World(settings.world).questions("test")
-    print(f"fast-only graph, provider latency {args.latency:.3f} s, one call per question")
+    print(f"load average {os.getloadavg()[0]:.2f}; fast-only graph, provider latency "
+          f"{args.latency:.3f} s, one call per question")
     print(f"{'concurrency':>11} {'questions':>9} {'seconds':>8} {'q/s':>8} {'bound q/s':>9} "
           f"{'ratio':>6}")
     start = 0
@@ -91,8 +122,11 @@ def main() -> None:
             seconds = asyncio.run(measure(settings, items, concurrency, Path(tmp)))
             assert provider.calls - before == n, "every question made exactly one paid call"
             rate, bound = n / seconds, concurrency / args.latency
+            control = n / asyncio.run(router_only(settings, n, concurrency))
             print(f"{concurrency:>11} {n:>9} {seconds:>8.2f} {rate:>8.1f} {bound:>9.1f} "
-                  f"{rate / bound:>6.2f}")
+                  f"{rate / bound:>6.2f}   router only {control:6.1f} q/s "
+                  f"({control / bound:.2f} of the bound)")
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

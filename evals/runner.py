@@ -34,6 +34,7 @@ from knowgate.evals.records import (
     read_manifest,
     read_records,
 )
+from knowgate.graphs.direct import run_values
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy
 from knowgate.graphs.runtime import policy_path as resolve_policy_path
@@ -108,8 +109,7 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
     try:
         state = TriageState(question=item.question.strip())
         config = {"configurable": {"kind": item.kind}}
-        async for snapshot in graph.astream(state, config=config, context=context,
-                                            stream_mode="values"):
+        async for snapshot in run_values(graph, state, config=config, context=context):
             snapshots.append(TriageState.model_validate(snapshot))
     except Exception as exc:  # the edge of a batch: one question's failure is its record
         steps = snapshots[-1].steps if snapshots else []

@@ -6,16 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 
 from knowgate.graphs import nodes
+from knowgate.graphs.direct import MachineGraph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.state import TriageState
 
 
-def new_graph() -> StateGraph:
-    """An empty graph over ``TriageState`` whose runtime context is a ``TriageContext``."""
-    return StateGraph(TriageState, context_schema=TriageContext)
+def new_graph() -> MachineGraph:
+    """An empty graph over ``TriageState`` whose runtime context is a ``TriageContext``.
+
+    A ``StateGraph`` in all it does; as long as every node has one way out, runs without a
+    checkpointer or callbacks skip the Pregel loop (``knowgate.graphs.direct``).
+    """
+    return MachineGraph(TriageState, context_schema=TriageContext)
 
 
 def pipeline_graph(name: str, stages: Sequence[tuple[str, Callable[..., Any]]],

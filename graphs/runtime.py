@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from knowgate.agents.roles import Turn
 from knowgate.errors import KnowgateError, UserError
 from knowgate.graphs.compose import compile_graph, require_graph
+from knowgate.graphs.direct import run_graph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import Step, TriageState
@@ -412,7 +413,7 @@ class ComposedGraph:
                   config: dict[str, Any] | None = None) -> TriageState:
         """Run one question to the end and return the final state (steps, outcome ...)."""
         state = TriageState(question=_check_question(question), history=list(history))
-        final = await self.graph.ainvoke(state, config=config, context=self.context)
+        final = await run_graph(self.graph, state, context=self.context, config=config)
         return TriageState.model_validate(final)
 
 
