@@ -365,11 +365,14 @@ def graph_show(name: Annotated[str, typer.Argument(help="A registered graph name
 
 @graph_app.command("list")
 def graph_list() -> None:
-    """Print the registered graph names."""
-    from knowgate.graphs.compose import GRAPHS
+    """Print the registered graph names (installed plugins' included); a plugin that failed to
+    load is reported on stderr, naming the package."""
+    from knowgate.graphs.compose import graph_names, load_plugin_graphs
 
-    for name in sorted(GRAPHS):
+    for name in graph_names():
         typer.echo(name)
+    for failure in load_plugin_graphs():
+        typer.echo(f"error: {failure.message()}", err=True)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -13,6 +13,7 @@ task of its own, so a stream the client leaves still ends, is stored and is char
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,12 +56,13 @@ from knowgate.api.threads import (
 from knowgate.api.tracing import NodeObserver, tracer_provider_for
 from knowgate.api.ui import ui_headers
 from knowgate.errors import UserError
-from knowgate.graphs.compose import served_graphs
+from knowgate.graphs.compose import PLUGIN_FAILURES, load_plugin_graphs, served_graphs
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.runtime import MAX_QUESTION_CHARS, AskResult, Knowgate
 from knowgate.graphs.state import Step
 from knowgate.settings import Settings, load_settings
 
+_log = logging.getLogger("knowgate.api")
 MODEL_PREFIX = "knowgate/"
 _SHUTDOWN_GRACE_S = 5.0
 UI_PAGE = Path(__file__).parent / "static" / "ui.html"
@@ -97,6 +99,10 @@ def graph_of(model: str) -> str:
         ApiError: 404 for a model no graph is registered as.
     """
     name = model.removeprefix(MODEL_PREFIX)
+    if name not in served_graphs() and name in PLUGIN_FAILURES:
+        raise ApiError(404, f"the model {model!r} is not available: "
+                            f"{PLUGIN_FAILURES[name].message()}",
+                       type="invalid_request_error", code="model_not_found", param="model")
     if name not in served_graphs():
         raise ApiError(404, f"the model {model!r} does not exist; see GET /v1/models",
                        type="invalid_request_error", code="model_not_found", param="model")
@@ -243,6 +249,8 @@ def create_app(settings: Settings | None = None, *, context: TriageContext | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for failure in load_plugin_graphs():  # the others are served; say which one is not
+            _log.warning("%s", failure.message())
         stateless = Knowgate(settings.model_copy(update={"checkpoint_db": None}),
                              context=context)
         # Loading models and opening the index block: keep them off the event loop.

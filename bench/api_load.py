@@ -135,7 +135,10 @@ def measure(n: int = 200, provider_ms: float = 50.0, graph: str = "triage",
     reply = json.dumps({"answer": "Kudal", "confidence": 0.97, "label": "sure"})
     with tempfile.TemporaryDirectory() as tmp, \
             LoopbackLLM(default=lambda seen: Delay(provider_ms / 1000, reply)) as llm:
-        params = {"api_base": llm.api_base, "api_key": "bench"}
+        # Priced per token as a hosted model is (an unpriced one makes litellm diagnose the
+        # zero cost of every call, several ms of CPU each).
+        params = {"api_base": llm.api_base, "api_key": "bench",
+                  "input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}
         port = _port()
         env = {**os.environ,
                "KNOWGATE_WORLD": "synthetic", "KNOWGATE_ANSWERER": FAST, "KNOWGATE_CRITIC": SLOW,

@@ -1,7 +1,9 @@
 """Graphs composed from the nodes: the triage graph, the baselines, and a registry by name.
 
-Evaluations, the server and ``knowgate ask`` look graphs up by name in ``GRAPHS``; developers
-register their own with ``register_graph`` or compose nodes directly as these builders do.
+Evaluations, the server and ``knowgate ask`` look graphs up by name (``require_graph``,
+``graph_names``, ``served_graphs``); developers register their own in-process with
+``register_graph``, or from a package of their own with a ``knowgate.graphs`` entry point
+(``knowgate.plugins``), or compose nodes directly as these builders do.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from knowgate.errors import UserError
 from knowgate.graphs import nodes
 from knowgate.graphs.baselines import build_fast_slow_graph, build_probe_gated_graph
 from knowgate.graphs.building import new_graph, pipeline_graph
+from knowgate.plugins import GRAPH_GROUP, PluginFailure, load_entry_points
 
 GraphBuilder = Callable[..., Any]
 
@@ -93,19 +96,55 @@ def register_graph(name: str, builder: GraphBuilder, *, served: bool = True) -> 
         EVAL_ONLY.add(name)
 
 
+# Graph entry points of installed packages that could not be registered, by name (filled once,
+# by ``load_plugin_graphs``).
+PLUGIN_FAILURES: dict[str, PluginFailure] = {}
+_plugins_loaded = False
+
+
+def _unusable(name: str, value: Any) -> str | None:
+    if not callable(value):
+        return f"{type(value).__name__} is not a graph builder"
+    if not name or name in GRAPHS:
+        return f"the graph name {name!r} is empty or already registered"
+    return None
+
+
+def load_plugin_graphs() -> list[PluginFailure]:
+    """Register the graphs of every installed ``knowgate.graphs`` entry point (once per
+    process) and return the entry points that failed, each naming its plugin."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        builders, failures = load_entry_points(GRAPH_GROUP, _unusable)
+        for name, builder in builders.items():
+            register_graph(name, builder, served=getattr(builder, "served", True) is not False)
+        PLUGIN_FAILURES.update({f.name: f for f in failures})
+    return list(PLUGIN_FAILURES.values())
+
+
+def graph_names() -> list[str]:
+    """Every registered graph name (plugins' included), sorted."""
+    load_plugin_graphs()
+    return sorted(GRAPHS)
+
+
 def served_graphs() -> list[str]:
-    """The names of the graphs the chat server serves, sorted."""
-    return sorted(name for name in GRAPHS if name not in EVAL_ONLY)
+    """The names of the graphs the chat server serves (plugins' included), sorted."""
+    return [name for name in graph_names() if name not in EVAL_ONLY]
 
 
 def require_graph(name: str) -> GraphBuilder:
-    """The builder registered as ``name``.
+    """The builder registered as ``name`` (a plugin's included).
 
     Raises:
-        UserError: No graph has that name.
+        UserError: No graph has that name, or the plugin that declares it failed to load.
     """
+    names = graph_names()
+    if name in PLUGIN_FAILURES and name not in GRAPHS:
+        raise UserError(PLUGIN_FAILURES[name].message())
     if name not in GRAPHS:
-        raise UserError(f"unknown graph {name!r}; choose one of {', '.join(sorted(GRAPHS))}")
+        raise UserError(f"unknown graph {name!r}; choose one of {', '.join(names)}")
     return GRAPHS[name]
 
 

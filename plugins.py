@@ -1,0 +1,83 @@
+"""Plugins: what separately installed packages add to knowgate, found by entry point.
+
+A package declares, in its ``pyproject.toml``::
+
+    [project.entry-points."knowgate.graphs"]
+    two-searches = "my_package.graphs:build_two_searches"
+
+and once it is installed every surface (``knowgate graph list``, ``knowgate ask --graph``,
+``knowgate eval run --graph``, ``knowgate serve`` and its ``/v1/models``) finds the graph under
+the entry point's name. A graph entry point is a builder, ``builder(checkpointer=None)``
+returning a compiled graph (``knowgate.graphs.building.new_graph`` is the usual start); a
+builder with ``served = False`` is for evaluations only.
+
+Loading is isolated: an entry point that fails to import, is not callable, or takes a name
+already taken becomes a ``PluginFailure`` naming the plugin, its distribution and the error; the
+other plugins and knowgate carry on, and asking for the failed name gives that message.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+GRAPH_GROUP = "knowgate.graphs"
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """An entry point that could not be used.
+
+    Attributes:
+        group: The entry-point group (``knowgate.graphs`` ...).
+        name: The entry point's name (the graph's name, for graphs).
+        value: What it points at (``module:attribute``).
+        distribution: The installed package that declares it, when known.
+        error: What went wrong.
+    """
+
+    group: str
+    name: str
+    value: str
+    distribution: str | None
+    error: str
+
+    def message(self) -> str:
+        """One line for the user: which plugin, what it points at, what failed."""
+        source = f"the package {self.distribution!r}" if self.distribution else "a package"
+        return (f"{source} declares {self.group} entry point {self.name!r} = {self.value!r}, "
+                f"which failed to load: {self.error}")
+
+
+def load_entry_points(group: str, check: Callable[[str, Any], str | None] | None = None
+                      ) -> tuple[dict[str, Any], list[PluginFailure]]:
+    """Every entry point of ``group``, loaded: ``(name -> object, failures)``.
+
+    Args:
+        group: The entry-point group.
+        check: ``check(name, loaded object)`` says why it cannot be used (``None``: it can).
+    """
+    loaded: dict[str, Any] = {}
+    failures: list[PluginFailure] = []
+    for point in sorted(importlib.metadata.entry_points(group=group), key=lambda p: p.name):
+        dist = getattr(getattr(point, "dist", None), "name", None)
+
+        def failed(error: str, point: Any = point, dist: str | None = dist) -> None:
+            failures.append(PluginFailure(group, point.name, point.value, dist, error))
+
+        if point.name in loaded:
+            failed("another installed package declares the same name")
+            continue
+        try:
+            value = point.load()
+        except Exception as exc:  # a plugin's import error must not take knowgate down
+            failed(f"{type(exc).__name__}: {exc}")
+            continue
+        problem = check(point.name, value) if check is not None else None
+        if problem:
+            failed(problem)
+            continue
+        loaded[point.name] = value
+    return loaded, failures

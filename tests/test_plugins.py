@@ -1,0 +1,139 @@
+"""A graph plugin: a package built and installed here, found by every surface by entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from knowgate.api.serve import wait_until_up
+from knowgate.tests.api_helpers import free_port
+
+QUESTION = "In which city was Sebrurt Shenom born?"
+PLUGIN = "kg-read-and-check"  # the distribution; its graph is "read-and-check"
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "kg-read-and-check"
+version = "0.1.0"
+
+[project.entry-points."knowgate.graphs"]
+read-and-check = "kg_read_and_check:build"
+broken = "kg_read_and_check.missing:build"
+
+[tool.setuptools]
+packages = ["kg_read_and_check"]
+"""
+
+MODULE = '''\
+"""A developer's graph: search, draft from the passages, have the critic check it."""
+
+from knowgate.graphs import nodes
+from knowgate.graphs.building import pipeline_graph
+
+
+def build(checkpointer=None):
+    return pipeline_graph("read-and-check", [("search", nodes.search), ("draft", nodes.draft),
+                                             ("refine", nodes.refine)], checkpointer)
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin built from source and installed (dist-info, entry points) into a folder of
+    its own: put on ``PYTHONPATH``, it is installed for the subprocesses only."""
+    root = tmp_path_factory.mktemp("plugin")
+    source = root / "src"
+    (source / "kg_read_and_check").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(PYPROJECT)
+    (source / "kg_read_and_check" / "__init__.py").write_text(MODULE)
+    target = root / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
+                           "--no-build-isolation", "--quiet", "--target", str(target),
+                           str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert list(target.glob("kg_read_and_check-0.1.0.dist-info/entry_points.txt"))
+    return target
+
+
+def _env(plugin_path: Path, data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(plugin_path), "KNOWGATE_DATA_DIR": str(data_dir),
+           "KNOWGATE_DEVICE": "cpu"}
+    env.pop("KNOWGATE_CONFIG", None)
+    return env
+
+
+def _knowgate(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "knowgate", *args], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=cwd)
+
+
+def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
+        plugin_path: Path, data_dir: Path, tmp_path: Path) -> None:
+    env = _env(plugin_path, data_dir)
+
+    listed = _knowgate(env, "graph", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "read-and-check" in listed.stdout.split() and "triage" in listed.stdout.split()
+    assert "broken" not in listed.stdout.split()
+    assert PLUGIN in listed.stderr and "ModuleNotFoundError" in listed.stderr
+
+    asked = _knowgate(env, "ask", "--graph", "read-and-check", "--json", QUESTION, cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    result = json.loads(asked.stdout)
+    assert result["graph"] == "read-and-check"
+    assert result["path"][:3] == ["search", "draft", "refine"]
+    assert result["outcome"] in ("answered", "abstained")
+
+    dataset = tmp_path / "two.jsonl"
+    items = [{"id": "q0", "question": QUESTION, "answers": ["Kudal"]},
+             {"id": "q1", "question": "Who wrote Zarovian Nights?", "answers": []}]
+    dataset.write_text("".join(json.dumps(item) + "\n" for item in items))
+    run = tmp_path / "run"
+    evaluated = _knowgate(env, "eval", "run", "--dataset", str(dataset), "--graph",
+                          "read-and-check", "--out", str(run), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [r["graph"] for r in records] == ["read-and-check"] * 2
+    assert all(r["path"][:3] == ["search", "draft", "refine"] for r in records)
+
+    refused = _knowgate(env, "ask", "--graph", "broken", QUESTION, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert PLUGIN in refused.stderr + refused.stdout
+
+
+def test_an_installed_graph_plugin_is_a_model_of_the_chat_server(
+        plugin_path: Path, data_dir: Path, tmp_path: Path) -> None:
+    env = {**_env(plugin_path, data_dir), "KNOWGATE_CHECKPOINT_DB": str(tmp_path / "t.sqlite")}
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "knowgate", "serve", "--port", str(port),
+                               "--log-level", "warning"], env=env, cwd=tmp_path,
+                              stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/healthz", server, timeout_s=240)
+        with httpx.Client(base_url=url, timeout=120) as client:
+            models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+            assert "knowgate/read-and-check" in models and "knowgate/triage" in models
+            reply = client.post("/v1/chat/completions", json={
+                "model": "knowgate/read-and-check",
+                "messages": [{"role": "user", "content": QUESTION}]})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["knowgate"]["path"][:3] == ["search", "draft", "refine"]
+            missing = client.post("/v1/chat/completions", json={
+                "model": "knowgate/broken", "messages": [{"role": "user", "content": QUESTION}]})
+            assert missing.status_code == 404
+            assert PLUGIN in missing.json()["error"]["message"]
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert PLUGIN in stderr  # the server said at startup which plugin it could not load
