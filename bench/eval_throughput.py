@@ -120,6 +120,7 @@ def main() -> None:
             start += n  # fresh questions: nothing comes from the cache
             before = provider.calls
             seconds = asyncio.run(measure(settings, items, concurrency, Path(tmp)))
+            n = len(items)  # the split may hold fewer
             assert provider.calls - before == n, "every question made exactly one paid call"
             rate, bound = n / seconds, concurrency / args.latency
             control = n / asyncio.run(router_only(settings, n, concurrency))

@@ -43,6 +43,28 @@ def test_the_sentence_that_answers_the_question_matches_best(matcher: EvidenceMa
     assert matcher.score(employer, "Tarn Foods", [BOTH]) == 0.0  # not in the evidence at all
 
 
+async def test_concurrent_matches_are_embedded_together_and_score_as_alone() -> None:
+    import asyncio
+
+    embed = offline_embedding_function()
+    calls: list[int] = []
+
+    def counting(texts: list[str]):
+        calls.append(len(texts))
+        return embed(texts)
+
+    matcher = EvidenceMatcher(counting)
+    inputs = [("Which organisation employs Ada Vell?", "Orin Labs", [BOTH]),
+              ("Where was Ada Vell born?", "Kedal", [BOTH]),
+              ("Where was Ada Vell born?", "Tarn Foods", [BOTH])]  # no sentence: no embedding
+    alone = [matcher.score(*item) for item in inputs]
+    calls.clear()
+    together = await asyncio.gather(*(matcher(*item) for item in inputs))
+    assert together == pytest.approx(alone, abs=1e-6)
+    assert alone[0] > 0.5 and alone[2] == 0.0
+    assert calls == [4]  # one call: two questions and their two sentences
+
+
 async def test_the_world_graph_reads_it_after_a_search(data_dir: Path,
                                                        shipped_world: World) -> None:
     kg = Knowgate(load_settings(data_dir=data_dir))

@@ -72,3 +72,46 @@ def test_backend_failure_is_a_search_backend_error(tmp_path: Path) -> None:
     client.delete_collection("docs-test")  # the backend loses the collection under us
     with pytest.raises(SearchBackendError):
         searcher.search_many(["Who is Mira Tolven?"], k=1)
+
+
+class CountingSearcher(ChromaSearcher):
+    """Counts the batched searches that concurrent ``search`` calls become."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[list[str]] = []
+
+    def search_many(self, queries, k, exclude=None):
+        self.batches.append(list(queries))
+        return super().search_many(queries, k, exclude)
+
+
+async def test_concurrent_searches_run_as_one_batch_with_the_results_of_each(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    searcher = CountingSearcher(chroma_client(tmp_path), "docs-test", lexical_weight=1.0)
+    searcher.add(DOCS)
+    queries = ["Who does Oslan Tolven work for?", "When was the city of Kudal founded?",
+               "When did Mira Brask graduate?", "Where was Mira Tolven born?"]
+    alone = [searcher.search_many([q], 2)[0] for q in queries]
+    searcher.batches.clear()
+    together = await asyncio.gather(*(searcher.search(q, 2) for q in queries))
+    assert [[p.id for p in hits] for hits in together] == [[p.id for p in hits] for hits in alone]
+    for hits, expected in zip(together, alone, strict=True):
+        for got, want in zip(hits, expected, strict=True):
+            assert got.score == pytest.approx(want.score, abs=1e-5)
+            assert got.support == pytest.approx(want.support, abs=1e-5)
+    assert searcher.batches == [queries]  # one embedding and one chromadb query for all four
+
+
+async def test_a_backend_failure_reaches_every_search_of_the_batch(tmp_path: Path) -> None:
+    import asyncio
+
+    client = chroma_client(tmp_path)
+    searcher = ChromaSearcher(client, "docs-test")
+    searcher.add(DOCS)
+    client.delete_collection("docs-test")
+    results = await asyncio.gather(*(searcher.search(f"Who is Mira {i}?", 1) for i in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, SearchBackendError) for r in results), results

@@ -14,19 +14,20 @@ cross-validated AUROC of "the open-book draft is right" from 0.973 to 0.990.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from knowgate.agents.batching import MicroBatcher
 from knowgate.grading import states
 from knowgate.tools.passage import Passage
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 Embed = Callable[[list[str]], Any]
+_Input = tuple[str, str, Sequence[Passage]]
 
 
 def answer_sentences(answer: str, passages: Sequence[Passage]) -> list[str]:
@@ -45,19 +46,41 @@ class EvidenceMatcher:
 
     def __init__(self, embed: Embed) -> None:
         self.embed = embed
+        self._batcher: MicroBatcher[_Input, float] = MicroBatcher(
+            lambda _, inputs: self.score_many(inputs), size=32)
 
     def score(self, question: str, answer: str, passages: Sequence[Passage]) -> float:
         """``evidence_match`` of ``answer`` read from ``passages`` (0 to 1; 0 when no sentence
         contains the answer)."""
-        sentences = answer_sentences(answer, passages)
-        if not sentences:
-            return 0.0
-        vectors = np.asarray(self.embed([question.strip(), *sentences]), dtype=float)
+        return self.score_many([(question, answer, passages)])[0]
+
+    def score_many(self, inputs: Sequence[_Input]) -> list[float]:
+        """``score`` of several ``(question, answer, passages)``, embedded in one call."""
+        texts: list[str] = []
+        spans: list[tuple[int, int] | None] = []
+        for question, answer, passages in inputs:
+            sentences = answer_sentences(answer, passages)
+            if not sentences:
+                spans.append(None)
+                continue
+            spans.append((len(texts), len(texts) + 1 + len(sentences)))
+            texts += [question.strip(), *sentences]
+        if not texts:
+            return [0.0] * len(inputs)
+        vectors = np.asarray(self.embed(texts), dtype=float)
         norms = np.linalg.norm(vectors, axis=1)
         norms[norms == 0.0] = 1.0
         unit = vectors / norms[:, None]
-        return float(np.clip((unit[1:] @ unit[0]).max(), 0.0, 1.0))
+        out = []
+        for span in spans:
+            if span is None:
+                out.append(0.0)
+                continue
+            start, end = span
+            out.append(float(np.clip((unit[start + 1:end] @ unit[start]).max(), 0.0, 1.0)))
+        return out
 
     async def __call__(self, question: str, answer: str, passages: Sequence[Passage]) -> float:
-        """``score`` in a worker thread (embedding is CPU work)."""
-        return await asyncio.to_thread(self.score, question, answer, passages)
+        """``score`` in a worker thread (embedding is CPU work), batched with the concurrent
+        calls of other questions."""
+        return await self._batcher.submit(None, (question, answer, tuple(passages)))
