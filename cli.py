@@ -155,14 +155,19 @@ def _print_check(result: dict[str, Any]) -> None:
 def world_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the worlds as JSON.")] = False,
 ) -> None:
-    """The shipped worlds: their models (with licences), corpus and question splits."""
-    from knowgate.worlds.world import DEFAULT_WORLD, World, shipped_worlds
+    """The shipped worlds and those installed packages add: their models (with licences),
+    corpus and question splits. A plugin world that failed to load is reported on stderr."""
+    from knowgate.worlds.world import DEFAULT_WORLD, World, plugin_worlds, world_names
 
+    installed, failures = plugin_worlds()
+    for failure in failures:
+        typer.echo(f"error: {failure.message()}", err=True)
     rows = []
-    for name in shipped_worlds():
+    for name in world_names():
         world = World(name)
         rows.append({
-            "name": name, "default": name == DEFAULT_WORLD, "path": str(world.path),
+            "name": name, "default": name == DEFAULT_WORLD, "plugin": name in installed,
+            "path": str(world.path),
             "models": {m: {"source": spec.gguf.name if spec.gguf else spec.dir,
                            "prompt": spec.prompt, "licence": spec.licence,
                            "prices_per_mtok": list(spec.prices)}

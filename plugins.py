@@ -11,6 +11,10 @@ the entry point's name. A graph entry point is a builder, ``builder(checkpointer
 returning a compiled graph (``knowgate.graphs.building.new_graph`` is the usual start); a
 builder with ``served = False`` is for evaluations only.
 
+Worlds the same way, under ``knowgate.worlds``: the entry point is a world directory (a path,
+or a function returning one, e.g. from ``importlib.resources``), and ``knowgate world list``
+and ``--world NAME`` (the ``world`` setting) find it by name.
+
 Loading is isolated: an entry point that fails to import, is not callable, or takes a name
 already taken becomes a ``PluginFailure`` naming the plugin, its distribution and the error; the
 other plugins and knowgate carry on, and asking for the failed name gives that message.
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GRAPH_GROUP = "knowgate.graphs"
+WORLD_GROUP = "knowgate.worlds"
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,14 @@ class PluginFailure:
                 f"which failed to load: {self.error}")
 
 
-def load_entry_points(group: str, check: Callable[[str, Any], str | None] | None = None
+def load_entry_points(group: str, prepare: Callable[[str, Any], Any] | None = None
                       ) -> tuple[dict[str, Any], list[PluginFailure]]:
     """Every entry point of ``group``, loaded: ``(name -> object, failures)``.
 
     Args:
         group: The entry-point group.
-        check: ``check(name, loaded object)`` says why it cannot be used (``None``: it can).
+        prepare: ``prepare(name, loaded object)`` returns what to use, or raises saying why
+            it cannot be used (its message becomes the failure's ``error``).
     """
     loaded: dict[str, Any] = {}
     failures: list[PluginFailure] = []
@@ -72,12 +78,7 @@ def load_entry_points(group: str, check: Callable[[str, Any], str | None] | None
             continue
         try:
             value = point.load()
-        except Exception as exc:  # a plugin's import error must not take knowgate down
+            loaded[point.name] = prepare(point.name, value) if prepare is not None else value
+        except Exception as exc:  # a plugin's error must not take knowgate down
             failed(f"{type(exc).__name__}: {exc}")
-            continue
-        problem = check(point.name, value) if check is not None else None
-        if problem:
-            failed(problem)
-            continue
-        loaded[point.name] = value
     return loaded, failures

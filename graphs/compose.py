@@ -102,12 +102,12 @@ PLUGIN_FAILURES: dict[str, PluginFailure] = {}
 _plugins_loaded = False
 
 
-def _unusable(name: str, value: Any) -> str | None:
+def _builder(name: str, value: Any) -> GraphBuilder:
     if not callable(value):
-        return f"{type(value).__name__} is not a graph builder"
+        raise TypeError(f"{type(value).__name__} is not a graph builder")
     if not name or name in GRAPHS:
-        return f"the graph name {name!r} is empty or already registered"
-    return None
+        raise ValueError(f"the graph name {name!r} is empty or already registered")
+    return value
 
 
 def load_plugin_graphs() -> list[PluginFailure]:
@@ -116,7 +116,7 @@ def load_plugin_graphs() -> list[PluginFailure]:
     global _plugins_loaded
     if not _plugins_loaded:
         _plugins_loaded = True
-        builders, failures = load_entry_points(GRAPH_GROUP, _unusable)
+        builders, failures = load_entry_points(GRAPH_GROUP, _builder)
         for name, builder in builders.items():
             register_graph(name, builder, served=getattr(builder, "served", True) is not False)
         PLUGIN_FAILURES.update({f.name: f for f in failures})

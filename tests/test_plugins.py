@@ -1,4 +1,4 @@
-"""A graph plugin: a package built and installed here, found by every surface by entry point."""
+"""Plugins: a package built and installed here adds a graph and a world, found by entry point."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ version = "0.1.0"
 read-and-check = "kg_read_and_check:build"
 broken = "kg_read_and_check.missing:build"
 
+[project.entry-points."knowgate.worlds"]
+lab = "kg_read_and_check:world_dir"
+nowhere = "kg_read_and_check:no_world"
+
 [tool.setuptools]
 packages = ["kg_read_and_check"]
 """
@@ -39,11 +43,21 @@ MODULE = '''\
 
 from knowgate.graphs import nodes
 from knowgate.graphs.building import pipeline_graph
+from knowgate.worlds.world import shipped_world_dir
 
 
 def build(checkpointer=None):
     return pipeline_graph("read-and-check", [("search", nodes.search), ("draft", nodes.draft),
                                              ("refine", nodes.refine)], checkpointer)
+
+
+def world_dir():
+    """The lab's world: here the synthetic one's directory, under a name of the plugin's."""
+    return shipped_world_dir("synthetic")
+
+
+def no_world():
+    return "/nonexistent/world"
 '''
 
 
@@ -87,7 +101,14 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
     assert "broken" not in listed.stdout.split()
     assert PLUGIN in listed.stderr and "ModuleNotFoundError" in listed.stderr
 
-    asked = _knowgate(env, "ask", "--graph", "read-and-check", "--json", QUESTION, cwd=tmp_path)
+    worlds = _knowgate(env, "world", "list", "--json", cwd=tmp_path)
+    assert worlds.returncode == 0, worlds.stderr
+    rows = {row["name"]: row for row in json.loads(worlds.stdout)}
+    assert rows["lab"]["plugin"] is True and rows["synthetic"]["plugin"] is False
+    assert "nowhere" not in rows and "no world.json" in worlds.stderr and PLUGIN in worlds.stderr
+
+    asked = _knowgate(env, "ask", "--world", "lab", "--graph", "read-and-check", "--json",
+                      QUESTION, cwd=tmp_path)
     assert asked.returncode == 0, asked.stderr
     result = json.loads(asked.stdout)
     assert result["graph"] == "read-and-check"
@@ -109,6 +130,9 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
     refused = _knowgate(env, "ask", "--graph", "broken", QUESTION, cwd=tmp_path)
     assert refused.returncode != 0
     assert PLUGIN in refused.stderr + refused.stdout
+    lost = _knowgate(env, "ask", "--world", "nowhere", QUESTION, cwd=tmp_path)
+    assert lost.returncode != 0
+    assert PLUGIN in lost.stderr + lost.stdout and "no world.json" in lost.stderr + lost.stdout
 
 
 def test_an_installed_graph_plugin_is_a_model_of_the_chat_server(

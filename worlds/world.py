@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from knowgate import jsonl
 from knowgate.errors import WorldError
+from knowgate.plugins import WORLD_GROUP, PluginFailure, load_entry_points
 from knowgate.worlds.schema import CorpusPassage, Fact, LocalModelSpec, Question, WorldCard
 
 if TYPE_CHECKING:  # heavy imports (chromadb, litellm, torch) stay out of import time
@@ -251,6 +252,32 @@ def shipped_worlds() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "world.json").is_file())
 
 
+# Worlds of installed packages (``knowgate.worlds`` entry points), loaded once per process.
+_PLUGIN_WORLDS: tuple[dict[str, Path], list[PluginFailure]] | None = None
+
+
+def _plugin_world_dir(name: str, value: Any) -> Path:
+    if name in shipped_worlds():
+        raise ValueError(f"{name!r} is the name of a shipped world")
+    path = Path(value() if callable(value) else value)
+    if not (path / "world.json").is_file():
+        raise WorldError(f"{path} has no world.json")
+    return path
+
+
+def plugin_worlds() -> tuple[dict[str, Path], list[PluginFailure]]:
+    """``(name -> directory, failures)`` of the worlds installed packages declare."""
+    global _PLUGIN_WORLDS
+    if _PLUGIN_WORLDS is None:
+        _PLUGIN_WORLDS = load_entry_points(WORLD_GROUP, _plugin_world_dir)
+    return _PLUGIN_WORLDS
+
+
+def world_names() -> list[str]:
+    """Every world a name can select: the shipped ones, then the plugins', sorted."""
+    return shipped_worlds() + sorted(plugin_worlds()[0])
+
+
 def resolve_world_dir(spec: Path | str | None) -> Path:
     """The directory a world setting names: a shipped world's name, or a directory.
 
@@ -262,11 +289,17 @@ def resolve_world_dir(spec: Path | str | None) -> Path:
     text = str(spec)
     if text in shipped_worlds():
         return shipped_world_dir(text)
+    installed, failures = plugin_worlds()
+    if text in installed:
+        return installed[text]
+    for failure in failures:
+        if failure.name == text:
+            raise WorldError(failure.message())
     path = Path(spec)
     if path.is_dir():
         return path
     raise WorldError(f"{text} is not a knowgate world (no such directory), nor the name of a "
-                     f"shipped world ({', '.join(shipped_worlds())})")
+                     f"shipped or installed world ({', '.join(world_names())})")
 
 
 def default_model_cache() -> Path:
