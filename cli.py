@@ -359,22 +359,23 @@ def demo(
 
 @graph_app.command("show")
 def graph_show(name: Annotated[str, typer.Argument(help="A registered graph name.")]) -> None:
-    """Print the Mermaid drawing of graph NAME."""
-    from knowgate.graphs.compose import mermaid
+    """Print the Mermaid drawing of graph NAME (evaluation graphs included)."""
+    from knowgate.evals.graphs import compile_eval_graph
 
     try:
-        typer.echo(mermaid(name))
+        typer.echo(compile_eval_graph(name).get_graph().draw_mermaid())
     except KnowgateError as exc:
         raise fail(exc) from None
 
 
 @graph_app.command("list")
 def graph_list() -> None:
-    """Print the registered graph names (installed plugins' included); a plugin that failed to
-    load is reported on stderr, naming the package."""
-    from knowgate.graphs.compose import graph_names, load_plugin_graphs
+    """Print the registered graph names (installed plugins' and the evaluation-only ones
+    included); a plugin that failed to load is reported on stderr, naming the package."""
+    from knowgate.evals.graphs import eval_graph_names
+    from knowgate.graphs.compose import load_plugin_graphs
 
-    for name in graph_names():
+    for name in eval_graph_names():
         typer.echo(name)
     for failure in load_plugin_graphs():
         typer.echo(f"error: {failure.message()}", err=True)

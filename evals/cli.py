@@ -12,10 +12,6 @@ from rich.table import Table
 
 from knowgate.cli_support import ConfigOpt, WorldOpt, console, fail
 from knowgate.errors import KnowgateError
-from knowgate.evals.graphs import register_eval_graphs
-
-# The oracle and the explore graph can be run, shown and listed like any registered graph.
-register_eval_graphs()
 
 eval_app = typer.Typer(help="Batch evaluation: run graphs over datasets, summarise, report.",
                        no_args_is_help=True)

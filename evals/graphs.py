@@ -8,6 +8,10 @@
   search, open-book draft, critic with evidence), so that its run log holds each kind of
   candidate answer with the features the policy sees and whether it is right: what
   ``knowgate calibrate`` fits a policy from.
+
+They live in their own registry, ``EVAL_GRAPHS``: the evaluation surfaces (``eval run``,
+``graph show``/``graph list``, ``calibrate``) look names up with ``eval_graph_builder``, which
+also finds every registered graph; ``Knowgate.ask`` and the chat server never see them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from langgraph.graph import END, START
 from knowgate.errors import UserError
 from knowgate.graphs import nodes
 from knowgate.graphs.building import new_graph, pipeline_graph
-from knowgate.graphs.compose import GRAPHS, register_graph
+from knowgate.graphs.compose import GraphBuilder, graph_names, require_graph
 from knowgate.graphs.state import Decision, TriageState
 
 ORACLE_ROUTES = {"fast-known": "draft", "searchable": "search", "slow-known": "refine",
@@ -68,9 +72,32 @@ def build_explore_graph(checkpointer: Any = None) -> Any:
     return pipeline_graph("explore", EXPLORE_STAGES, checkpointer)
 
 
-def register_eval_graphs() -> None:
-    """Put ``oracle`` and ``explore`` in the graph registry (once per process), as graphs the
-    chat server does not serve."""
-    for name, builder in (("oracle", build_oracle_graph), ("explore", build_explore_graph)):
-        if name not in GRAPHS:
-            register_graph(name, builder, served=False)
+EVAL_GRAPHS: dict[str, GraphBuilder] = {"oracle": build_oracle_graph,
+                                         "explore": build_explore_graph}
+
+
+def eval_graph_names() -> list[str]:
+    """Every graph an evaluation can run: the registered ones and ``EVAL_GRAPHS``, sorted."""
+    return sorted({*graph_names(), *EVAL_GRAPHS})
+
+
+def eval_graph_builder(name: str) -> GraphBuilder:
+    """The builder of an evaluation graph, or of any registered graph.
+
+    Raises:
+        UserError: No graph has that name (or its plugin failed to load).
+    """
+    if name in EVAL_GRAPHS:
+        return EVAL_GRAPHS[name]
+    try:
+        return require_graph(name)
+    except UserError as exc:
+        if "unknown graph" not in str(exc):
+            raise
+        raise UserError(f"unknown graph {name!r}; choose one of "
+                        f"{', '.join(eval_graph_names())}") from None
+
+
+def compile_eval_graph(name: str, checkpointer: Any = None) -> Any:
+    """``eval_graph_builder(name)(checkpointer=checkpointer)``."""
+    return eval_graph_builder(name)(checkpointer=checkpointer)

@@ -150,13 +150,11 @@ async def evaluate(items: Sequence[EvalItem], graph_name: str, context: TriageCo
                    concurrency: int, on_record: OnRecord, grader: Grader | None = None) -> None:
     """Every item through ``graph_name``, at most ``concurrency`` at a time; ``on_record`` gets
     each record as soon as it is finished."""
-    from knowgate.evals.graphs import register_eval_graphs
-    from knowgate.graphs.compose import compile_graph
+    from knowgate.evals.graphs import compile_eval_graph
 
     if concurrency < 1:
         raise UserError("concurrency must be at least 1")
-    register_eval_graphs()
-    graph = compile_graph(graph_name)
+    graph = compile_eval_graph(graph_name)
     grader = grader or ExactMatch()
     gate = asyncio.Semaphore(concurrency)
 
@@ -209,11 +207,9 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
     Raises:
         UserError: ``out`` holds a different run, or is a file.
     """
-    from knowgate.evals.graphs import register_eval_graphs
-    from knowgate.graphs.compose import require_graph
+    from knowgate.evals.graphs import eval_graph_builder
 
-    register_eval_graphs()
-    require_graph(graph)
+    eval_graph_builder(graph)
     policy_path = resolve_policy_path(settings)
     Policy.load(policy_path)  # a bad policy file fails before any work
     if out.exists() and not out.is_dir():

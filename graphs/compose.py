@@ -155,8 +155,3 @@ def compile_graph(name: str, checkpointer: Any = None) -> Any:
         UserError: No graph has that name.
     """
     return require_graph(name)(checkpointer=checkpointer)
-
-
-def mermaid(name: str) -> str:
-    """The Mermaid drawing of a registered graph."""
-    return compile_graph(name).get_graph().draw_mermaid()

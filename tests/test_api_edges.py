@@ -13,7 +13,6 @@ import httpx
 import openai
 import pytest
 
-from knowgate.evals.graphs import register_eval_graphs
 from knowgate.tests.api_helpers import (
     EchoAnswerer,
     Q,
@@ -94,19 +93,24 @@ def test_a_client_that_leaves_is_a_499_in_the_metrics_not_a_500(tmp_path: Path) 
 
 
 def test_eval_only_graphs_are_neither_listed_nor_served(tmp_path: Path) -> None:
-    register_eval_graphs()  # as an eval run in the same process would
+    from knowgate.evals.graphs import EVAL_GRAPHS
+    from knowgate.graphs.compose import GRAPHS, register_graph
+
+    # Registered for evaluations only, as a developer's graph may be.
+    if "eval-only-echo" not in GRAPHS:
+        register_graph("eval-only-echo", EVAL_GRAPHS["explore"], served=False)
     with serving(server_settings(tmp_path), triage_context()) as srv:
         listed = {m["id"] for m in httpx.get(srv.url + "/v1/models").json()["data"]}
         refused = {name: httpx.post(srv.url + "/v1/chat/completions", timeout=10, json={
             "model": f"knowgate/{name}", "messages": [{"role": "user", "content": Q}]})
-            for name in ("explore", "oracle")}
+            for name in ("explore", "oracle", "eval-only-echo")}
         health = httpx.get(srv.url + "/healthz").json()
     assert "knowgate/triage" in listed
-    assert not {"knowgate/explore", "knowgate/oracle"} & listed
+    assert not {"knowgate/explore", "knowgate/oracle", "knowgate/eval-only-echo"} & listed
     for response in refused.values():
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "model_not_found"
-    assert "explore" not in health["graphs"] and "oracle" not in health["graphs"]
+    assert not {"explore", "oracle", "eval-only-echo"} & set(health["graphs"])
 
 
 def test_text_that_cannot_be_encoded_is_a_400_at_once(tmp_path: Path) -> None:

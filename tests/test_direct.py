@@ -11,8 +11,8 @@ from langgraph.graph import END, START
 from langgraph.types import Command, RetryPolicy
 from pydantic import BaseModel
 
-from knowgate.evals.graphs import ORACLE_ROUTES, register_eval_graphs
-from knowgate.graphs.compose import GRAPHS, compile_graph
+from knowgate.evals.graphs import EVAL_GRAPHS, ORACLE_ROUTES, compile_eval_graph
+from knowgate.graphs.compose import GRAPHS
 from knowgate.graphs.direct import MachineGraph, direct_plan, run_graph, run_values
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
@@ -71,10 +71,9 @@ async def _direct(graph: Any, state: BaseModel, ctx: Any, config: dict[str, Any]
     return [_comparable(v) async for v in run_values(graph, state, context=ctx, config=config)]
 
 
-@pytest.mark.parametrize("name", sorted({*GRAPHS, "oracle", "explore"}))
+@pytest.mark.parametrize("name", sorted({*GRAPHS, *EVAL_GRAPHS}))
 async def test_every_registered_graph_gives_pregels_states_when_run_directly(name: str) -> None:
-    register_eval_graphs()
-    graph = compile_graph(name)
+    graph = compile_eval_graph(name)
     assert direct_plan(graph) is not None, f"{name} would fall back to Pregel"
     paths = set()
     for question, kind in SCENARIOS.items():
@@ -90,8 +89,7 @@ async def test_every_registered_graph_gives_pregels_states_when_run_directly(nam
 
 
 async def test_an_oracle_record_without_a_class_fails_alike_on_both_engines() -> None:
-    register_eval_graphs()
-    graph = compile_graph("oracle")
+    graph = compile_eval_graph("oracle")
     assert "nobody" not in ORACLE_ROUTES
     state = TriageState(question="Where was Ada Vell born?")
     config = {"configurable": {"kind": "nobody"}}

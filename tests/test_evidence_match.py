@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from knowgate import Knowgate, load_settings
-from knowgate.evals.graphs import register_eval_graphs
+from knowgate.evals.graphs import compile_eval_graph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
+from knowgate.graphs.runtime import ComposedGraph
 from knowgate.testing import Fail, ScriptedAnswerer, ScriptedCritic, ScriptedSearcher
 from knowgate.tools.embeddings import offline_embedding_function
 from knowgate.tools.evidence_match import EvidenceMatcher, answer_sentences
@@ -113,14 +114,14 @@ async def test_the_critics_answer_is_matched_against_the_evidence_too(
         policy=Policy.load(), matcher=matcher.__call__,
         prices=Prices(draft=0.000003, search=0.00003, refine=0.0003),
     )
-    register_eval_graphs()  # explore: every role on the question, the critic after a search last
-    kg = Knowgate(load_settings(), context=context)
+    # explore: every role on the question, the critic after a search last
+    explore = ComposedGraph("explore", compile_eval_graph("explore"), context)
     for question, low in ((echoed, True), (read, False)):
-        result = await kg.ask(question, graph="explore")
+        result = await explore.run(question)
         refine = [s for s in result.steps if s.action == "refine"][-1]
-        match = result.signals["critic_evidence_match"]
+        match = result.signals.values["critic_evidence_match"]
         assert (match == 0.0) if low else (match > 0.5), (question, match)
         assert f"evidence match {match:.3f}" in refine.reason
         # The draft's own match is still the draft's.
-        assert result.signals["evidence_match"] == pytest.approx(
+        assert result.signals.values["evidence_match"] == pytest.approx(
             matcher.score(question, "Kedal", [BOTH]), abs=1e-6)
