@@ -190,7 +190,7 @@ async def _complete(svc: Service, hold: Hold, graph: str, question: str, history
                     stored = await svc.threads.history(stored_id)
                     history = merge_history(stored, history)[-svc.settings.max_messages:]
                 result = await kg.ask(question, graph=graph, history=history,
-                                      thread_id=stored_id, config={"callbacks": [observer]})
+                                      thread_id=stored_id, hooks=observer)
         except TimeoutError:
             result = _cut_off(question, graph, observer, svc.settings.request_timeout_s,
                               time.perf_counter() - started, stored_id)

@@ -1,8 +1,8 @@
 """What each graph node did, as token counts for the usage field and as OpenTelemetry spans.
 
-LangGraph reports every node run to LangChain callbacks (``on_chain_start``/``on_chain_end``
-with a ``graph:step:N`` tag), with the node's partial update as output; ``NodeObserver`` reads
-the step, dollars and tokens from that update, so nodes need no tracing code of their own.
+``NodeObserver`` is the run's ``NodeHooks`` (``knowgate.graphs.direct``): told about each node
+and its partial update by whichever engine runs the graph, it reads the step, dollars and tokens
+from that update, so nodes need no tracing code of their own.
 Spans are made only when the app was given a tracer provider (``settings.otel_exporter`` or a
 test's in-memory exporter); otherwise tracing is off and costs nothing but the token count.
 """
@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
-
-from langchain_core.callbacks import AsyncCallbackHandler
 
 from knowgate.errors import UserError
 from knowgate.settings import Settings
@@ -45,7 +42,7 @@ def _node_step(outputs: Any, before: int) -> Any:
     return steps[-1] if steps and len(steps) > before else None
 
 
-class NodeObserver(AsyncCallbackHandler):
+class NodeObserver:
     """Collects tokens per run and, with a tracer, one span per node under ``parent``.
 
     Args:
@@ -63,33 +60,23 @@ class NodeObserver(AsyncCallbackHandler):
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.steps: list[Any] = []  # the steps so far, for a run the request timeout cuts off
-        self._open: dict[UUID, tuple[Any, int]] = {}
+        self._open: dict[str, tuple[Any, int]] = {}  # node -> (span, steps before it)
 
-    @staticmethod
-    def _is_node(tags: list[str] | None) -> bool:
-        return any(tag.startswith("graph:step:") for tag in tags or ())
-
-    async def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *,
-                             run_id: UUID, parent_run_id: UUID | None = None,
-                             tags: list[str] | None = None,
-                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    async def node_started(self, node: str, state: Any) -> None:
         """Open a span when a node starts."""
-        if not self._is_node(tags):
-            return
-        node = (metadata or {}).get("langgraph_node") or kwargs.get("name") or "node"
-        steps_before = len(getattr(inputs, "steps", None) or
-                           (inputs.get("steps", []) if isinstance(inputs, dict) else []))
+        steps_before = len(getattr(state, "steps", None) or
+                           (state.get("steps", []) if isinstance(state, dict) else []))
         span = None
         if self.tracer is not None:
             span = self.tracer.start_span(f"knowgate.node.{node}", context=self.parent,
                                           attributes={"knowgate.node": node})
-        self._open[run_id] = (span, steps_before)
+        self._open[node] = (span, steps_before)
 
-    async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+    async def node_finished(self, node: str, outputs: dict[str, Any]) -> None:
         """Count the node's tokens and close its span with the step's figures."""
-        if run_id not in self._open:
+        if node not in self._open:
             return
-        span, before = self._open.pop(run_id)
+        span, before = self._open.pop(node)
         if isinstance(outputs, dict) and outputs.get("steps"):
             self.steps = list(outputs["steps"])
             if self.on_spent is not None:
@@ -125,10 +112,9 @@ class NodeObserver(AsyncCallbackHandler):
             span.set_status(Status(StatusCode.ERROR, step.reason))
         span.end()
 
-    async def on_chain_error(self, error: BaseException, *, run_id: UUID,
-                             **kwargs: Any) -> None:
+    async def node_failed(self, node: str, error: BaseException) -> None:
         """Close a node's span when the node raised (or was cancelled by the timeout)."""
-        opened = self._open.pop(run_id, None)
+        opened = self._open.pop(node, None)
         if opened is None or opened[0] is None:
             return
         from opentelemetry.trace import Status, StatusCode

@@ -9,10 +9,12 @@ state, ``runtime`` and ``config`` Pregel would give them, applies their updates 
 state's channels (a field's reducer included) and validates the state between nodes as Pregel
 does.
 
-Pregel stays the engine whenever something needs it: a checkpointer (threads), callbacks
-(tracing, the server's node spans), interrupts, and any graph outside that shape (fan-out,
-``Send``, ``Command``, subgraphs, retry or cache policies). The graph itself is always the
-LangGraph graph: this module only reads the nodes and edges its builder recorded.
+Pregel stays the engine whenever something needs it: a checkpointer (threads), LangChain
+callbacks (a user's tracer), interrupts, and any graph outside that shape (fan-out, ``Send``,
+``Command``, subgraphs, retry or cache policies). The graph itself is always the LangGraph
+graph: this module only reads the nodes and edges its builder recorded. Knowgate's own view of
+a run's nodes (the server's spans, usage and budget progress) is ``NodeHooks``, which both
+engines call: the direct one around each node, Pregel through ``HookCallbacks``.
 ``tests/test_direct.py`` checks that both engines give the same states for every registered
 graph.
 """
@@ -22,8 +24,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+from uuid import UUID
 
+from langchain_core.callbacks import AsyncCallbackHandler
 from langgraph.channels import BinaryOperatorAggregate, LastValue
 from langgraph.errors import GraphRecursionError, InvalidUpdateError
 from langgraph.graph import END, START, StateGraph
@@ -34,6 +38,59 @@ from pydantic import BaseModel
 DEFAULT_RECURSION_LIMIT = 25
 # Parameters LangGraph fills in by name besides the state; others keep a graph on Pregel.
 _INJECTED = ("config", "runtime")
+
+
+class NodeHooks(Protocol):
+    """Told about every node of a run, in order, whichever engine runs it."""
+
+    async def node_started(self, node: str, state: Any) -> None:
+        """``node`` is about to run on ``state``."""
+
+    async def node_finished(self, node: str, update: dict[str, Any]) -> None:
+        """``node`` returned ``update`` (its partial state update)."""
+
+    async def node_failed(self, node: str, error: BaseException) -> None:
+        """``node`` raised ``error`` (or was cancelled)."""
+
+
+class HookCallbacks(AsyncCallbackHandler):
+    """``NodeHooks`` fed from LangGraph's callbacks, for runs on Pregel: LangGraph reports each
+    node run as a chain tagged ``graph:step:N`` whose output is the node's update."""
+
+    def __init__(self, hooks: NodeHooks) -> None:
+        self.hooks = hooks
+        self._nodes: dict[UUID, str] = {}
+
+    async def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *,
+                             run_id: UUID, tags: list[str] | None = None,
+                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """A node started: ``hooks.node_started``."""
+        if not any(tag.startswith("graph:step:") for tag in tags or ()):
+            return
+        node = (metadata or {}).get("langgraph_node") or kwargs.get("name") or "node"
+        self._nodes[run_id] = node
+        await self.hooks.node_started(node, inputs)
+
+    async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """A node returned: ``hooks.node_finished``."""
+        node = self._nodes.pop(run_id, None)
+        if node is not None:
+            await self.hooks.node_finished(node, outputs if isinstance(outputs, dict) else {})
+
+    async def on_chain_error(self, error: BaseException, *, run_id: UUID,
+                             **kwargs: Any) -> None:
+        """A node raised: ``hooks.node_failed``."""
+        node = self._nodes.pop(run_id, None)
+        if node is not None:
+            await self.hooks.node_failed(node, error)
+
+
+def with_hooks(config: dict[str, Any] | None, hooks: NodeHooks | None) -> dict[str, Any]:
+    """``config`` with ``hooks`` among its callbacks (for a run on Pregel)."""
+    config = dict(config or {})
+    if hooks is not None:
+        config["callbacks"] = [*(config.get("callbacks") or []), HookCallbacks(hooks)]
+    return config
 
 
 class MachineGraph(StateGraph):
@@ -236,9 +293,11 @@ def direct_plan(graph: Any, config: dict[str, Any] | None = None) -> _Plan | Non
 
 
 async def run_values(graph: Any, state: BaseModel, *, context: Any = None,
-                     config: dict[str, Any] | None = None) -> AsyncIterator[BaseModel]:
+                     config: dict[str, Any] | None = None,
+                     hooks: NodeHooks | None = None) -> AsyncIterator[BaseModel]:
     """The state at the start and after every node, as ``graph.astream(stream_mode="values")``
-    yields it, run directly when ``direct_plan`` allows and on Pregel otherwise.
+    yields it, run directly when ``direct_plan`` allows and on Pregel otherwise; ``hooks`` are
+    told about every node either way.
 
     Raises:
         GraphRecursionError: More nodes ran than ``config["recursion_limit"]`` (25) allows.
@@ -247,8 +306,8 @@ async def run_values(graph: Any, state: BaseModel, *, context: Any = None,
     """
     plan = direct_plan(graph, config)
     if plan is None:
-        async for values in graph.astream(state, config=config, context=context,
-                                          stream_mode="values"):
+        async for values in graph.astream(state, config=with_hooks(config, hooks),
+                                          context=context, stream_mode="values"):
             yield type(state).model_validate(values)
         return
     config = {"recursion_limit": DEFAULT_RECURSION_LIMIT, "metadata": {}, "tags": [],
@@ -267,15 +326,26 @@ async def run_values(graph: Any, state: BaseModel, *, context: Any = None,
             raise GraphRecursionError(f"Recursion limit of {limit} reached without hitting a "
                                       "stop condition")
         ran += 1
-        state = plan.apply(state, await plan.nodes[node](state, runtime, config), node)
+        if hooks is not None:
+            await hooks.node_started(node, state)
+        try:
+            update = await plan.nodes[node](state, runtime, config)
+        except BaseException as exc:
+            if hooks is not None:
+                await hooks.node_failed(node, exc)
+            raise
+        if hooks is not None:
+            await hooks.node_finished(node, update if isinstance(update, dict) else {})
+        state = plan.apply(state, update, node)
         yield state
         node = await plan.exits[node].next(state, runtime, config)
 
 
 async def run_graph(graph: Any, state: BaseModel, *, context: Any = None,
-                    config: dict[str, Any] | None = None) -> BaseModel:
+                    config: dict[str, Any] | None = None,
+                    hooks: NodeHooks | None = None) -> BaseModel:
     """The final state of one run (``run_values``' last)."""
     final = state
-    async for values in run_values(graph, state, context=context, config=config):
+    async for values in run_values(graph, state, context=context, config=config, hooks=hooks):
         final = values
     return final

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from knowgate.agents.roles import Turn
 from knowgate.errors import KnowgateError, UserError
 from knowgate.graphs.compose import compile_graph, require_graph
-from knowgate.graphs.direct import run_graph
+from knowgate.graphs.direct import NodeHooks, run_graph, with_hooks
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import Step, TriageState
@@ -410,10 +410,13 @@ class ComposedGraph:
     context: TriageContext
 
     async def run(self, question: str, history: Sequence[Turn] = (),
-                  config: dict[str, Any] | None = None) -> TriageState:
-        """Run one question to the end and return the final state (steps, outcome ...)."""
+                  config: dict[str, Any] | None = None,
+                  hooks: NodeHooks | None = None) -> TriageState:
+        """Run one question to the end and return the final state (steps, outcome ...);
+        ``hooks`` are told about every node (``knowgate.graphs.direct.NodeHooks``)."""
         state = TriageState(question=_check_question(question), history=list(history))
-        final = await run_graph(self.graph, state, context=self.context, config=config)
+        final = await run_graph(self.graph, state, context=self.context, config=config,
+                                hooks=hooks)
         return TriageState.model_validate(final)
 
 
@@ -455,12 +458,15 @@ class Knowgate:
 
     async def ask(self, question: str, graph: str = "triage", history: Sequence[Turn] = (),
                   thread_id: str | None = None,
-                  config: dict[str, Any] | None = None) -> AskResult:
+                  config: dict[str, Any] | None = None,
+                  hooks: NodeHooks | None = None) -> AskResult:
         """Run ``question`` through ``graph`` and return the outcome with its trace.
 
         With a ``checkpointer`` or ``settings.checkpoint_db``, the run is checkpointed under
         ``thread_id`` (a new id when omitted), so it can be inspected or resumed later.
-        ``config`` adds LangGraph run-config entries (``callbacks`` for tracing, ``tags`` ...).
+        ``config`` adds LangGraph run-config entries (``callbacks`` for tracing, ``tags`` ...;
+        callbacks run the graph on Pregel). ``hooks`` are told about every node whichever
+        engine runs it (``knowgate.graphs.direct.NodeHooks``).
 
         Raises:
             UserError: The question is empty or too long, or the graph is unknown.
@@ -471,11 +477,11 @@ class Knowgate:
         try:
             composed = self.graph(graph)
             if self.checkpointer is None and self.settings.checkpoint_db is None:
-                final = await composed.run(question, history, config)
+                final = await composed.run(question, history, config, hooks)
             else:
                 thread_id = thread_id or uuid.uuid4().hex
                 final = await self._checkpointed(composed, question, history, thread_id,
-                                                 config or {})
+                                                 with_hooks(config, hooks))
         except UserError:
             raise
         except KnowgateError as exc:  # roles failing is handled in the graph; this is setup

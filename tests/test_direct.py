@@ -190,3 +190,53 @@ async def test_a_node_that_routes_itself_runs_on_pregel_and_an_unannotated_one_i
     assert (await run_graph(graph_of(annotated), Tally())).n == 7
     with pytest.raises(InvalidUpdateError, match="return dict updates"):
         await run_graph(graph_of(unannotated), Tally())
+
+
+class Recorder:
+    """``NodeHooks`` that write down what they are told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []
+
+    async def node_started(self, node: str, state: Any) -> None:
+        steps = getattr(state, "steps", None)
+        if steps is None and isinstance(state, dict):
+            steps = state.get("steps", [])
+        self.events.append(("started", node, len(steps or [])))
+
+    async def node_finished(self, node: str, update: dict[str, Any]) -> None:
+        self.events.append(("finished", node, sorted(update)))
+
+    async def node_failed(self, node: str, error: BaseException) -> None:
+        self.events.append(("failed", node, type(error).__name__))
+
+
+async def test_node_hooks_hear_the_same_nodes_and_updates_from_both_engines() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from knowgate.graphs.compose import build_triage_graph
+
+    question = "Where was Bo Rinn born?"  # unsure, searched, read: several nodes
+    direct, pregel = Recorder(), Recorder()
+    state = TriageState(question=question)
+    await run_graph(compile_eval_graph("triage"), state, context=context(), hooks=direct)
+    checkpointed = build_triage_graph(checkpointer=InMemorySaver())
+    assert direct_plan(checkpointed) is None  # a checkpointer: Pregel
+    await run_graph(checkpointed, state, context=context(), hooks=pregel,
+                    config={"configurable": {"thread_id": "t1"}})
+    assert direct.events == pregel.events
+    nodes = [node for kind, node, _ in direct.events if kind == "started"]
+    assert nodes[:4] == ["probe", "decide", "draft", "probe"] and nodes[-1] == "answer"
+    assert ("finished", "search", ["evidence", "signals", "steps"]) in direct.events
+    assert ("started", "answer", 6) in direct.events  # the state it started from: six steps
+
+    async def boom(state: Tally) -> dict[str, Any]:
+        raise RuntimeError("node down")
+
+    graph = MachineGraph(Tally)
+    graph.add_node("boom", boom)
+    graph.add_edge(START, "boom")
+    failed = Recorder()
+    with pytest.raises(RuntimeError, match="node down"):
+        await run_graph(graph.compile(), Tally(), hooks=failed)
+    assert failed.events == [("started", "boom", 0), ("failed", "boom", "RuntimeError")]
