@@ -24,7 +24,7 @@ from langgraph.graph import END, START
 from knowgate.errors import UserError
 from knowgate.graphs import nodes
 from knowgate.graphs.building import new_graph, pipeline_graph
-from knowgate.graphs.compose import GraphBuilder, graph_names, require_graph
+from knowgate.graphs.compose import PLUGIN_FAILURES, GraphBuilder, graph_names, require_graph
 from knowgate.graphs.state import Decision, TriageState
 
 ORACLE_ROUTES = {"fast-known": "draft", "searchable": "search", "slow-known": "refine",
@@ -89,13 +89,9 @@ def eval_graph_builder(name: str) -> GraphBuilder:
     """
     if name in EVAL_GRAPHS:
         return EVAL_GRAPHS[name]
-    try:
-        return require_graph(name)
-    except UserError as exc:
-        if "unknown graph" not in str(exc):
-            raise
-        raise UserError(f"unknown graph {name!r}; choose one of "
-                        f"{', '.join(eval_graph_names())}") from None
+    if name in graph_names() or name in PLUGIN_FAILURES:
+        return require_graph(name)  # a failed plugin's name gets the plugin's error
+    raise UserError(f"unknown graph {name!r}; choose one of {', '.join(eval_graph_names())}")
 
 
 def compile_eval_graph(name: str, checkpointer: Any = None) -> Any:

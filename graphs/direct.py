@@ -22,6 +22,7 @@ graph.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
+_log = logging.getLogger("knowgate.graphs")
 # LangGraph's default bound on supersteps per run (``config["recursion_limit"]``).
 DEFAULT_RECURSION_LIMIT = 25
 # Parameters LangGraph fills in by name besides the state; others keep a graph on Pregel.
@@ -83,6 +85,17 @@ class HookCallbacks(AsyncCallbackHandler):
         node = self._nodes.pop(run_id, None)
         if node is not None:
             await self.hooks.node_failed(node, error)
+
+
+async def _tell(hooks: NodeHooks | None, event: str, node: str, value: Any) -> None:
+    """Call one hook; a hook that raises is logged and the run goes on, as LangChain treats a
+    failing callback on Pregel (the run's calls are paid for; its trace is not worth them)."""
+    if hooks is None:
+        return
+    try:
+        await getattr(hooks, event)(node, value)
+    except Exception:
+        _log.warning("node hook %s(%r) failed", event, node, exc_info=True)
 
 
 def with_hooks(config: dict[str, Any] | None, hooks: NodeHooks | None) -> dict[str, Any]:
@@ -326,16 +339,13 @@ async def run_values(graph: Any, state: BaseModel, *, context: Any = None,
             raise GraphRecursionError(f"Recursion limit of {limit} reached without hitting a "
                                       "stop condition")
         ran += 1
-        if hooks is not None:
-            await hooks.node_started(node, state)
+        await _tell(hooks, "node_started", node, state)
         try:
             update = await plan.nodes[node](state, runtime, config)
         except BaseException as exc:
-            if hooks is not None:
-                await hooks.node_failed(node, exc)
+            await _tell(hooks, "node_failed", node, exc)
             raise
-        if hooks is not None:
-            await hooks.node_finished(node, update if isinstance(update, dict) else {})
+        await _tell(hooks, "node_finished", node, update if isinstance(update, dict) else {})
         state = plan.apply(state, update, node)
         yield state
         node = await plan.exits[node].next(state, runtime, config)

@@ -240,3 +240,15 @@ async def test_node_hooks_hear_the_same_nodes_and_updates_from_both_engines() ->
     with pytest.raises(RuntimeError, match="node down"):
         await run_graph(graph.compile(), Tally(), hooks=failed)
     assert failed.events == [("started", "boom", 0), ("failed", "boom", "RuntimeError")]
+
+
+async def test_a_failing_hook_is_logged_and_the_run_goes_on(caplog) -> None:
+    class Broken(Recorder):
+        async def node_finished(self, node: str, update: dict[str, Any]) -> None:
+            raise RuntimeError("tracer down")
+
+    hooks = Broken()
+    final = await run_graph(tally_graph(), Tally(), hooks=hooks)
+    assert final.n == 3
+    assert [kind for kind, _, _ in hooks.events] == ["started"] * 3
+    assert caplog.text.count("node hook node_finished('count') failed") == 3
