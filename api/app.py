@@ -99,13 +99,11 @@ def graph_of(model: str) -> str:
         ApiError: 404 for a model no graph is registered as.
     """
     name = model.removeprefix(MODEL_PREFIX)
-    if name not in served_graphs() and name in PLUGIN_FAILURES:
-        raise ApiError(404, f"the model {model!r} is not available: "
-                            f"{PLUGIN_FAILURES[name].message()}",
-                       type="invalid_request_error", code="model_not_found", param="model")
     if name not in served_graphs():
-        raise ApiError(404, f"the model {model!r} does not exist; see GET /v1/models",
-                       type="invalid_request_error", code="model_not_found", param="model")
+        why = (f"is not available: {PLUGIN_FAILURES[name].message()}" if name in PLUGIN_FAILURES
+               else "does not exist; see GET /v1/models")
+        raise ApiError(404, f"the model {model!r} {why}", type="invalid_request_error",
+                       code="model_not_found", param="model")
     return name
 
 
