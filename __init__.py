@@ -5,6 +5,7 @@ chromadb, litellm) load lazily inside the functions that need them.
 """
 
 from knowgate.asking import ask, ask_sync, build_graph
+from knowgate.composition import build_context
 from knowgate.errors import (
     KnowgateError,
     MissingExtraError,
@@ -15,7 +16,8 @@ from knowgate.errors import (
     WorldError,
 )
 from knowgate.graphs.compose import GRAPHS, build_triage_graph, register_graph
-from knowgate.graphs.runtime import AskResult, ComposedGraph, Knowgate, build_context
+from knowgate.role_factories import RoleFactory, RoleRequest
+from knowgate.runtime import AskResult, ComposedGraph, Knowgate
 from knowgate.settings import Settings, load_settings
 from knowgate.worlds.world import World, default_world_dir
 
@@ -28,6 +30,8 @@ __all__ = [
     "Knowgate",
     "KnowgateError",
     "MissingExtraError",
+    "RoleFactory",
+    "RoleRequest",
     "ModelLoadError",
     "RunError",
     "SearchBackendError",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from knowgate.agents.roles import Turn
 from knowgate.aio import run_sync
-from knowgate.graphs.runtime import AskResult, ComposedGraph, Knowgate
+from knowgate.roles import Turn
+from knowgate.runtime import AskResult, ComposedGraph, Knowgate
 from knowgate.settings import Settings, load_settings
 
 _SESSIONS: dict[str, Knowgate] = {}

@@ -33,6 +33,8 @@ index_app = typer.Typer(help="Your own documents in a chromadb collection: add a
 app.add_typer(index_app, name="index")
 graph_app = typer.Typer(help="The registered graphs: show their shape.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")
+role_app = typer.Typer(help="The role factories a role setting can name.", no_args_is_help=True)
+app.add_typer(role_app, name="role")
 app.add_typer(probe_app, name="probe")
 app.add_typer(eval_app, name="eval")
 app.command("calibrate")(calibrate_command)
@@ -230,8 +232,8 @@ def index_add(
     config: ConfigOpt = None,
 ) -> None:
     """Add (or update, by id) your documents in a collection the searcher can read."""
+    from knowgate.composition import open_collection
     from knowgate.errors import UserError
-    from knowgate.graphs.runtime import open_collection
     from knowgate.settings import load_settings
     from knowgate.tools.ingest import read_documents
 
@@ -256,7 +258,7 @@ def index_add(
 def index_count(collection: CollectionOpt = None, config: ConfigOpt = None,
                 world: WorldOpt = None) -> None:
     """Print how many passages a collection holds."""
-    from knowgate.graphs.runtime import open_collection
+    from knowgate.composition import open_collection
     from knowgate.settings import load_settings
 
     try:
@@ -327,8 +329,8 @@ def demo(
     """Ask a few of the world's test questions, PER_CLASS of each class (of each relation and
     kind of unanswerable question, in a world whose classes are measured), with their traces."""
     from knowgate.aio import run_sync
+    from knowgate.composition import grading_mode
     from knowgate.grading import is_correct
-    from knowgate.graphs.runtime import grading_mode
     from knowgate.settings import load_settings
     from knowgate.worlds.world import World
 
@@ -379,6 +381,25 @@ def graph_list() -> None:
         typer.echo(name)
     for failure in load_plugin_graphs():
         typer.echo(f"error: {failure.message()}", err=True)
+
+
+@role_app.command("list")
+def role_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the factories as JSON.")] = False,
+) -> None:
+    """The role factories (installed plugins' included), the roles each builds, and what its
+    argument is; a plugin that failed to load is reported on stderr, naming the package."""
+    from knowgate.composition import ROLES
+
+    rows = [{"name": name, "roles": sorted(ROLES.factories[name].roles),
+             "description": ROLES.factories[name].description} for name in ROLES.names()]
+    for failure in ROLES.load_plugins():
+        typer.echo(f"error: {failure.message()}", err=True)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row['name']:<14} {','.join(row['roles']):<34} {row['description']}")
 
 
 def main() -> None:  # pragma: no cover - console-script shim

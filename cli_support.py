@@ -49,7 +49,8 @@ def session_with_progress(settings: Any) -> Any:
     stage (assembling and converting a packaged model, indexing the corpus): on the factbook
     world a first run takes minutes, and a silent one looks hung. The bars appear only when a
     stage runs, so a warm start prints nothing."""
-    from knowgate.graphs.runtime import Knowgate, build_context
+    from knowgate.composition import build_context
+    from knowgate.runtime import Knowgate
 
     bars: Progress | None = None
     tasks: dict[str, Any] = {}

@@ -15,6 +15,11 @@ Worlds the same way, under ``knowgate.worlds``: the entry point is a world direc
 or a function returning one, e.g. from ``importlib.resources``), and ``knowgate world list``
 and ``--world NAME`` (the ``world`` setting) find it by name.
 
+Role factories under ``knowgate.roles``: the entry point is a
+``knowgate.role_factories.RoleFactory``, and a role setting names it (``searcher = "my-search"``,
+``critic = "my-critic:ARGUMENT"``) wherever settings are read: ``knowgate ask``, ``eval run``,
+``calibrate``, ``serve``.
+
 Loading is isolated: an entry point that fails to import, is not callable, or takes a name
 already taken becomes a ``PluginFailure`` naming the plugin, its distribution and the error; the
 other plugins and knowgate carry on, and asking for the failed name gives that message.
@@ -29,6 +34,7 @@ from typing import Any
 
 GRAPH_GROUP = "knowgate.graphs"
 WORLD_GROUP = "knowgate.worlds"
+ROLE_GROUP = "knowgate.roles"
 
 
 @dataclass(frozen=True)

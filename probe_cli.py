@@ -60,7 +60,7 @@ def probe_label(
     (or take the drafts an explore run recorded, ``--from-run``)."""
     from knowgate.agents.probe_training import write_records
     from knowgate.aio import run_sync
-    from knowgate.graphs.runtime import build_context
+    from knowgate.composition import build_context
     from knowgate.settings import load_settings
     from knowgate.worlds.probe_labels import label_split
     from knowgate.worlds.world import World

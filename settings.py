@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from knowgate.errors import UserError
+from knowgate.roles import RoleName
 
 
 def _default_data_dir() -> Path:
@@ -51,10 +52,17 @@ class Settings(BaseSettings):
         local_prefill_cache_mb: Memory per local model for prompts' forward passes kept for
             reuse (the prober's pass is the prefill the answerer decodes from); 0 keeps none.
         collection: chromadb collection the searcher reads; ``None`` means the world's corpus.
-        answerer: litellm model id of the fast answerer (``local/fast``, ``openai/gpt-4o-mini``).
-        critic: litellm model id of the slow critic.
-        prober: Hugging Face model id or path the prober loads; ``None`` means the world's fast
-            model, ``"off"`` runs without a prober.
+        answerer: The fast answerer, as a role spec (``knowgate.role_factories``): a litellm
+            model id (``local/fast``, ``openai/gpt-4o-mini``, ``litellm:MODEL``), a plugin's
+            factory (``NAME`` or ``NAME:ARGUMENT``), or ``off``.
+        critic: The slow critic, as a role spec (like ``answerer``).
+        prober: The prober, as a role spec: a Hugging Face model directory or id the
+            ``transformers`` prober loads, a plugin's factory, or ``off``; ``None`` means the
+            world's fast model.
+        searcher: The searcher, as a role spec: ``chroma`` (the ``collection``, else the world's
+            corpus), a plugin's factory, or ``off``.
+        role_options: Role name -> parameters for the factory that builds it
+            (``[role_options.searcher]`` in TOML).
         critic_prober: Model id or path of a local model the prober also reads the question with,
             for the critic's knowledge before the critic is paid (signals ``critic_query_*``);
             ``None`` means the world's slow model when the critic is ``local/slow`` (its own
@@ -122,7 +130,9 @@ class Settings(BaseSettings):
     collection: str | None = Field(default=None, min_length=3, max_length=512)
     answerer: str = Field(default="local/fast", min_length=1)
     critic: str = Field(default="local/slow", min_length=1)
-    prober: str | None = None
+    prober: str | None = Field(default=None, min_length=1)
+    searcher: str = Field(default="chroma", min_length=1)
+    role_options: dict[RoleName, dict[str, Any]] = Field(default_factory=dict)
     critic_prober: str | None = None
     answerer_format: Literal["auto", "json", "logprobs"] = "auto"
     critic_format: Literal["auto", "json", "logprobs"] = "auto"

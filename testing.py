@@ -13,8 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from knowgate.agents.roles import Draft, Evidence, RoleError, Signals, Turn, Verdict
-from knowgate.tools.passage import Passage
+from knowgate.roles import (
+    GREEDY,
+    Draft,
+    Evidence,
+    Passage,
+    RoleError,
+    Sampling,
+    Signals,
+    Turn,
+    Verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -49,23 +58,36 @@ async def _perform(role: str, script: Mapping[str, Any], key: str, default: Any)
 class ScriptedAnswerer:
     """An ``Answerer``: ``closed[question]`` without evidence, ``opened[question]`` with it.
 
-    Values are ``(answer, confidence)`` pairs, ``Fail`` or ``Hang``.
+    Values are ``(answer, confidence)`` pairs, ``Fail`` or ``Hang``. A call that samples
+    (temperature above 0) answers from ``sampled[question]``, a list of answers taken in turn
+    (a question not listed samples its greedy answer every time); each sample is billed.
     """
 
     closed: dict[str, Any] = field(default_factory=dict)
     opened: dict[str, Any] = field(default_factory=dict)
+    sampled: dict[str, list[str]] = field(default_factory=dict)
     price_usd: float = 0.000003
     calls: list[tuple[str, int]] = field(default_factory=list)
+    _taken: dict[str, int] = field(default_factory=dict, repr=False)  # samples drawn so far
 
     async def __call__(self, question: str, evidence: Sequence[Passage] = (),
-                       history: Sequence[Turn] = ()) -> Draft:
+                       history: Sequence[Turn] = (), sampling: Sampling = GREEDY) -> Draft:
         self.calls.append((question, len(evidence)))
         script = self.opened if evidence else self.closed
         answer, confidence = await _perform("answerer", script, question, ("no idea", 0.2))
+        samples: list[str] = []
+        if sampling.temperature > 0 and question in self.sampled:
+            pool, taken = self.sampled[question], self._taken.get(question, 0)
+            samples = [pool[(taken + i) % len(pool)] for i in range(sampling.n)]
+            self._taken[question] = taken + sampling.n
+            answer = samples[0]
+        elif sampling.n > 1:
+            samples = [answer] * sampling.n
         return Draft(answer=answer, confidence=confidence,
                      label="sure" if confidence >= 0.5 else "unsure",
                      with_evidence=bool(evidence), model="scripted/fast",
-                     cost_usd=self.price_usd)
+                     cost_usd=self.price_usd * sampling.n,
+                     samples=samples if sampling.n > 1 else [])
 
 
 @dataclass

@@ -12,15 +12,16 @@ Two ways to get the confidence, chosen by ``Settings.answerer_format``:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from knowgate.agents.llm import Format, LiteLLMRole, bill
 from knowgate.agents.prompting import listed_passages
-from knowgate.agents.roles import Draft, Label, RoleError, Turn
 from knowgate.agents.structured import complete_json
-from knowgate.tools.passage import Passage
+from knowgate.roles import GREEDY, Draft, Label, Passage, RoleError, Sampling, Turn, Usage
 
 SURE_AT = 0.5  # a logprob-scored answer is labelled "sure" from this probability up
 
@@ -60,16 +61,47 @@ class LiteLLMAnswerer(LiteLLMRole):
     role = "answerer"
 
     async def __call__(self, question: str, evidence: Sequence[Passage] = (),
-                       history: Sequence[Turn] = ()) -> Draft:
-        """Answer ``question`` (see ``knowgate.agents.roles.Answerer``)."""
+                       history: Sequence[Turn] = (), sampling: Sampling = GREEDY) -> Draft:
+        """Answer ``question`` (see ``knowgate.roles.Answerer``).
+
+        ``n > 1`` makes ``n`` concurrent calls, one per sample (with ``seed + i``): every
+        provider takes them, where a provider's own ``n`` is not universal. Each call's prompt
+        is billed; local models batch unseeded samples into one pass.
+        """
         turns = [{"role": t.role, "content": t.content} for t in history]
+        if sampling.n == 1:
+            return await self._answer(question, evidence, turns, sampling.temperature,
+                                      sampling.seed)
+        tries = await asyncio.gather(
+            *(self._answer(question, evidence, turns, sampling.temperature,
+                           None if sampling.seed is None else sampling.seed + i)
+              for i in range(sampling.n)), return_exceptions=True)
+        drafts = [d for d in tries if isinstance(d, Draft)]
+        failed = [e for e in tries if not isinstance(e, Draft)]
+        spent = sum(d.cost_usd for d in drafts) + sum(getattr(e, "cost_usd", 0.0) for e in failed)
+        if failed:  # one sample short is no consistency signal: the call fails, billed in full
+            first = failed[0]
+            reason = first.reason if isinstance(first, RoleError) else repr(first)
+            raise RoleError(self.role, f"{len(failed)} of {sampling.n} samples failed: {reason}",
+                            spent)
+        usage = Usage(prompt_tokens=sum(d.usage.prompt_tokens for d in drafts),
+                      completion_tokens=sum(d.usage.completion_tokens for d in drafts))
+        return drafts[0].model_copy(update={"samples": [d.answer for d in drafts],
+                                            "usage": usage, "cost_usd": spent})
+
+    async def _answer(self, question: str, evidence: Sequence[Passage],
+                      turns: list[dict[str, str]], temperature: float,
+                      seed: int | None) -> Draft:
+        sampled: dict[str, Any] = {"temperature": temperature}
+        if seed is not None:
+            sampled["seed"] = seed
         if self.fmt == "logprobs":
-            return await self._logprob_answer(question, evidence, turns)
+            return await self._logprob_answer(question, evidence, turns, sampled)
         messages = [{"role": "system", "content": JSON_INSTRUCTIONS}, *turns,
                     {"role": "user", "content": _json_prompt(question, evidence)}]
         parsed, completions = await complete_json(
             self.router, self.role, self.model, messages, _JsonAnswer, self.timeout_s,
-            max_tokens=max(self.max_tokens, 96), temperature=0,
+            max_tokens=max(self.max_tokens, 96), **sampled,
         )
         usage, cost = bill(completions)
         return Draft(answer=parsed.answer.strip(), confidence=parsed.confidence,
@@ -77,8 +109,8 @@ class LiteLLMAnswerer(LiteLLMRole):
                      model=completions[-1].model, usage=usage, cost_usd=cost)
 
     async def _logprob_answer(self, question: str, evidence: Sequence[Passage],
-                              turns: list[dict[str, str]]) -> Draft:
-        done = await self.ask_plain(question, [p.text for p in evidence], turns)
+                              turns: list[dict[str, str]], sampled: dict[str, Any]) -> Draft:
+        done = await self.ask_plain(question, [p.text for p in evidence], turns, **sampled)
         answer = done.text.strip()
         if not answer:
             raise RoleError(self.role, f"{self.model} returned an empty answer", done.cost_usd)

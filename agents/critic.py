@@ -24,10 +24,9 @@ from pydantic import BaseModel, Field
 from knowgate.agents.answerer import SURE_AT
 from knowgate.agents.llm import Completion, Deadline, Format, LiteLLMRole, bill
 from knowgate.agents.prompting import PromptStyle, listed_passages
-from knowgate.agents.roles import Draft, RoleError, Signals, Verdict, VerdictKind
 from knowgate.agents.structured import complete_json
 from knowgate.grading import normalize
-from knowgate.tools.passage import Passage
+from knowgate.roles import Draft, Passage, RoleError, Signals, Verdict, VerdictKind
 
 JSON_INSTRUCTIONS = (
     "You check a draft answer to a question. Use the passages when they are about the question, "
@@ -95,7 +94,7 @@ class LiteLLMCritic(LiteLLMRole):
 
     async def __call__(self, question: str, draft: Draft | None, signals: Signals,
                        evidence: Sequence[Passage] = ()) -> Verdict:
-        """Judge ``draft`` (see ``knowgate.agents.roles.Critic``)."""
+        """Judge ``draft`` (see ``knowgate.roles.Critic``)."""
         if self.fmt == "logprobs":
             return await self._by_logprobs(question, draft, signals, evidence)
         messages = [{"role": "system", "content": JSON_INSTRUCTIONS},

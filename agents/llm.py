@@ -22,8 +22,8 @@ from knowgate.agents.prompting import (
     answer_messages,
     short_answer,
 )
-from knowgate.agents.roles import RoleError, TokenLogprob, Usage
 from knowgate.errors import UserError
+from knowgate.roles import RoleError, TokenLogprob, Usage
 from knowgate.settings import Settings
 
 Format = Literal["json", "logprobs"]
@@ -66,14 +66,13 @@ def bill(completions: Sequence[Completion]) -> tuple[Usage, float]:
     return usage, sum(c.cost_usd for c in completions)
 
 
-def build_router(settings: Settings) -> Any:
-    """A litellm ``Router`` with one deployment per model the settings name.
-
-    The answerer, the critic and every fallback model get a deployment whose ``model_name`` is
-    the model id itself, so callers keep using ordinary litellm ids.
+def build_router(settings: Settings, models: Sequence[str]) -> Any:
+    """A litellm ``Router`` with one deployment per model of ``models`` and of the settings'
+    ``fallbacks``, whose ``model_name`` is the model id itself, so callers keep using ordinary
+    litellm ids; timeouts, retries and ``litellm_params`` come from the settings.
     """
     litellm = import_litellm()
-    names = [settings.answerer, settings.critic]
+    names = list(models)
     for source, targets in settings.fallbacks.items():
         names += [source, *targets]
     model_list = [

@@ -40,8 +40,8 @@ from knowgate.agents.batching import MicroBatcher
 from knowgate.agents.hidden_states import Pass, PassResult, Stage, run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.probes import Combiner, ProbeSet
-from knowgate.agents.roles import Prober, RoleError, Signals
 from knowgate.errors import UserError
+from knowgate.roles import Prober, RoleError, Signals
 
 __all__ = ["HiddenStateProbe", "JointProber", "Pass", "Stage", "TransformersProber"]
 
@@ -75,7 +75,7 @@ class TransformersProber:
         lens: Compute the logit-lens consistency signals (``*_lens_consistency``). They decode
             every middle layer at every answer position with the model's head, the prober's
             largest cost on a real vocabulary: the runtime turns them off when nothing reads
-            them (``knowgate.graphs.runtime``).
+            them (``knowgate.composition``).
     """
 
     role = "prober"

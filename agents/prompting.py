@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from knowgate.tools.passage import Passage
+from knowgate.roles import Passage
 
 PromptStyle = Literal["plain", "short-answer"]
 PROMPT_STYLES: tuple[PromptStyle, ...] = ("plain", "short-answer")

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from knowgate.agents.llm import Completion, Deadline, complete
-from knowgate.agents.roles import MalformedOutputError
+from knowgate.roles import MalformedOutputError
 
 _Model = TypeVar("_Model", bound=BaseModel)
 

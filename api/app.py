@@ -24,7 +24,6 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from knowgate.agents.roles import Turn
 from knowgate.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
 from knowgate.api.guard import Gate, Hold
 from knowgate.api.health import check_health
@@ -58,8 +57,9 @@ from knowgate.api.ui import ui_headers
 from knowgate.errors import UserError
 from knowgate.graphs.compose import PLUGIN_FAILURES, load_plugin_graphs, served_graphs
 from knowgate.graphs.nodes import TriageContext
-from knowgate.graphs.runtime import MAX_QUESTION_CHARS, AskResult, Knowgate
 from knowgate.graphs.state import Step
+from knowgate.roles import Turn
+from knowgate.runtime import MAX_QUESTION_CHARS, AskResult, Knowgate
 from knowgate.settings import Settings, load_settings
 
 _log = logging.getLogger("knowgate.api")

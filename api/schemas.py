@@ -18,8 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowgate.api.errors import ApiError
-from knowgate.graphs.runtime import AskResult
 from knowgate.graphs.state import Step
+from knowgate.runtime import AskResult
 
 ABSTAIN_TEXT = "I don't know."
 """The assistant message of an abstention."""

@@ -22,7 +22,7 @@ from knowgate.api.schemas import (
     dump,
     now,
 )
-from knowgate.graphs.runtime import AskResult
+from knowgate.runtime import AskResult
 
 
 def unavailable(result: AskResult) -> ApiError:

@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from knowgate.agents.roles import Turn
 from knowgate.api.errors import ApiError
 from knowgate.api.schemas import ABSTAIN_TEXT
-from knowgate.graphs.runtime import checkpoint_serde
 from knowgate.graphs.state import TriageState
+from knowgate.roles import Turn
+from knowgate.runtime import checkpoint_serde
 from knowgate.settings import Settings
 
 THREAD_HEADER = "X-Knowgate-Thread"

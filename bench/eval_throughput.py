@@ -62,9 +62,9 @@ PRICED = {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}
 async def router_only(settings, n: int, concurrency: int) -> float:
     """Seconds for ``n`` answerer calls through the litellm Router alone, ``concurrency`` at a
     time (the control: no graph, no cache, no records)."""
-    from knowgate.agents.llm import build_router
+    from knowgate.composition import Assembly
 
-    router = build_router(settings)
+    router = Assembly(settings).router()
     gate = asyncio.Semaphore(concurrency)
     messages = [{"role": "user", "content": "Where was Ada Vell born?"}]
 
@@ -81,7 +81,7 @@ async def router_only(settings, n: int, concurrency: int) -> float:
 async def measure(settings, items, concurrency: int, root: Path) -> float:
     from knowgate.evals.datasets import Dataset
     from knowgate.evals.runner import run_eval
-    from knowgate.graphs.runtime import Knowgate
+    from knowgate.runtime import Knowgate
 
     context = Knowgate(settings).context  # roles built before the clock starts
     out = root / f"c{concurrency}"

@@ -33,6 +33,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+from knowgate.composition import estimate_prices  # noqa: E402
 from knowgate.evals.calibrate import calibrate  # noqa: E402
 from knowgate.evals.datasets import Dataset, load_dataset  # noqa: E402
 from knowgate.evals.metrics import summarize  # noqa: E402
@@ -40,7 +41,7 @@ from knowgate.evals.oracle import measured_class, oracle_records  # noqa: E402
 from knowgate.evals.records import RECORDS, read_records  # noqa: E402
 from knowgate.evals.runner import run_eval  # noqa: E402
 from knowgate.graphs.policy import LogisticMap, Policy  # noqa: E402
-from knowgate.graphs.runtime import Knowgate, estimate_prices  # noqa: E402
+from knowgate.runtime import Knowgate  # noqa: E402
 from knowgate.settings import load_settings  # noqa: E402
 from knowgate.worlds.world import World  # noqa: E402
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from knowgate.composition import estimate_prices
 from knowgate.evals.calibrate import Explored, calibrate
 from knowgate.evals.datasets import load_dataset
 from knowgate.evals.records import RECORDS, read_records
 from knowgate.evals.runner import run_eval
 from knowgate.graphs.policy import DEFAULT_POLICY, Policy
-from knowgate.graphs.runtime import estimate_prices
 from knowgate.settings import load_settings
 from knowgate.worlds.world import World
 

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 import knowgate
-from knowgate.agents.roles import Turn
 from knowgate.grading import is_correct
+from knowgate.roles import Turn
 from knowgate.worlds.world import World
 
 TURNS = (0, 1, 3)

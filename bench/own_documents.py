@@ -27,10 +27,11 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from knowgate import load_settings  # noqa: E402
 from knowgate.aio import run_sync  # noqa: E402
+from knowgate.composition import open_collection  # noqa: E402
 from knowgate.evals.datasets import load_dataset  # noqa: E402
 from knowgate.evals.records import read_records  # noqa: E402
 from knowgate.evals.runner import run_eval  # noqa: E402
-from knowgate.graphs.runtime import Knowgate, open_collection  # noqa: E402
+from knowgate.runtime import Knowgate  # noqa: E402
 from knowgate.tools.ingest import read_documents  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_documents"

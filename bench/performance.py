@@ -53,7 +53,7 @@ def real_model_figures(n: int) -> dict[str, Any]:
     """``probe_overhead_ratio`` (shared and unshared) and ``batched_speedup_16`` on the
     factbook world's fast model."""
     from knowgate.agents.prober import TransformersProber
-    from knowgate.graphs.runtime import Knowgate
+    from knowgate.runtime import Knowgate
     from knowgate.settings import load_settings
 
     kg = Knowgate(load_settings(world="factbook"))
@@ -118,10 +118,10 @@ def orchestration_ms(n: int) -> dict[str, Any]:
     """``Knowgate.ask`` wall time with roles that take no time, p50 and p95 in ms."""
     from knowgate.graphs.nodes import TriageContext
     from knowgate.graphs.policy import Policy, Prices
-    from knowgate.graphs.runtime import Knowgate
+    from knowgate.roles import Passage
+    from knowgate.runtime import Knowgate
     from knowgate.settings import load_settings
     from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedProber, ScriptedSearcher
-    from knowgate.tools.passage import Passage
 
     questions = [f"Where was Ada Vell {i} born?" for i in range(n + 20)]
     # Half the questions are answered from the draft, half after a search.

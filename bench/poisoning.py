@@ -30,12 +30,12 @@ import tempfile
 from pathlib import Path
 
 import knowgate
+from knowgate.composition import build_context
 from knowgate.evals.datasets import Dataset, EvalItem
 from knowgate.evals.records import EvalRecord, read_records
 from knowgate.evals.runner import run_eval
-from knowgate.graphs.runtime import build_context
+from knowgate.roles import Passage
 from knowgate.tools.evidence_match import EvidenceMatcher
-from knowgate.tools.passage import Passage
 from knowgate.tools.search_role import PricedSearcher
 from knowgate.tools.searcher import ChromaSearcher, chroma_client
 from knowgate.worlds.world import World

@@ -29,7 +29,7 @@ from typing import Any
 
 from knowgate.errors import UserError
 from knowgate.graphs.nodes import TriageContext
-from knowgate.tools.passage import Passage
+from knowgate.roles import Passage
 
 
 def cache_key(kind: str, payload: dict[str, Any]) -> str:

@@ -51,11 +51,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from knowgate.agents.roles import Draft, Signals, Verdict
 from knowgate.errors import UserError
 from knowgate.evals.records import CandidateRecord, EvalRecord, read_records
 from knowgate.graphs.policy import LogisticMap, Policy, Prices, SuccessName
 from knowgate.graphs.state import Candidate, Step, TriageState
+from knowgate.roles import Draft, Signals, Verdict
 
 Mode = Literal["utility", "risk"]
 # Which recorded candidates each map of the policy judges.

@@ -96,9 +96,9 @@ def eval_run(
 
 def _load(runs: list[Path], policy: Path | None, config: Path | None,
           world: str | None = None) -> tuple[Any, list[Any]]:
+    from knowgate.composition import policy_path
     from knowgate.evals.records import read_manifest, read_records
     from knowgate.graphs.policy import Policy
-    from knowgate.graphs.runtime import policy_path
     from knowgate.settings import load_settings
 
     settings = load_settings(config, world=world, policy=policy)
@@ -217,10 +217,10 @@ def calibrate_command(
 ) -> None:
     """Fit a policy (P(correct) maps and their fallbacks, success rates, search-first routing,
     answer threshold) from an explore run."""
+    from knowgate.composition import estimate_prices, policy_path
     from knowgate.errors import UserError
     from knowgate.evals.calibrate import calibrate
     from knowgate.graphs.policy import Policy
-    from knowgate.graphs.runtime import estimate_prices, policy_path
     from knowgate.settings import load_settings
 
     try:

@@ -89,7 +89,7 @@ class LLMJudge:
     async def __call__(self, question: str, answer: str, answers: list[str]) -> Grade:
         """The judge's grade; a failed call or an unparseable reply is a grading error."""
         from knowgate.agents.llm import complete
-        from knowgate.agents.roles import RoleError
+        from knowgate.roles import RoleError
 
         prompt = JUDGE_PROMPT.format(question=question, answers=" | ".join(answers),
                                      answer=answer)

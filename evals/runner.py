@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from knowgate.composition import policy_path as resolve_policy_path
 from knowgate.errors import UserError
 from knowgate.evals.cache import ResponseCache, with_cache
 from knowgate.evals.datasets import Dataset, EvalItem
@@ -37,7 +38,6 @@ from knowgate.evals.records import (
 from knowgate.graphs.direct import run_values
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy
-from knowgate.graphs.runtime import policy_path as resolve_policy_path
 from knowgate.graphs.state import TriageState
 from knowgate.settings import Settings
 
@@ -247,7 +247,7 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
 def make_grader(settings: Settings, cache: ResponseCache, judge: str | None) -> Grader:
     """Alias matching (``grading_mode``), or the LLM judge ``judge`` (a litellm model id) with
     cached calls."""
-    from knowgate.graphs.runtime import grading_mode
+    from knowgate.composition import grading_mode
 
     if judge is None:
         return ExactMatch(grading_mode(settings))
@@ -256,8 +256,7 @@ def make_grader(settings: Settings, cache: ResponseCache, judge: str | None) -> 
     from knowgate.evals.grading import LLMJudge
 
     # A router with the judge as its only deployment (the roles' models need not be servable).
-    router = build_router(settings.model_copy(update={"answerer": judge, "critic": judge,
-                                                      "fallbacks": {}}))
+    router = build_router(settings.model_copy(update={"fallbacks": {}}), [judge])
     return LLMJudge(CachedRouter(router, cache), judge, timeout_s=settings.role_timeout_s,
                     mode=grading_mode(settings))
 
@@ -265,7 +264,7 @@ def make_grader(settings: Settings, cache: ResponseCache, judge: str | None) -> 
 def build_run_context(settings: Settings, cache: ResponseCache,
                       context: TriageContext | None = None) -> TriageContext:
     """The roles for a run (built from settings unless given), every paid call cached."""
-    from knowgate.graphs.runtime import Knowgate
+    from knowgate.runtime import Knowgate
 
     return with_cache(Knowgate(settings, context=context).context, cache)
 

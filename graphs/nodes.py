@@ -16,12 +16,11 @@ from typing import Any, Literal, TypeVar
 
 from langgraph.runtime import Runtime
 
-from knowgate.agents.roles import Answerer, Critic, Prober, RoleError, Searcher, Signals
 from knowgate.grading import states
 from knowgate.graphs.history import refers_back
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import Candidate, Choice, Outcome, Step, TriageState, validated
-from knowgate.tools.passage import Passage
+from knowgate.roles import Answerer, Critic, Passage, Prober, RoleError, Searcher, Signals
 
 _Result = TypeVar("_Result")
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from knowgate.agents.roles import Draft, Evidence, Signals, Turn, Verdict
+from knowgate.roles import Draft, Evidence, Signals, Turn, Verdict
 
 Action = Literal["probe", "draft", "search", "refine", "answer", "abstain"]
 Choice = Literal["draft", "search", "refine", "answer", "abstain"]

@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 
-from knowgate.agents.roles import Draft, Turn
 from knowgate.api.app import create_app
 from knowgate.api.serve import ServerThread
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
+from knowgate.roles import Draft, Passage, Turn
 from knowgate.settings import Settings, load_settings
 from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedSearcher
-from knowgate.tools.passage import Passage
 
 Q = "Where was Ada Vell born?"
 GOLD = Passage(id="p1", text="Ada Vell was born in Kedal.", score=1.5, support=1.0)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from knowgate.api.serve import wait_until_up
 from knowgate.cli import app
-from knowgate.graphs.runtime import open_collection
+from knowgate.composition import open_collection
 from knowgate.testing import ScriptedAnswerer
 from knowgate.tests.api_helpers import (
     free_port,

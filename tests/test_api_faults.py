@@ -59,7 +59,7 @@ def _stream_trace(response: httpx.Response) -> dict:
 def test_a_failing_answerer_provider_leaves_the_critic_to_answer(
         tmp_path: Path, provider: LoopbackLLM) -> None:
     settings = _hosted(tmp_path, provider)
-    router = build_router(settings)
+    router = build_router(settings, [FAST, SLOW])
     context = triage_context(
         answerer=LiteLLMAnswerer(router, FAST, "json", 10.0),
         critic=LiteLLMCritic(router, SLOW, "json", 10.0))

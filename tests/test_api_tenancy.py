@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 
-from knowgate.agents.roles import Draft
 from knowgate.api.guard import Gate, SpendLedger
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
+from knowgate.roles import Draft
 from knowgate.tests.api_helpers import EchoAnswerer, server_settings, serving, triage_context
 
 MODEL = "knowgate/fast-only"

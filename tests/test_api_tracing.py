@@ -29,7 +29,7 @@ def test_one_span_per_node_with_action_tokens_and_dollars(tmp_path: Path) -> Non
                                    llm_retries=0,
                                    litellm_params={FAST: {"api_base": llm.api_base,
                                                           "api_key": "k"}})
-        answerer = LiteLLMAnswerer(build_router(settings), FAST, "json", 10.0)
+        answerer = LiteLLMAnswerer(build_router(settings, [FAST]), FAST, "json", 10.0)
         with serving(settings, triage_context(answerer=answerer),
                      tracer_provider=provider) as srv:
             body = httpx.post(srv.url + "/v1/chat/completions", timeout=30, json={

@@ -9,7 +9,7 @@ import pytest
 from knowgate.agents.batching import MicroBatcher
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.prober import TransformersProber
-from knowgate.agents.roles import RoleError
+from knowgate.roles import RoleError
 from knowgate.worlds.world import World
 
 

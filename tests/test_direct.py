@@ -17,6 +17,7 @@ from knowgate.graphs.direct import MachineGraph, direct_plan, run_graph, run_val
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.graphs.state import TriageState
+from knowgate.roles import Passage
 from knowgate.testing import (
     Fail,
     ScriptedAnswerer,
@@ -24,7 +25,6 @@ from knowgate.testing import (
     ScriptedProber,
     ScriptedSearcher,
 )
-from knowgate.tools.passage import Passage
 
 GOLD = Passage(id="p1", text="Ada Vell was born in Kedal.", score=1.5, support=1.0)
 # One question per path the policy can take, with the oracle's class for each.

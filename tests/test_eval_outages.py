@@ -20,10 +20,10 @@ from knowgate.evals.records import read_records
 from knowgate.evals.runner import run_eval
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
+from knowgate.roles import Passage
 from knowgate.settings import Settings, load_settings
 from knowgate.testing import Fail, Hang, ScriptedAnswerer, ScriptedCritic, ScriptedSearcher
 from knowgate.tests.loopback_openai import Error, LoopbackLLM, Seen
-from knowgate.tools.passage import Passage
 from knowgate.tools.searcher import ChromaSearcher, chroma_client
 
 FAST, SLOW = "openai/gpt-4o-mini", "openai/gpt-4o"

@@ -21,8 +21,8 @@ from knowgate.evals.records import EvalRecord, read_records
 from knowgate.evals.runner import run_eval
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import LogisticMap, Policy, Prices, logit
+from knowgate.roles import Passage
 from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedProber, ScriptedSearcher
-from knowgate.tools.passage import Passage
 from knowgate.tools.search_role import PricedSearcher
 
 KINDS = ("fast-known", "slow-known", "searchable", "unanswerable")

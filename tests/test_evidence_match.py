@@ -10,11 +10,11 @@ from knowgate import Knowgate, load_settings
 from knowgate.evals.graphs import compile_eval_graph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
-from knowgate.graphs.runtime import ComposedGraph
+from knowgate.roles import Passage
+from knowgate.runtime import ComposedGraph
 from knowgate.testing import Fail, ScriptedAnswerer, ScriptedCritic, ScriptedSearcher
 from knowgate.tools.embeddings import offline_embedding_function
 from knowgate.tools.evidence_match import EvidenceMatcher, answer_sentences
-from knowgate.tools.passage import Passage
 from knowgate.worlds.schema import Kind
 from knowgate.worlds.world import World
 

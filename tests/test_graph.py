@@ -15,6 +15,7 @@ from knowgate import GRAPHS, Knowgate, UserError, load_settings
 from knowgate.cli import app
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
+from knowgate.roles import Passage
 from knowgate.testing import (
     Fail,
     Hang,
@@ -23,7 +24,6 @@ from knowgate.testing import (
     ScriptedProber,
     ScriptedSearcher,
 )
-from knowgate.tools.passage import Passage
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 Q = "Where was Ada Vell born?"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from knowgate import Knowgate
-from knowgate.agents.roles import Turn
 from knowgate.graphs.history import refers_back
+from knowgate.roles import Turn
 from knowgate.tests.api_helpers import EchoAnswerer, triage_context
 
 EARLIER = [Turn(role="user", content="Who is Mira Tolven?"),

@@ -21,12 +21,12 @@ from knowgate.agents.answerer import JSON_INSTRUCTIONS, LiteLLMAnswerer
 from knowgate.agents.critic import LiteLLMCritic
 from knowgate.agents.litellm_setup import import_litellm
 from knowgate.agents.llm import build_router
-from knowgate.agents.roles import Draft, MalformedOutputError, RoleError, Signals, Turn
+from knowgate.composition import Assembly, search_price
 from knowgate.errors import UserError
-from knowgate.graphs.runtime import AskResult, Knowgate, search_price
+from knowgate.roles import Draft, MalformedOutputError, Passage, RoleError, Signals, Turn
+from knowgate.runtime import AskResult, Knowgate
 from knowgate.settings import Settings, load_settings
 from knowgate.tests.loopback_openai import Delay, Error, LoopbackLLM, Seen
-from knowgate.tools.passage import Passage
 
 MINI = "openai/gpt-4o-mini"
 BIG = "openai/gpt-4o"
@@ -82,11 +82,11 @@ def hosted(srv: LoopbackLLM, **overrides: Any) -> Settings:
 
 
 def answerer(settings: Settings, timeout_s: float = 10.0) -> LiteLLMAnswerer:
-    return LiteLLMAnswerer(build_router(settings), settings.answerer, "json", timeout_s)
+    return LiteLLMAnswerer(build_router(settings, [settings.answerer]), settings.answerer, "json", timeout_s)
 
 
 def critic(settings: Settings, timeout_s: float = 10.0) -> LiteLLMCritic:
-    return LiteLLMCritic(build_router(settings), settings.critic, "json", timeout_s)
+    return LiteLLMCritic(build_router(settings, [settings.critic]), settings.critic, "json", timeout_s)
 
 
 def billed_usd(*servers: LoopbackLLM) -> float:
@@ -321,7 +321,7 @@ def corpus_sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     uncalibrated defaults, so refitting the shipped policy does not change these paths.
     """
     from knowgate.graphs.policy import Policy
-    from knowgate.tools.passage import Passage as Doc
+    from knowgate.roles import Passage as Doc
     from knowgate.tools.searcher import ChromaSearcher, chroma_client
     from knowgate.worlds.world import World
 
@@ -466,7 +466,7 @@ def test_example_config_parses() -> None:
 def test_example_config_builds_a_router(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-from-env")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env")
-    router = build_router(load_settings(config=EXAMPLE))
+    router = Assembly(load_settings(config=EXAMPLE)).router()
     deployments = {d["model_name"]: d["litellm_params"] for d in router.model_list}
     assert set(deployments) == {MINI, BIG, HAIKU}
     # "os.environ/NAME" was resolved by litellm, and the per-model timeout beats the default.

@@ -1,4 +1,5 @@
-"""Plugins: a package built and installed here adds a graph and a world, found by entry point."""
+"""Plugins: a package built and installed here adds a graph, a world and a role factory, found
+by entry point."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ broken = "kg_read_and_check.missing:build"
 lab = "kg_read_and_check:world_dir"
 nowhere = "kg_read_and_check:no_world"
 
+[project.entry-points."knowgate.roles"]
+notebook = "kg_read_and_check:NOTEBOOK"
+not-a-factory = "kg_read_and_check:no_world"
+
 [tool.setuptools]
 packages = ["kg_read_and_check"]
 """
@@ -41,8 +46,10 @@ packages = ["kg_read_and_check"]
 MODULE = '''\
 """A developer's graph: search, draft from the passages, have the critic check it."""
 
+from knowgate import RoleFactory
 from knowgate.graphs import nodes
 from knowgate.graphs.building import pipeline_graph
+from knowgate.roles import Evidence, Passage
 from knowgate.worlds.world import shipped_world_dir
 
 
@@ -58,7 +65,37 @@ def world_dir():
 
 def no_world():
     return "/nonexistent/world"
+
+
+class Notebook:
+    """A searcher over passages written in the settings: the best word overlap wins."""
+
+    def __init__(self, passages, price_usd):
+        self.passages = passages
+        self.price_usd = price_usd
+
+    async def __call__(self, query):
+        words = set(query.lower().rstrip("?").split())
+        best = max(self.passages, key=lambda i: len(words & set(self.passages[i].lower().split())))
+        return Evidence(query=query, passages=[Passage(id=best, text=self.passages[best])],
+                        support=1.0, cost_usd=self.price_usd)
+
+
+NOTEBOOK = RoleFactory(
+    roles={"searcher"},
+    build=lambda request: Notebook(dict(request.options["passages"]),
+                                   float(request.options.get("price_usd", 0.0))),
+    price=lambda request: float(request.options.get("price_usd", 0.0)),
+    description="passages from role_options.searcher.passages")
 '''
+
+NOTEBOOK_ENV = {
+    "KNOWGATE_SEARCHER": "notebook",
+    "KNOWGATE_ROLE_OPTIONS": json.dumps({"searcher": {
+        "passages": {"nb-1": "Sebrurt Shenom was born in Haiora.",
+                     "nb-2": "Zarovian Nights is a name nobody wrote."},
+        "price_usd": 0.002}}),
+}
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +163,31 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
     records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
     assert [r["graph"] for r in records] == ["read-and-check"] * 2
     assert all(r["path"][:3] == ["search", "draft", "refine"] for r in records)
+    run = tmp_path / "run-notebook"
+    evaluated = _knowgate({**env, **NOTEBOOK_ENV}, "eval", "run", "--dataset", str(dataset),
+                          "--graph", "read-and-check", "--out", str(run), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert [r["steps"][0]["cost_usd"] for r in records] == [0.002, 0.002]
+
+    roles = _knowgate(env, "role", "list", "--json", cwd=tmp_path)
+    assert roles.returncode == 0, roles.stderr
+    factories = {row["name"]: row for row in json.loads(roles.stdout)}
+    assert factories["notebook"]["roles"] == ["searcher"] and "chroma" in factories
+    assert "not-a-factory" not in factories
+    assert PLUGIN in roles.stderr and "not a knowgate.role_factories.RoleFactory" in roles.stderr
+
+    # The plugin's searcher, chosen by name in the settings, in the plugin's graph.
+    read = _knowgate({**env, **NOTEBOOK_ENV}, "ask", "--world", "lab", "--graph",
+                     "read-and-check", "--json", QUESTION, cwd=tmp_path)
+    assert read.returncode == 0, read.stderr
+    result = json.loads(read.stdout)
+    search = result["steps"][0]
+    assert (search["action"], search["role"], search["cost_usd"]) == ("search", "searcher", 0.002)
+    assert set(result["citations"]) <= {"nb-1"}
+    bad_role = _knowgate({**env, "KNOWGATE_SEARCHER": "not-a-factory"}, "ask", QUESTION,
+                         cwd=tmp_path)
+    assert bad_role.returncode != 0 and PLUGIN in bad_role.stderr + bad_role.stdout
 
     refused = _knowgate(env, "ask", "--graph", "broken", QUESTION, cwd=tmp_path)
     assert refused.returncode != 0
@@ -137,7 +199,8 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
 
 def test_an_installed_graph_plugin_is_a_model_of_the_chat_server(
         plugin_path: Path, data_dir: Path, tmp_path: Path) -> None:
-    env = {**_env(plugin_path, data_dir), "KNOWGATE_CHECKPOINT_DB": str(tmp_path / "t.sqlite")}
+    env = {**_env(plugin_path, data_dir), "KNOWGATE_CHECKPOINT_DB": str(tmp_path / "t.sqlite"),
+           **NOTEBOOK_ENV}
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "knowgate", "serve", "--port", str(port),
                                "--log-level", "warning"], env=env, cwd=tmp_path,
@@ -152,7 +215,9 @@ def test_an_installed_graph_plugin_is_a_model_of_the_chat_server(
                 "model": "knowgate/read-and-check",
                 "messages": [{"role": "user", "content": QUESTION}]})
             assert reply.status_code == 200, reply.text
-            assert reply.json()["knowgate"]["path"][:3] == ["search", "draft", "refine"]
+            trace = reply.json()["knowgate"]
+            assert trace["path"][:3] == ["search", "draft", "refine"]
+            assert trace["steps"][0]["cost_usd"] == 0.002  # the plugin's searcher answered
             missing = client.post("/v1/chat/completions", json={
                 "model": "knowgate/broken", "messages": [{"role": "user", "content": QUESTION}]})
             assert missing.status_code == 404

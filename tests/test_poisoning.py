@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from knowgate import Knowgate
-from knowgate.agents.roles import Draft, Turn
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
-from knowgate.tools.passage import Passage
+from knowgate.roles import Draft, Passage, Turn
 from knowgate.tools.passage_guard import addresses_the_reader
 from knowgate.tools.search_role import PricedSearcher
 from knowgate.tools.searcher import ChromaSearcher, chroma_client

@@ -16,12 +16,12 @@ from knowgate.agents.probe_report import plot_layers
 from knowgate.agents.probe_training import ProbeRecord, combiner_scores, extract, train_probes
 from knowgate.agents.prober import JointProber, TransformersProber
 from knowgate.agents.probes import Combiner, CombinerSpec, LinearProbe, ProbeSet
-from knowgate.agents.roles import RoleError
 from knowgate.cli import app
 from knowgate.errors import UserError
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices, logit
-from knowgate.graphs.runtime import Knowgate
+from knowgate.roles import Passage, RoleError
+from knowgate.runtime import Knowgate
 from knowgate.testing import (
     Fail,
     ScriptedAnswerer,
@@ -29,7 +29,6 @@ from knowgate.testing import (
     ScriptedProber,
     ScriptedSearcher,
 )
-from knowgate.tools.passage import Passage
 from knowgate.worlds.probe_labels import label_split
 from knowgate.worlds.schema import Kind
 from knowgate.worlds.world import World

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from knowgate import Knowgate, load_settings
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.prober import TransformersProber
-from knowgate.agents.roles import Answerer, Critic, Prober, Searcher, Signals
 from knowgate.cli import app
+from knowgate.roles import Answerer, Critic, Prober, Searcher, Signals
 from knowgate.tools.searcher import support_scores
 from knowgate.worlds.schema import Kind
 from knowgate.worlds.world import World
@@ -103,8 +103,8 @@ async def test_your_own_documents_answer_questions(tmp_path: Path, data_dir: Pat
 async def test_a_search_backend_gone_away_is_a_typed_failure_in_the_trace(tmp_path: Path) -> None:
     from knowgate.graphs.nodes import TriageContext
     from knowgate.graphs.policy import Policy
+    from knowgate.roles import Passage
     from knowgate.testing import ScriptedAnswerer, ScriptedCritic
-    from knowgate.tools.passage import Passage
     from knowgate.tools.search_role import PricedSearcher
     from knowgate.tools.searcher import ChromaSearcher, chroma_client
 

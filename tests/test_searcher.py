@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from knowgate.errors import SearchBackendError, UserError
-from knowgate.tools.passage import Passage
+from knowgate.roles import Passage
 from knowgate.tools.searcher import ChromaSearcher, chroma_client, word_overlap
 
 DOCS = [

@@ -87,8 +87,8 @@ def test_a_misspelt_variable_says_what_it_probably_means(monkeypatch: pytest.Mon
 
 
 def test_a_missing_collection_is_named_not_searched_empty(tmp_path: Path) -> None:
-    from knowgate.graphs.runtime import open_collection
-    from knowgate.tools.passage import Passage
+    from knowgate.composition import open_collection
+    from knowgate.roles import Passage
 
     settings = load_settings(data_dir=tmp_path, collection="shop-faq")
     made = open_collection(settings, create=True)  # what `knowgate index add` does

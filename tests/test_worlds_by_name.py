@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from knowgate import load_settings
 from knowgate.cli import app
+from knowgate.composition import WorldRef, estimate_prices, policy_path, search_price
 from knowgate.errors import WorldError
-from knowgate.graphs.runtime import WorldRef, estimate_prices, policy_path, search_price
 from knowgate.worlds.world import DEFAULT_WORLD, World, shipped_worlds
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from knowgate.agents.batching import MicroBatcher
 from knowgate.grading import states
-from knowgate.tools.passage import Passage
+from knowgate.roles import Passage
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from knowgate.errors import UserError
 from knowgate.jsonl import read_jsonl, read_text
-from knowgate.tools.passage import Passage
+from knowgate.roles import Passage
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 SUFFIXES = (".jsonl", *TEXT_SUFFIXES)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from knowgate.tools.passage import Passage
+from knowgate.roles import Passage
 
 # Imperatives to the reader at the start of a sentence or after a colon, mentions of the
 # reader's instructions or role, and the classic override phrases. Declarative text about the

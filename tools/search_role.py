@@ -14,8 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from knowgate.agents.roles import Evidence, RoleError
-from knowgate.tools.passage import Passage
+from knowgate.roles import Evidence, Passage, RoleError
 from knowgate.tools.passage_guard import addresses_the_reader
 
 _SPARE = 4  # extra candidates fetched per search when a quarantine may set some aside
@@ -70,7 +69,7 @@ class PricedSearcher:
         self._cache: OrderedDict[str, list[Passage]] = OrderedDict()
 
     async def __call__(self, query: str) -> Evidence:
-        """Search ``query`` (see ``knowgate.agents.roles.Searcher``)."""
+        """Search ``query`` (see ``knowgate.roles.Searcher``)."""
         key = " ".join(query.split())
         if key in self._cache:
             self._cache.move_to_end(key)

@@ -24,7 +24,7 @@ from typing import Any
 
 from knowgate.agents.batching import MicroBatcher
 from knowgate.errors import SearchBackendError, UserError
-from knowgate.tools.passage import Passage
+from knowgate.roles import Passage
 
 _ADD_BATCH = 256
 # Most concurrent searches embedded and queried together.

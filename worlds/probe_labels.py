@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Callable
 
 from knowgate.agents.probe_training import ProbeRecord
-from knowgate.agents.roles import Answerer
 from knowgate.errors import UserError
 from knowgate.grading import is_correct
+from knowgate.roles import Answerer
 from knowgate.worlds.schema import Use
 from knowgate.worlds.world import World
 

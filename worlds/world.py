@@ -188,7 +188,7 @@ class World:
             on_progress: ``on_progress(done, total)`` while indexing (progress bars hook in).
             client: A chromadb client (a server's); by default the embedded one in ``data_dir``.
         """
-        from knowgate.tools.passage import Passage
+        from knowgate.roles import Passage
         from knowgate.tools.searcher import ChromaSearcher, chroma_client
 
         client = client if client is not None else chroma_client(data_dir / "chroma")

@@ -1,4 +1,4 @@
-"""The four roles as protocols, and the pydantic results they return.
+"""The four roles as protocols, and the pydantic results (passages included) they return.
 
 Graphs know roles only through these protocols, so a hosted model, a served open model, a
 scripted fake (``knowgate.testing``) or a user's own class can stand in for any of them. Every
@@ -9,12 +9,33 @@ Failures are raised as ``RoleError`` subclasses; the graph turns them into a tra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from knowgate.errors import KnowgateError
-from knowgate.tools.passage import Passage
+
+
+class Passage(BaseModel):
+    """A corpus document as the searcher stores and returns it.
+
+    Attributes:
+        id: The document's id in its collection.
+        text: The passage text.
+        score: Ranking score from a search (higher is better).
+        support: Share of the query's distinguishing words the passage contains (0 to 1).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    text: str
+    score: float | None = None
+    support: float | None = None
+
+
+RoleName = Literal["answerer", "critic", "prober", "searcher"]
+ROLE_NAMES: tuple[str, ...] = get_args(RoleName)
 
 Label = Literal["sure", "unsure"]
 VerdictKind = Literal["accept", "revise", "abstain"]
@@ -58,6 +79,27 @@ class TokenLogprob(BaseModel):
     logprob: float
 
 
+class Sampling(BaseModel):
+    """How an answerer samples: greedy and once (``GREEDY``) unless a node asks otherwise, e.g.
+    several answers at a temperature above 0 for a consistency signal.
+
+    Attributes:
+        temperature: 0 is greedy; above 0 samples (at most 2).
+        n: How many answers to sample (``Draft.samples`` holds them all).
+        seed: Makes sampling repeatable where the provider honours seeds; sample ``i`` of ``n``
+            uses ``seed + i``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    n: int = Field(default=1, ge=1, le=16)
+    seed: int | None = None
+
+
+GREEDY = Sampling()
+
+
 class Draft(BaseModel):
     """The answerer's answer to one question.
 
@@ -70,6 +112,8 @@ class Draft(BaseModel):
         model: The model that answered (after any fallback).
         usage: Tokens consumed, repair attempts included.
         cost_usd: What the call cost.
+        samples: Every answer sampled when the call asked for ``n > 1`` (``answer`` is the
+            first); empty for a single answer.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -82,6 +126,7 @@ class Draft(BaseModel):
     model: str = ""
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = Field(default=0.0, ge=0.0)
+    samples: list[str] = Field(default_factory=list)
 
 
 class Signals(BaseModel):
@@ -159,8 +204,10 @@ class Answerer(Protocol):
     """The fast model: answers with a confidence."""
 
     async def __call__(self, question: str, evidence: Sequence[Passage] = (),
-                       history: Sequence[Turn] = ()) -> Draft:
-        """Answer ``question``, reading ``evidence`` when given.
+                       history: Sequence[Turn] = (), sampling: Sampling = GREEDY) -> Draft:
+        """Answer ``question``, reading ``evidence`` when given; ``sampling`` other than
+        ``GREEDY`` samples ``n`` answers at its temperature (stock nodes never pass it, so an
+        answerer written without it still serves them).
 
         Raises:
             RoleError: The provider failed or the output was unusable.
