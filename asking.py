@@ -6,6 +6,7 @@ models and the open index. Long-lived callers (servers, batch runs) hold their o
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from knowgate.aio import run_sync
@@ -13,15 +14,23 @@ from knowgate.roles import Turn
 from knowgate.runtime import AskResult, ComposedGraph, Knowgate
 from knowgate.settings import Settings, load_settings
 
-_SESSIONS: dict[str, Knowgate] = {}
+# Sessions hold loaded models: a process cycling through settings keeps the latest few, not
+# every one it ever saw.
+MAX_SESSIONS = 4
+_SESSIONS: OrderedDict[str, Knowgate] = OrderedDict()
 
 
 def session(settings: Settings | None = None) -> Knowgate:
-    """The process's ``Knowgate`` for ``settings`` (built on first use)."""
+    """The process's ``Knowgate`` for ``settings`` (built on first use; the
+    ``MAX_SESSIONS`` most recently used are kept)."""
     settings = settings or load_settings()
     key = settings.model_dump_json()
-    if key not in _SESSIONS:
+    if key in _SESSIONS:
+        _SESSIONS.move_to_end(key)
+    else:
         _SESSIONS[key] = Knowgate(settings)
+        while len(_SESSIONS) > MAX_SESSIONS:
+            _SESSIONS.popitem(last=False)
     return _SESSIONS[key]
 
 

@@ -35,6 +35,9 @@ graph_app = typer.Typer(help="The registered graphs: show their shape.", no_args
 app.add_typer(graph_app, name="graph")
 role_app = typer.Typer(help="The role factories a role setting can name.", no_args_is_help=True)
 app.add_typer(role_app, name="role")
+signal_app = typer.Typer(help="The declared signals: stage, scale, producer, meaning.",
+                         no_args_is_help=True)
+app.add_typer(signal_app, name="signal")
 app.add_typer(probe_app, name="probe")
 app.add_typer(eval_app, name="eval")
 app.command("calibrate")(calibrate_command)
@@ -400,6 +403,38 @@ def role_list(
         return
     for row in rows:
         typer.echo(f"{row['name']:<14} {','.join(row['roles']):<34} {row['description']}")
+
+
+@signal_app.command("list")
+def signal_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the signals as JSON.")] = False,
+    world: WorldOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The declared signals (the settings' trained probes' and installed plugins' included).
+    Policy map features no signal declares, and plugins that failed to load, go to stderr."""
+    from knowgate.composition import declared_signals, policy_path
+    from knowgate.graphs.policy import Policy
+    from knowgate.settings import load_settings
+    from knowgate.signals import SIGNALS
+
+    try:
+        settings = load_settings(config, world=world)
+        specs = declared_signals(settings)
+        unknown = Policy.load(policy_path(settings)).undeclared()
+    except KnowgateError as exc:
+        raise fail(exc) from None
+    for failure in SIGNALS.load_plugins():
+        typer.echo(f"error: {failure.message()}", err=True)
+    if unknown:
+        typer.echo(f"warning: the policy's maps weigh signals nothing declares: "
+                   f"{', '.join(unknown)} (a typo, or a plugin that is not installed)", err=True)
+    if as_json:
+        print(json.dumps([spec.model_dump(mode="json") for spec in specs], indent=2))
+        return
+    for spec in specs:
+        typer.echo(f"{spec.name:<30} {spec.stage:<9} {spec.scale:<7} {spec.producer:<24} "
+                   f"{spec.meaning}")
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -438,6 +438,18 @@ def _critic_prober_source(assembly: Assembly) -> str | None:
     return settings.critic_prober
 
 
+def declared_signals(settings: Settings) -> list[Any]:
+    """Every signal declared in this process once the settings' trained probes are read (they
+    declare theirs as they load): ``knowgate.signals.SignalSpec`` objects, sorted by name."""
+    from knowgate.signals import SIGNALS
+
+    if role_specs(settings)["prober"] == RoleSpec("prober", "transformers"):
+        _probes(settings, WorldRef(settings), own_model=True)
+    elif settings.probes not in (None, "off"):
+        _probes(settings, WorldRef(settings), own_model=False)
+    return SIGNALS.all()
+
+
 def _probes(settings: Settings, world: WorldRef, own_model: bool) -> Any:
     """The trained probes the settings name; the world's own only for the world's fast model
     (``own_model``)."""

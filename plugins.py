@@ -20,6 +20,9 @@ Role factories under ``knowgate.roles``: the entry point is a
 ``critic = "my-critic:ARGUMENT"``) wherever settings are read: ``knowgate ask``, ``eval run``,
 ``calibrate``, ``serve``.
 
+Signals under ``knowgate.signals``: the entry point is a ``knowgate.signals.SignalSpec`` (or a
+list of them), and ``knowgate signal list``, the trace and ``knowgate calibrate`` read it.
+
 Loading is isolated: an entry point that fails to import, is not callable, or takes a name
 already taken becomes a ``PluginFailure`` naming the plugin, its distribution and the error; the
 other plugins and knowgate carry on, and asking for the failed name gives that message.
@@ -35,6 +38,7 @@ from typing import Any
 GRAPH_GROUP = "knowgate.graphs"
 WORLD_GROUP = "knowgate.worlds"
 ROLE_GROUP = "knowgate.roles"
+SIGNAL_GROUP = "knowgate.signals"
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,12 @@ class Knowgate:
                                             "thread_id": thread_id}}
         state = TriageState(question=question, history=list(history))
         # Every field is passed explicitly so that a new question on an old thread starts
-        # from a clean slate rather than the last question's draft and steps.
+        # from a clean slate rather than the last question's draft and steps (the steps'
+        # reducer would append to the old ones: they are overwritten).
+        from langgraph.types import Overwrite
+
         fresh = {name: getattr(state, name) for name in TriageState.model_fields}
+        fresh["steps"] = Overwrite([])
         if self.checkpointer is not None:
             if composed.name not in self._checkpointed_graphs:  # compiled once per graph
                 self._checkpointed_graphs[composed.name] = compile_graph(

@@ -4,7 +4,7 @@ Token probabilities pile up next to 1 and entropies next to 0 (about 0.04 for a 
 knows, 0.2 for a confident guess), so what tells them apart is orders of magnitude: a linear map
 over the raw values cannot rank that end, over their logarithms it can. The probe combiners
 (``knowgate.agents.probes``) and the policy's logistic maps (``knowgate.graphs.policy``) both read
-signals through ``rescale``.
+signals through ``rescale``; each signal's own scale is declared with it (``knowgate.signals``).
 """
 
 from __future__ import annotations
@@ -14,21 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 Scale = Literal["raw", "log", "neglog", "logit"]
-# The scale of each signal the prober writes (a ``critic_`` prefix reads the same); others: raw.
-SIGNAL_SCALES: dict[str, Scale] = {
-    "query_top_prob": "logit", "query_entropy": "log", "answer_mean_entropy": "log",
-    "answer_mean_logprob": "neglog", "answer_min_logprob": "neglog",
-}
 _TINY = 1e-6
-
-
-def scale_of(name: str) -> Scale:
-    """The scale signal ``name`` is read on (``SIGNAL_SCALES``, prefixes such as ``critic_``
-    stripped)."""
-    for known, scale in SIGNAL_SCALES.items():
-        if name == known or name.endswith("_" + known):
-            return scale
-    return "raw"
 
 
 def rescale(value: Any, scale: Scale) -> Any:

@@ -39,7 +39,8 @@ from knowgate.agents.probes import (
 )
 from knowgate.errors import UserError
 from knowgate.jsonl import read_jsonl
-from knowgate.signal_scales import Scale, rescale, scale_of
+from knowgate.signal_scales import Scale, rescale
+from knowgate.signals import SIGNALS
 
 QUERY_SIGNALS = ("query_top_prob", "query_entropy", "query_lens_consistency")
 ANSWER_SIGNALS = ("answer_mean_logprob", "answer_min_logprob", "answer_mean_entropy",
@@ -340,7 +341,7 @@ COMBINER_C = (0.1, 1.0, 10.0)
 
 def fit_combiner(name: str, stage: Stage, columns: dict[str, np.ndarray], labels: np.ndarray,
                  groups: np.ndarray) -> CombinerSpec:
-    """A logistic map over the named signal columns, each on its scale (``scale_of``), with
+    """A logistic map over the named signal columns, each on its declared scale, with
     the regularisation of lowest grouped 5-fold log loss (records missing a feature are left
     out)."""
     from sklearn.linear_model import LogisticRegression
@@ -349,7 +350,7 @@ def fit_combiner(name: str, stage: Stage, columns: dict[str, np.ndarray], labels
     from sklearn.preprocessing import StandardScaler
 
     names = sorted(columns)
-    scales: list[Scale] = [scale_of(n) for n in names]
+    scales: list[Scale] = [SIGNALS.scale(n) for n in names]
     x = np.column_stack([rescale(columns[n], r) for n, r in zip(names, scales, strict=True)])
     usable = ~np.isnan(x).any(axis=1)
     x, y, groups = x[usable], labels[usable], groups[usable]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from knowgate.agents.hidden_states import LensRead, Pass, Stage
 from knowgate.errors import UserError
 from knowgate.signal_scales import Scale, rescale
+from knowgate.signals import SIGNALS, SignalSpec
 
 MANIFEST = "probes.json"
 # hidden: the pooled hidden state itself; lens: its logit-lens decoding (``lens_features``).
@@ -186,7 +187,30 @@ class ProbeSet:
         manifest = read_spec(manifest_path, Manifest)
         probes = [LinearProbe(read_spec(directory / n, LinearProbeSpec)) for n in manifest.probes]
         combiners = [Combiner(read_spec(directory / n, CombinerSpec)) for n in manifest.combiners]
-        return cls(probes=probes, combiners=combiners, model=manifest.model)
+        loaded = cls(probes=probes, combiners=combiners, model=manifest.model)
+        for spec in loaded.declarations():
+            try:
+                SIGNALS.declare(spec)
+            except ValueError as exc:
+                raise UserError(f"{directory}: {exc}") from exc
+        return loaded
+
+    def declarations(self) -> list[SignalSpec]:
+        """The signals these probes and combiners write (``knowgate.signals``)."""
+        def stage(name: Stage) -> Any:
+            return "question" if name == "query" else "draft"
+
+        def what(name: Stage) -> str:
+            return "before any answer" if name == "query" else "of the draft"
+
+        return [
+            *(SignalSpec(name=p.name, stage=stage(p.stage), producer="trained probe",
+                         meaning=f"logit of P(correct) from a linear probe on the prober's "
+                                 f"hidden states, {what(p.stage)}") for p in self.probes),
+            *(SignalSpec(name=c.name, stage=stage(c.stage), producer="trained probe",
+                         meaning=f"logit of P(correct) combining the prober's signals "
+                                 f"{what(c.stage)} (a trained combiner)") for c in self.combiners),
+        ]
 
 
 def save_json(path: Path, spec: BaseModel) -> None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from knowgate.api.errors import ApiError
 from knowgate.graphs.state import Step
 from knowgate.runtime import AskResult
+from knowgate.signals import SIGNALS
 
 ABSTAIN_TEXT = "I don't know."
 """The assistant message of an abstention."""
@@ -151,6 +152,8 @@ class KnowgateTrace(BaseModel):
         path: The actions taken, in order.
         steps: Each action with its reason, dollars, seconds, role and whether it failed.
         signals: Every signal gathered, by name.
+        signal_notes: For each declared signal of ``signals``: stage, scale, what produces it
+            and what it means (``knowgate.signals``).
         citations: Ids of the passages that back the answer.
         cost_usd: Dollars spent on this completion.
         latency_s: Seconds the graph ran.
@@ -164,6 +167,7 @@ class KnowgateTrace(BaseModel):
     path: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     signals: dict[str, float] = Field(default_factory=dict)
+    signal_notes: dict[str, str] = Field(default_factory=dict)
     citations: list[str] = Field(default_factory=list)
     cost_usd: float = 0.0
     latency_s: float = 0.0
@@ -174,8 +178,11 @@ class KnowgateTrace(BaseModel):
     def of(cls, result: AskResult) -> KnowgateTrace:
         """The trace of an answered or abstained ``AskResult``."""
         assert result.outcome != "error"
+        notes = {name: note for name in result.signals
+                 if (note := SIGNALS.note(name)) is not None}
         return cls(outcome=result.outcome, answer=result.answer, confidence=result.confidence,
                    path=result.path, steps=result.steps, signals=result.signals,
+                   signal_notes=notes,
                    citations=result.citations, cost_usd=result.cost_usd,
                    latency_s=result.latency_s, graph=result.graph, thread_id=result.thread_id)
 

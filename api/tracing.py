@@ -37,9 +37,10 @@ def tracer_provider_for(settings: Settings) -> Any:
     return provider
 
 
-def _node_step(outputs: Any, before: int) -> Any:
+def _node_step(outputs: Any) -> Any:
+    """The step a node recorded (nodes return only their new steps)."""
     steps = outputs.get("steps") if isinstance(outputs, dict) else None
-    return steps[-1] if steps and len(steps) > before else None
+    return steps[-1] if steps else None
 
 
 class NodeObserver:
@@ -60,25 +61,23 @@ class NodeObserver:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.steps: list[Any] = []  # the steps so far, for a run the request timeout cuts off
-        self._open: dict[str, tuple[Any, int]] = {}  # node -> (span, steps before it)
+        self._open: dict[str, Any] = {}  # node -> its span (None without a tracer)
 
     async def node_started(self, node: str, state: Any) -> None:
         """Open a span when a node starts."""
-        steps_before = len(getattr(state, "steps", None) or
-                           (state.get("steps", []) if isinstance(state, dict) else []))
         span = None
         if self.tracer is not None:
             span = self.tracer.start_span(f"knowgate.node.{node}", context=self.parent,
                                           attributes={"knowgate.node": node})
-        self._open[node] = (span, steps_before)
+        self._open[node] = span
 
     async def node_finished(self, node: str, outputs: dict[str, Any]) -> None:
         """Count the node's tokens and close its span with the step's figures."""
         if node not in self._open:
             return
-        span, before = self._open.pop(node)
+        span = self._open.pop(node)
         if isinstance(outputs, dict) and outputs.get("steps"):
-            self.steps = list(outputs["steps"])
+            self.steps += outputs["steps"]
             if self.on_spent is not None:
                 self.on_spent(round(sum(s.cost_usd for s in self.steps), 10))
         tokens = [0, 0]
@@ -92,7 +91,7 @@ class NodeObserver:
         self.completion_tokens += tokens[1]
         if span is None:
             return
-        step = _node_step(outputs, before)
+        step = _node_step(outputs)
         span.set_attribute("knowgate.tokens.prompt", tokens[0])
         span.set_attribute("knowgate.tokens.completion", tokens[1])
         if step is not None:
@@ -114,10 +113,10 @@ class NodeObserver:
 
     async def node_failed(self, node: str, error: BaseException) -> None:
         """Close a node's span when the node raised (or was cancelled by the timeout)."""
-        opened = self._open.pop(node, None)
-        if opened is None or opened[0] is None:
+        span = self._open.pop(node, None)
+        if span is None:
             return
         from opentelemetry.trace import Status, StatusCode
 
-        opened[0].set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        opened[0].end()
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()

@@ -51,11 +51,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from knowgate.errors import UserError
-from knowgate.evals.records import CandidateRecord, EvalRecord, read_records
+from knowgate.errors import KnowgateError, UserError
+from knowgate.evals.records import CandidateRecord, EvalRecord, Manifest, read_records
 from knowgate.graphs.policy import LogisticMap, Policy, Prices, SuccessName
 from knowgate.graphs.state import Candidate, Step, TriageState
 from knowgate.roles import Draft, Signals, Verdict
+from knowgate.settings import Settings
+from knowgate.signals import SIGNALS, SignalRegistry
 
 Mode = Literal["utility", "risk"]
 # Which recorded candidates each map of the policy judges.
@@ -86,11 +88,39 @@ class Explored:
             return next((c for c in record.candidates
                          if c.source == source and (c.searched > 0) == searched), None)
 
-        search = next((s.cost_usd for s in record.steps if s.action == "search" and not s.error),
-                      0.0)
+        search = next((s.cost_usd for s in record.steps
+                       if s.counts_as == "search" and not s.error), 0.0)
         return cls(query=record.query_features, closed=first("closed_book", False),
                    critic_closed=first("critic", False), opened=first("open_book", True),
                    critic_open=first("critic", True), search_usd=search)
+
+
+def roles_changed(manifest: Manifest, settings: Settings) -> list[str]:
+    """How the world and roles ``settings`` name differ from those the run was made with,
+    one ``"critic: 'local/slow' in the run, 'second-opinion' now"`` per difference (role
+    options compared as the manifest keeps them, secrets masked)."""
+    from knowgate.composition import ROLES, role_specs
+    from knowgate.evals.runner import redacted_settings
+    from knowgate.worlds.world import DEFAULT_WORLD
+
+    then, now = manifest.settings, redacted_settings(settings)
+    specs = role_specs(settings)
+    out = []
+    for name in ("world", *specs, "role_options"):
+        if name not in then:  # a run older than the setting ran its default
+            continue
+        old, new = then[name], now.get(name)
+        if name == "world":  # unset is the default world
+            old, new = old or DEFAULT_WORLD, new or DEFAULT_WORLD
+        if name in specs:
+            try:
+                old = str(ROLES.parse(name, old))
+            except KnowgateError:  # a factory not installed here any more: compare as written
+                pass
+            new = str(specs[name])
+        if old != new:
+            out.append(f"{name}: {old!r} in the run, {new!r} now")
+    return out
 
 
 def threshold_of(policy: Policy) -> float:
@@ -132,6 +162,20 @@ def choose_features(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[str]
                                      scoring="neg_log_loss")
             losses[tuple(names[i] for i in subset)] = float(-scores.mean())
     return list(min(losses, key=lambda k: losses[k]))
+
+
+def with_declared(base: LogisticMap, name: str, candidates: Sequence[CandidateRecord],
+                  signals: SignalRegistry) -> LogisticMap:
+    """``base`` with every signal declared for the map ``name`` that ``candidates`` carry added
+    as a feature to try (weight 0, on its declared scale); the base's own are kept as they are."""
+    seen = {f for c in candidates for f in c.features}
+    added = [s for s in signals.all() if name in s.maps and s.name in seen
+             and s.name not in base.weights]
+    if not added:
+        return base
+    return base.model_copy(update={
+        "weights": {**base.weights, **{s.name: 0.0 for s in added}},
+        "scales": {**base.scales, **{s.name: s.scale for s in added if s.scale != "raw"}}})
 
 
 def fit_map(candidates: Sequence[CandidateRecord], names: list[str], base: LogisticMap
@@ -426,8 +470,12 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
 
 
 def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float = 0.05,
-              delta: float = 0.1) -> tuple[Policy, dict[str, Any]]:
+              delta: float = 0.1, signals: SignalRegistry = SIGNALS
+              ) -> tuple[Policy, dict[str, Any]]:
     """A policy fitted on the explore run at ``run``, and a report of how.
+
+    Each map is fitted over the base map's features and every signal ``signals`` declares for
+    that map (``SignalSpec.maps``) that the candidates carry, each on its declared scale.
 
     Raises:
         UserError: The run has no candidates to fit on, or bad alpha / delta.
@@ -443,8 +491,12 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     def refit(maps: dict[str, LogisticMap], counts: dict[str, int]) -> dict[str, LogisticMap]:
         out = {}
         for name, old in maps.items():
-            pool = [c for c in candidates if c.source == MAP_SOURCES[name]]
-            out[name], counts[name] = fit_map(pool, list(old.weights), old)
+            # A map a developer's node's source names is fitted on that source's candidates.
+            pool = [c for c in candidates if c.source == MAP_SOURCES.get(name, name)]
+            tried = with_declared(old, name, pool, signals)
+            out[name], counts[name] = fit_map(pool, list(tried.weights), tried)
+            if out[name] is tried:  # nothing fitted: the base map as it was
+                out[name] = old
         return out
 
     counts: dict[str, int] = {}

@@ -212,14 +212,18 @@ def calibrate_command(
     delta: Annotated[float, typer.Option(help="Risk mode: the allowed failure chance.")] = 0.1,
     base: Annotated[Path | None, typer.Option(help="Policy whose features, rewards and bounds "
                                                    "are kept (default: the shipped one).")] = None,
+    other_roles: Annotated[bool, typer.Option(
+        "--allow-other-roles", help="Fit even when the run was made with other roles or "
+                                    "another world than the settings name.")] = False,
     world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Fit a policy (P(correct) maps and their fallbacks, success rates, search-first routing,
-    answer threshold) from an explore run."""
+    answer threshold) from an explore run made with the roles the settings name."""
     from knowgate.composition import estimate_prices, policy_path
     from knowgate.errors import UserError
-    from knowgate.evals.calibrate import calibrate
+    from knowgate.evals.calibrate import calibrate, roles_changed
+    from knowgate.evals.records import read_manifest
     from knowgate.graphs.policy import Policy
     from knowgate.settings import load_settings
 
@@ -227,6 +231,16 @@ def calibrate_command(
         if mode not in ("utility", "risk"):
             raise UserError(f"unknown mode {mode!r}; choose utility or risk")
         settings = load_settings(config, world=world)
+        manifest = read_manifest(run)
+        changed = roles_changed(manifest, settings)
+        if changed and not other_roles:
+            # The maps weigh what these roles' signals mean; another role's mean something else.
+            raise UserError(
+                f"{run} was made with other roles than the settings name ({'; '.join(changed)})"
+                ": a policy fitted on it would misjudge the roles you run. Make an explore run "
+                f"with these settings first: knowgate eval run --graph explore --dataset "
+                f"{manifest.dataset} --out NEW_RUN, then knowgate calibrate NEW_RUN "
+                "(--allow-other-roles fits this run anyway)")
         policy, report = calibrate(run, mode, Policy.load(base or policy_path(settings)),
                                    estimate_prices(settings),  # type: ignore[arg-type]
                                    alpha=alpha, delta=delta)

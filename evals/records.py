@@ -25,7 +25,8 @@ class CandidateRecord(BaseModel):
     """One candidate answer the graph produced, with what the policy saw when judging it.
 
     Attributes:
-        source: ``closed_book``, ``open_book`` or ``critic``.
+        source: ``closed_book``, ``open_book``, ``critic``, or a developer's node's own
+            (``Step.proposes``).
         answer: The candidate (empty when the critic abstained).
         confidence: The role's stated confidence.
         features: ``Policy.features`` of the state at the last decision on this candidate.
@@ -37,7 +38,7 @@ class CandidateRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source: Literal["closed_book", "open_book", "critic"]
+    source: str = Field(min_length=1)
     answer: str
     confidence: float
     features: dict[str, float] = Field(default_factory=dict)

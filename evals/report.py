@@ -17,6 +17,7 @@ from knowgate.errors import UserError
 from knowgate.evals.metrics import summarize
 from knowgate.evals.records import EvalRecord, Manifest
 from knowgate.graphs.policy import Policy
+from knowgate.signals import SIGNALS
 
 COLUMNS = (("accuracy", "accuracy"), ("coverage", "coverage"),
            ("wrong_rate_answered", "wrong among answered"), ("utility", "utility $/q"),
@@ -105,6 +106,15 @@ def render_report(runs: Sequence[tuple[Path, Manifest, list[EvalRecord]]], polic
         matrices.append(f"<h3>{html.escape(label)}</h3>" + _table(
             ["class", *cols], [[kind, *(row[c] for c in cols)]
                                for kind, row in s["by_class"].items()]))
+    signals = []
+    for label, s in rows:
+        # What each recorded signal is, from its declaration (knowgate.signals).
+        specs = {name: SIGNALS.get(name) for name in s["auroc"]}
+        signals.append(f"<h3>{html.escape(label)}</h3>" + _table(
+            ["signal", "AUROC", "stage", "scale", "producer", "meaning"],
+            [[name, auroc, *((spec.stage, spec.scale, spec.producer, spec.meaning)
+                             if (spec := specs[name]) is not None else ("", "", "", "undeclared"))]
+             for name, auroc in s["auroc"].items()]))
     terms = (f"reward ${policy.reward_usd}, penalty ${policy.penalty_usd}, "
              f"abstain ${policy.abstain_usd}")
     datasets = sorted({m.dataset for _, m, _ in runs})
@@ -113,7 +123,9 @@ def render_report(runs: Sequence[tuple[Path, Manifest, list[EvalRecord]]], polic
             f"<p>Datasets: {html.escape(', '.join(datasets))}. Utility terms: {terms}.</p>"
             f"<h2>Comparison</h2>{comparison}<h2>Plots</h2><div class='plots'>{curves}{points}"
             "</div><h2>Decisions per class</h2><p>Share of each class's questions that took "
-            "each action, and how they ended.</p>" + "".join(matrices) + "</body></html>")
+            "each action, and how they ended.</p>" + "".join(matrices) +
+            "<h2>Signals</h2><p>How well each recorded signal tells right answers from wrong "
+            "ones, and what it is.</p>" + "".join(signals) + "</body></html>")
 
 
 def write_report(runs: Sequence[tuple[Path, Manifest, list[EvalRecord]]], policy: Policy,

@@ -63,7 +63,9 @@ class RunStats:
 
 def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[str], bool]
              ) -> tuple[dict[str, float], list[CandidateRecord]]:
-    """The query-level features and every candidate answer, from the states after each node."""
+    """The query-level features and every candidate answer, from the states after each node:
+    one per step that proposed one (``Step.proposes``, any node's), with the features the
+    policy judged it on (until a later step replaces it or a search makes it stale)."""
     query: dict[str, float] = {}
     candidates: list[dict[str, Any]] = []
     open_candidate = False
@@ -72,20 +74,20 @@ def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[
         for step in state.steps[seen:]:
             if step.error:
                 continue
-            if step.action == "search":
+            if step.counts_as == "search":
                 open_candidate = False
-            elif step.action == "draft" and state.draft is not None:
-                candidates.append({"source": state.candidate.source if state.candidate
-                                   else "closed_book", "answer": state.draft.answer,
-                                   "confidence": state.draft.confidence,
-                                   "searched": state.count("search"), "cost_usd": step.cost_usd})
-                open_candidate = True
-            elif step.action == "refine" and state.verdict is not None:
-                answer = state.candidate.answer if state.candidate is not None else ""
-                candidates.append({"source": "critic", "answer": answer,
-                                   "confidence": state.verdict.confidence,
-                                   "searched": state.count("search"), "cost_usd": step.cost_usd})
-                open_candidate = True
+            if step.proposes is None:
+                continue
+            proposed = state.candidate if (state.candidate is not None
+                                           and state.candidate.source == step.proposes) else None
+            # A critic that abstained proposed no answer, with the confidence it stated.
+            stated = proposed.confidence if proposed is not None else (
+                state.verdict.confidence if step.role == "critic" and state.verdict else None)
+            candidates.append({"source": step.proposes,
+                               "answer": proposed.answer if proposed is not None else "",
+                               "confidence": stated or 0.0, "searched": state.count("search"),
+                               "cost_usd": step.cost_usd})
+            open_candidate = True
         seen = len(state.steps)
         if not candidates and state.draft is None:
             query = policy.features(state)
@@ -182,18 +184,21 @@ def _versions() -> dict[str, str]:
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
 # Settings that change what a question's record is: a resumed run must keep them.
-_RUN_SETTINGS = ("world", "collection", "answerer", "critic", "prober", "answerer_format",
-                 "critic_format", "evidence_passages", "search_price_usd", "local_prices")
+_RUN_SETTINGS = ("world", "collection", "answerer", "critic", "prober", "searcher",
+                 "role_options", "answerer_format", "critic_format", "evidence_passages",
+                 "search_price_usd", "local_prices")
 
 
 def redacted_settings(settings: Settings) -> dict[str, Any]:
-    """The settings as JSON, with credentials in ``litellm_params`` masked (manifests are
-    shared with reports; keys must not travel with them)."""
+    """The settings as JSON, with credentials in ``litellm_params`` and ``role_options``
+    masked (manifests are shared with reports; keys must not travel with them)."""
     data = settings.model_dump(mode="json")
-    data["litellm_params"] = {
-        model: {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS)
-                    and not str(v).startswith("os.environ/") else v) for k, v in params.items()}
-        for model, params in data.get("litellm_params", {}).items()}
+    for table in ("litellm_params", "role_options"):
+        data[table] = {
+            name: {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS)
+                       and not str(v).startswith("os.environ/") else v)
+                   for k, v in params.items()}
+            for name, params in data.get(table, {}).items()}
     return data
 
 
@@ -226,6 +231,8 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
                 raise UserError(f"{out} holds a run with another {field.split('_')[0]} "
                                 f"({getattr(old, field)[:16]}); use a new --out")
         for name in _RUN_SETTINGS:
+            if name not in old.settings:  # a manifest older than the setting: its default ran
+                continue
             if old.settings.get(name) != manifest.settings.get(name):
                 raise UserError(f"{out} holds a run with {name} = {old.settings.get(name)!r}, "
                                 f"not {manifest.settings.get(name)!r}; use a new --out")

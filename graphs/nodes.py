@@ -18,9 +18,21 @@ from langgraph.runtime import Runtime
 
 from knowgate.grading import states
 from knowgate.graphs.history import refers_back
+from knowgate.graphs.kinds import ABSTAIN, ANSWER, DRAFT, PROBE, REFINE, SEARCH, NodeKind
 from knowgate.graphs.policy import Policy, Prices
-from knowgate.graphs.state import Candidate, Choice, Outcome, Step, TriageState, validated
-from knowgate.roles import Answerer, Critic, Passage, Prober, RoleError, Searcher, Signals
+from knowgate.graphs.state import Candidate, Choice, Node, Outcome, Step, TriageState, validated
+from knowgate.roles import (
+    Answerer,
+    Critic,
+    Draft,
+    Evidence,
+    Passage,
+    Prober,
+    RoleError,
+    Searcher,
+    Signals,
+    Verdict,
+)
 
 _Result = TypeVar("_Result")
 
@@ -46,8 +58,8 @@ class TriageContext:
 
 
 async def _call(role: str, impl: Callable[..., Awaitable[_Result]] | None, timeout_s: float,
-                *args: Any) -> tuple[_Result | None, RoleError | None, float]:
-    """Call the role ``impl(*args)``, bounded in time.
+                *args: Any, **kwargs: Any) -> tuple[_Result | None, RoleError | None, float]:
+    """Call the role ``impl(*args, **kwargs)``, bounded in time.
 
     A missing role, a failure or a timeout comes back as a ``RoleError``, never raised.
     """
@@ -55,7 +67,7 @@ async def _call(role: str, impl: Callable[..., Awaitable[_Result]] | None, timeo
         return None, RoleError(role, f"no {role} configured"), 0.0
     started = time.perf_counter()
     try:
-        result = await asyncio.wait_for(impl(*args), timeout_s)
+        result = await asyncio.wait_for(impl(*args, **kwargs), timeout_s)
     except RoleError as exc:
         return None, exc, time.perf_counter() - started
     except TimeoutError:
@@ -67,13 +79,45 @@ async def _call(role: str, impl: Callable[..., Awaitable[_Result]] | None, timeo
     return result, None, time.perf_counter() - started
 
 
-def _failure(state: TriageState, action: Any, error: RoleError, latency: float) -> dict[str, Any]:
-    step = Step(action=action, role=error.role, error=True, reason=f"failed: {error.reason}",
-                cost_usd=error.cost_usd, latency_s=round(latency, 6))
-    return {"failed": sorted({*state.failed, error.role}), "steps": [*state.steps, step]}
+@dataclass(frozen=True)
+class RoleCall:
+    """What calling a node's role came to (``call_role``).
+
+    Attributes:
+        result: What the role returned (``None`` when it failed).
+        failure: The state update that records the failure (``None`` when it worked): the
+            role joins ``failed`` and a step with ``error=True`` says why.
+        seconds: How long the call took.
+    """
+
+    result: Any
+    failure: dict[str, Any] | None
+    seconds: float
 
 
-def _merge(state: TriageState, **values: float) -> Signals:
+async def call_role(state: TriageState, ctx: TriageContext, kind: NodeKind, *args: Any,
+                    **kwargs: Any) -> RoleCall:
+    """Call the role ``kind.role`` of ``ctx`` with ``args``, bounded by the role timeout, as the
+    stock nodes do: a role that is absent, raises or times out comes back as
+    ``RoleCall.failure``, never raised."""
+    assert kind.role is not None, f"{kind.action} calls no role"
+    result, error, seconds = await _call(kind.role, getattr(ctx, kind.role, None),
+                                         ctx.role_timeout_s, *args, **kwargs)
+    if error is not None:
+        return RoleCall(None, failure_update(state, kind, error, seconds), seconds)
+    return RoleCall(result, None, seconds)
+
+
+def failure_update(state: TriageState, kind: NodeKind, error: RoleError,
+                   seconds: float) -> dict[str, Any]:
+    """The update recording that a ``kind`` node's role failed (what it spent stays billed)."""
+    step = kind.step(f"failed: {error.reason}", cost_usd=error.cost_usd, latency_s=seconds,
+                     error=True)
+    return {"failed": sorted({*state.failed, error.role}), "steps": [step]}
+
+
+def merge_signals(state: TriageState, **values: float) -> Signals:
+    """The state's signals with ``values`` added (a name given again replaces its value)."""
     return Signals(values={**state.signals.values, **values})
 
 
@@ -117,15 +161,13 @@ async def probe(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     if ctx.prober is None or "prober" in state.failed:
         return {}
     answer = state.draft.answer if state.draft is not None else None
-    signals, error, latency = await _call("prober", ctx.prober, ctx.role_timeout_s,
-                                          state.question, answer)
-    if error is not None:
-        return _failure(state, "probe", error, latency)
-    assert signals is not None
+    call = await call_role(state, ctx, PROBE, state.question, answer)
+    if call.failure is not None:
+        return call.failure
+    signals: Signals = call.result
     what = "the draft" if answer is not None else "the question, before any answer"
-    step = Step(action="probe", role="prober", cost_usd=signals.cost_usd,
-                latency_s=round(latency, 6), reason=f"signals of {what}: {signals.describe()}")
-    return {"signals": _merge(state, **signals.values), "steps": [*state.steps, step]}
+    step = PROBE.step(f"signals of {what}: {signals.describe()}", signals.cost_usd, call.seconds)
+    return {"signals": merge_signals(state, **signals.values), "steps": [step]}
 
 
 @validated
@@ -136,46 +178,59 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
     # Earlier turns only for a question that refers back to them: they degrade one that
     # does not (knowgate.graphs.history).
     history = state.history if refers_back(state.question) else []
-    result, error, latency = await _call("answerer", ctx.answerer, ctx.role_timeout_s,
-                                         state.question, passages, history)
-    if error is not None:
-        return _failure(state, "draft", error, latency)
-    assert result is not None
+    call = await call_role(state, ctx, DRAFT, state.question, passages, history)
+    if call.failure is not None:
+        return call.failure
+    result: Draft = call.result
     reason = (f"read {len(passages)} passage(s) found by the search" if passages
               else _why(state, "answer closed-book"))
-    step = Step(action="draft", role="answerer", cost_usd=result.cost_usd,
-                latency_s=round(latency, 6),
-                reason=f"{reason} -> {result.answer!r} ({result.label}, {result.confidence:.3f})")
-    candidate = Candidate(answer=result.answer,
-                          source="open_book" if passages else "closed_book",
-                          citations=citations(result.answer, passages))
+    source = "open_book" if passages else "closed_book"
+    step = DRAFT.step(f"{reason} -> {result.answer!r} ({result.label}, {result.confidence:.3f})",
+                      result.cost_usd, call.seconds, proposes=source)
+    candidate = Candidate(answer=result.answer, source=source,
+                          citations=citations(result.answer, passages),
+                          confidence=result.confidence)
     signals = {**state.signals.values, "answerer_confidence": result.confidence}
     signals.pop("evidence_match", None)  # it belongs to the draft it was read from
     if passages and ctx.matcher is not None:
         step = await _matched(ctx, state.question, result.answer, passages, "evidence_match",
-                              signals, step, latency)
-    return {"draft": result, "candidate": candidate, "steps": [*state.steps, step],
+                              signals, step, call.seconds)
+    return {"draft": result, "candidate": candidate, "steps": [step],
             "signals": Signals(values=signals)}
 
 
-@validated
-async def search(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
-    """Search for the question; the passages go to the next draft."""
-    ctx = _context(runtime)
-    result, error, latency = await _call("searcher", ctx.searcher, ctx.role_timeout_s,
-                                         state.question)
-    if error is not None:
-        return _failure(state, "search", error, latency)
-    assert result is not None
-    top = result.passages[0] if result.passages else None
-    found = (f"{len(result.passages)} passage(s), top {top.id} (support {result.support:.2f})"
-             if top else "nothing found")
-    cached = " [cached]" if result.cached else ""
-    step = Step(action="search", role="searcher", cost_usd=result.cost_usd,
-                latency_s=round(latency, 6), reason=f"{_why(state, 'search')} -> {found}{cached}")
-    signals = _merge(state, search_support=result.support,
-                     search_top_score=float(top.score or 0.0) if top else 0.0)
-    return {"evidence": result, "signals": signals, "steps": [*state.steps, step]}
+def make_search(kind: NodeKind = SEARCH,
+                query: Callable[[TriageState], str] | None = None) -> Node:
+    """A search node of ``kind`` that searches for ``query(state)`` (the question when
+    ``None``): e.g. a second search with a reformulated query, declared to count against the
+    search bound and priced as a search. The passages go to the next draft."""
+
+    @validated
+    async def search(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str, Any]:
+        ctx = _context(runtime)
+        text = state.question if query is None else query(state)
+        call = await call_role(state, ctx, kind, text)
+        if call.failure is not None:
+            return call.failure
+        result: Evidence = call.result
+        top = result.passages[0] if result.passages else None
+        found = (f"{len(result.passages)} passage(s), top {top.id} "
+                 f"(support {result.support:.2f})" if top else "nothing found")
+        cached = " [cached]" if result.cached else ""
+        searched = "" if query is None else f"{text!r}: "
+        step = kind.step(f"{_why(state, 'search')} -> {searched}{found}{cached}",
+                         result.cost_usd, call.seconds)
+        signals = merge_signals(state, search_support=result.support,
+                                search_top_score=float(top.score or 0.0) if top else 0.0)
+        return {"evidence": result, "signals": signals, "steps": [step]}
+
+    search.__name__ = search.__qualname__ = kind.action.replace("-", "_")
+    search.__doc__ = f"Search ({kind.action}); the passages go to the next draft."
+    return search
+
+
+search = make_search()
+search.__doc__ = "Search for the question; the passages go to the next draft."
 
 
 @validated
@@ -183,27 +238,27 @@ async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     """Ask the critic to check the draft with the signals and evidence gathered so far."""
     ctx = _context(runtime)
     passages = _passages(state, ctx)
-    result, error, latency = await _call("critic", ctx.critic, ctx.role_timeout_s,
-                                         state.question, state.draft, state.signals, passages)
-    if error is not None:
-        return _failure(state, "refine", error, latency)
-    assert result is not None
-    step = Step(action="refine", role="critic", cost_usd=result.cost_usd,
-                latency_s=round(latency, 6),
-                reason=f"{_why(state, 'check the draft')} -> {result.verdict} "
-                       f"{result.answer!r} ({result.confidence:.3f})")
+    call = await call_role(state, ctx, REFINE, state.question, state.draft, state.signals,
+                           passages)
+    if call.failure is not None:
+        return call.failure
+    result: Verdict = call.result
+    step = REFINE.step(f"{_why(state, 'check the draft')} -> {result.verdict} "
+                       f"{result.answer!r} ({result.confidence:.3f})", result.cost_usd,
+                       call.seconds, proposes="critic")
     signals = {**state.signals.values, "critic_confidence": result.confidence}
     signals.pop("critic_evidence_match", None)  # it belongs to the verdict it was read from
     if passages and ctx.matcher is not None and result.answer.strip():
         # Does the evidence state the critic's answer to this question? A small critic asked
         # about something no passage holds answers with the question's own words.
         step = await _matched(ctx, state.question, result.answer, passages,
-                              "critic_evidence_match", signals, step, latency)
-    update: dict[str, Any] = {"verdict": result, "steps": [*state.steps, step],
+                              "critic_evidence_match", signals, step, call.seconds)
+    update: dict[str, Any] = {"verdict": result, "steps": [step],
                               "signals": Signals(values=signals)}
     if result.verdict != "abstain" and result.answer.strip():
         update["candidate"] = Candidate(answer=result.answer, source="critic",
-                                        citations=citations(result.answer, passages))
+                                        citations=citations(result.answer, passages),
+                                        confidence=result.confidence)
     else:
         update["candidate"] = None
     return update
@@ -229,8 +284,8 @@ async def answer(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     p = ctx.policy.p_correct(state)
     outcome = Outcome(kind="answered", answer=state.candidate.answer, confidence=round(p, 6),
                       citations=state.candidate.citations)
-    step = Step(action="answer", reason=_why(state, f"P(correct)={p:.3f}"))
-    return {"outcome": outcome, "steps": [*state.steps, step]}
+    step = ANSWER.step(_why(state, f"P(correct)={p:.3f}"))
+    return {"outcome": outcome, "steps": [step]}
 
 
 @validated
@@ -241,9 +296,9 @@ async def abstain(state: TriageState, runtime: Runtime[TriageContext]) -> dict[s
     reason = _why(state, "no answer to stand behind")
     if state.decision is None and state.failed:
         reason = f"{', '.join(state.failed)} failed; no answer to stand behind"
-    step = Step(action="abstain", reason=reason)
+    step = ABSTAIN.step(reason)
     outcome = Outcome(kind="abstained", confidence=round(p, 6))
-    return {"outcome": outcome, "steps": [*state.steps, step]}
+    return {"outcome": outcome, "steps": [step]}
 
 
 def route(state: TriageState) -> Choice:

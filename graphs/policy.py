@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from knowgate.errors import UserError
+from knowgate.graphs.kinds import REFINE, SEARCH, NodeKind
 from knowgate.graphs.state import Decision, TriageState
 from knowgate.signal_scales import Scale, rescale
+from knowgate.signals import SIGNALS, SignalRegistry
 
 MapName = Literal["query", "closed_book", "open_book", "critic"]
 SuccessName = Literal["search_first", "refine_unsearched", "refine_searched"]
@@ -114,6 +116,9 @@ class Policy(BaseModel):
         success: See ``SuccessRates``.
         success_maps: Per-question success probabilities replacing a rate of ``success`` when
             every signal the map reads is present (no map, or a missing signal: the rate).
+        rounds: Bounds of developers' own kinds of step (``NodeKind.counts_as``), e.g.
+            ``{"sample": 1}``; ``search`` and ``refine`` are bounded by ``max_searches`` and
+            ``max_refines``, a kind named nowhere is unbounded (the budget still applies).
         source: How these numbers were set.
         fallback_maps: Maps used instead of ``maps`` when a signal the main map reads is
             missing (no prober, a prober without trained probes, one that failed, a critic that
@@ -129,7 +134,8 @@ class Policy(BaseModel):
     max_refines: int = Field(default=1, ge=0, le=10)
     budget_usd: float = Field(default=0.01, gt=0.0)
     search_first_below: float | None = Field(default=None, ge=0.0, le=1.0)
-    maps: dict[MapName, LogisticMap] = Field(default_factory=lambda: {
+    # Keyed by ``Candidate.source``: the stock ``MapName``s, and a developer's node's own source.
+    maps: dict[str, LogisticMap] = Field(default_factory=lambda: {
         "query": LogisticMap(weights={"query_top_prob": 0.0}),
         "closed_book": LogisticMap(weights={"draft_logit": 1.0}),
         "open_book": LogisticMap(weights={"draft_logit": 1.0}),
@@ -138,7 +144,8 @@ class Policy(BaseModel):
     success: SuccessRates = Field(default_factory=SuccessRates)
     success_maps: dict[SuccessName, LogisticMap] = Field(default_factory=dict)
     source: str = "built-in defaults (uncalibrated)"
-    fallback_maps: dict[MapName, LogisticMap] = Field(default_factory=dict)
+    fallback_maps: dict[str, LogisticMap] = Field(default_factory=dict)
+    rounds: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Policy:
@@ -165,21 +172,50 @@ class Policy(BaseModel):
         return out
 
     def p_correct(self, state: TriageState, features: dict[str, float] | None = None) -> float:
-        """Calibrated P(correct) of the current candidate (0 when there is none);
-        ``features``: ``self.features(state)`` when the caller has them already."""
+        """Calibrated P(correct) of the current candidate: 0 when there is none, or when the
+        policy has no map for its source (a developer's node's answers are trusted only once
+        ``knowgate calibrate`` has fitted a map for them); ``features``:
+        ``self.features(state)`` when the caller has them already."""
         candidate = state.candidate
-        if candidate is None or not candidate.answer.strip():
+        if candidate is None or not candidate.answer.strip() or candidate.source not in self.maps:
             return 0.0
         features = self.features(state) if features is None else features
         return self.map_for(candidate.source, features).probability(features)
 
-    def map_for(self, name: MapName, features: dict[str, float]) -> LogisticMap:
-        """The ``name`` map, or its fallback when a feature the map reads is missing."""
+    def map_for(self, name: str, features: dict[str, float]) -> LogisticMap:
+        """The ``name`` map, or its fallback when a feature the map reads is missing.
+
+        Raises:
+            KeyError: The policy has no map of that name.
+        """
         main = self.maps[name]
         fallback = self.fallback_maps.get(name)
         if fallback is not None and any(f not in features for f in main.weights):
             return fallback
         return main
+
+    def undeclared(self, signals: SignalRegistry = SIGNALS) -> list[str]:
+        """Features the maps weigh that no signal declares (``knowgate.signals``): a typo, or
+        the signal of a plugin that is not installed. The logits of stated confidences are the
+        policy's own."""
+        maps = [*self.maps.values(), *self.fallback_maps.values(), *self.success_maps.values()]
+        return sorted({f for m in maps for f in m.weights if signals.get(f) is None})
+
+    def rounds_left(self, state: TriageState, bound: str | None) -> int | None:
+        """Rounds of ``bound`` (``NodeKind.counts_as``) left to this question; ``None`` when it
+        is unbounded."""
+        limit = {"search": self.max_searches, "refine": self.max_refines}.get(
+            bound or "", self.rounds.get(bound or ""))
+        return None if bound is None or limit is None else max(0, limit - state.count(bound))
+
+    def allows(self, state: TriageState, kind: NodeKind, prices: Prices, extra_usd: float = 0.0
+               ) -> bool:
+        """Whether a node of ``kind`` may run now: a
+        round of its bound is left, its role has not failed, and its price (plus
+        ``extra_usd``, e.g. the draft that reads a search) fits the budget left."""
+        left = self.rounds_left(state, kind.counts_as)
+        return ((left is None or left > 0) and kind.role not in state.failed
+                and kind.price(prices) + extra_usd <= self.budget_usd - state.spent_usd)
 
     def query_probability(self, features: dict[str, float]) -> float | None:
         """The query-level P(correct) before any answer, or ``None`` when the prober did not
@@ -202,10 +238,10 @@ class Policy(BaseModel):
         left = self.budget_usd - state.spent_usd
         failed = set(state.failed)
         searched, refined = state.count("search"), state.count("refine")
-        search_ok = (can_search and searched < self.max_searches and "searcher" not in failed
-                     and "answerer" not in failed and prices.search + prices.draft <= left)
-        refine_ok = can_refine and refined < self.max_refines and "critic" not in failed \
-            and prices.refine <= left
+        # A search is read by a draft: both must be possible and paid for.
+        search_ok = (can_search and "answerer" not in failed
+                     and self.allows(state, SEARCH, prices, extra_usd=prices.draft))
+        refine_ok = can_refine and self.allows(state, REFINE, prices)
 
         features = self.features(state)
         if (state.draft is None and state.candidate is None and state.count("draft") == 0

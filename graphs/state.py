@@ -7,47 +7,78 @@ because LangGraph validates a pydantic state only on input, not the updates node
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from knowgate.roles import Draft, Evidence, Signals, Turn, Verdict
 
+# The stock nodes' actions; a developer's node declares its own (``knowgate.graphs.kinds``).
 Action = Literal["probe", "draft", "search", "refine", "answer", "abstain"]
 Choice = Literal["draft", "search", "refine", "answer", "abstain"]
+# Steps of these stock actions count against the bound of the same name.
+_COUNTED = ("probe", "draft", "search", "refine")
 
 
 class Step(BaseModel):
     """One thing the graph did, and why.
 
     Attributes:
-        action: What was done.
+        action: What was done: a stock action (``Action``) or a developer's node's own
+            (``NodeKind.action``, e.g. ``search_again``).
         reason: Why the policy chose it (or what went wrong, when ``error``).
         cost_usd: What it cost.
         latency_s: How long it took.
         role: The role that acted (``answerer``, ``prober``, ``searcher``, ``critic``), if any.
         error: True when the role failed; the graph carried on without it.
+        counts_as: The round bound it counts against (``search``, ``refine``, or a developer's
+            own, see ``Policy.rounds``); ``None`` counts against none. A step written without
+            it by a stock action counts as that action.
+        proposes: The source of the candidate answer the step proposed (``closed_book``,
+            ``open_book``, ``critic``, a developer's node's own), also when it proposed none
+            (a critic that abstains); the eval runner records a candidate for each such step.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    action: Action
+    action: str = Field(min_length=1)
     reason: str
     cost_usd: float = 0.0
     latency_s: float = 0.0
     role: str | None = None
     error: bool = False
+    counts_as: str | None = None
+    proposes: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stock_bound(cls, data: Any) -> Any:
+        # Records written before steps carried their bound: a stock action counts as itself.
+        if isinstance(data, dict) and "counts_as" not in data and data.get("action") in _COUNTED:
+            return {**data, "counts_as": data["action"]}
+        return data
 
 
 class Candidate(BaseModel):
-    """The answer the graph would give now, and where it came from."""
+    """The answer the graph would give now, and where it came from.
+
+    Attributes:
+        answer: The answer.
+        source: What produced it: ``closed_book`` and ``open_book`` drafts, the ``critic``, or
+            a developer's node's own name; the policy judges it with the map of that name
+            (``Policy.maps``).
+        citations: Ids of the passages that back it.
+        confidence: The confidence its producer stated (``None`` when it stated none).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     answer: str
-    source: Literal["closed_book", "open_book", "critic"]
+    source: str = Field(min_length=1)
     citations: list[str] = Field(default_factory=list)
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class Decision(BaseModel):
@@ -55,7 +86,7 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    action: Choice
+    action: str = Field(min_length=1)  # a ``Choice`` for the policy; a developer's gate's own
     reason: str
     p_correct: float = 0.0
     values: dict[str, float] = Field(default_factory=dict)
@@ -85,8 +116,9 @@ class TriageState(BaseModel):
         candidate: The answer the graph would give now.
         decision: The policy's latest choice.
         failed: Roles that failed during this question (the policy stops asking them).
-        steps: Everything done for this question, in order. Nodes return the whole list (no
-            reducer), so a new question on a checkpointed thread starts with none.
+        steps: Everything done for this question, in order. Nodes return only their new
+            steps (the field's reducer appends them); a new question on a checkpointed thread
+            starts from none (``knowgate.runtime`` overwrites the list).
         outcome: Set when the graph ends.
     """
 
@@ -99,7 +131,7 @@ class TriageState(BaseModel):
     candidate: Candidate | None = None
     decision: Decision | None = None
     failed: list[str] = Field(default_factory=list)
-    steps: list[Step] = Field(default_factory=list)
+    steps: Annotated[list[Step], operator.add] = Field(default_factory=list)
     outcome: Outcome | None = None
 
     @property
@@ -107,9 +139,10 @@ class TriageState(BaseModel):
         """Dollars spent so far."""
         return sum(s.cost_usd for s in self.steps)
 
-    def count(self, action: Action) -> int:
-        """How many times ``action`` was taken (failed attempts included)."""
-        return sum(s.action == action for s in self.steps)
+    def count(self, bound: str) -> int:
+        """How many steps counted against ``bound`` (``search``, ``refine``, a developer's own;
+        failed attempts included)."""
+        return sum(s.counts_as == bound for s in self.steps)
 
     def ledger(self) -> dict[str, dict[str, float]]:
         """Dollars and calls by role."""

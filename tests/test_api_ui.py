@@ -42,6 +42,9 @@ def test_send_a_message_and_see_the_trace(tmp_path: Path, chromium: str) -> None
             expect(steps.locator("tr")).to_have_count(5)  # header + four steps
             expect(steps).to_contain_text("read 1 passage(s) found by the search")
             expect(turn.get_by_test_id("signals")).to_contain_text("search_support")
+            # Each declared signal says what it is (knowgate.signals).
+            expect(turn.get_by_test_id("signals")).to_contain_text(
+                "evidence · raw · searcher: share of the query's distinguishing words")
             expect(turn.get_by_test_id("citations")).to_have_text("citations: p1")
 
             page.fill("#question", "Who founded Nowhere Corp?")  # same thread: a second turn

@@ -41,7 +41,11 @@ async def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
             shot = await tab.screenshot(full_page=True)
         finally:
             await browser.close()
-    assert tables == 4 and rows == 3 and plots == 2  # comparison + a matrix per run
+    # The comparison, a decision matrix per run and a signal table per run.
+    assert tables == 7 and rows == 3 and plots == 2
+    # Each recorded signal's declaration is shown beside its AUROC.
+    assert "<td>search_support</td>" in page
+    assert "share of the query&#x27;s distinguishing words the top passage holds" in page
     assert "utility $/q" in headers and "wrong among answered" in headers
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
 

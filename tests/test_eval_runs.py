@@ -403,6 +403,20 @@ async def test_calibrate_and_summary_through_the_cli(tmp_path: Path) -> None:
                                str(tmp_path / "p.json"), "--mode", "risk", "--alpha", "0.2"])
     assert done.exit_code == 0, done.output
     assert Policy.load(tmp_path / "p.json").source.startswith("knowgate calibrate")
+    # Settings naming another critic than the run's: calibrate says what to run instead.
+    other = tmp_path / "other.toml"
+    other.write_text('critic = "off"\n')
+    refused = runner.invoke(app, ["calibrate", str(tmp_path / "explore"), "--out",
+                                  str(tmp_path / "q.json"), "--config", str(other)])
+    assert refused.exit_code == 2
+    said = " ".join(refused.output.split())
+    assert "critic: 'litellm:local/slow' in the run, 'off' now" in said
+    assert "knowgate eval run --graph explore --dataset toy --out NEW_RUN" in said
+    assert not (tmp_path / "q.json").exists()
+    forced = runner.invoke(app, ["calibrate", str(tmp_path / "explore"), "--out",
+                                 str(tmp_path / "q.json"), "--config", str(other),
+                                 "--allow-other-roles"])
+    assert forced.exit_code == 0, forced.output
     summary = runner.invoke(app, ["eval", "summary", str(tmp_path / "explore"), "--json",
                                   "--alpha", "0.05"])
     assert summary.exit_code == 0, summary.output

@@ -1,10 +1,12 @@
-"""Plugins: a package built and installed here adds a graph, a world and a role factory, found
-by entry point."""
+"""Plugins: the cookbook's package (``examples/cookbook/plugin_package``), built and installed
+here, adds a graph, a world and a role factory, found by entry point; a broken package's entry
+points are each named, and the rest works."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,77 +18,37 @@ from knowgate.api.serve import wait_until_up
 from knowgate.tests.api_helpers import free_port
 
 QUESTION = "In which city was Sebrurt Shenom born?"
-PLUGIN = "kg-read-and-check"  # the distribution; its graph is "read-and-check"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cookbook" / "plugin_package"
+BROKEN = "kg-broken"  # a second distribution, whose entry points all fail to load
 
-PYPROJECT = """\
+BROKEN_PYPROJECT = """\
 [build-system]
 requires = ["setuptools"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "kg-read-and-check"
+name = "kg-broken"
 version = "0.1.0"
 
 [project.entry-points."knowgate.graphs"]
-read-and-check = "kg_read_and_check:build"
-broken = "kg_read_and_check.missing:build"
+broken = "kg_broken.missing:build"
 
 [project.entry-points."knowgate.worlds"]
-lab = "kg_read_and_check:world_dir"
-nowhere = "kg_read_and_check:no_world"
+nowhere = "kg_broken:no_world"
 
 [project.entry-points."knowgate.roles"]
-notebook = "kg_read_and_check:NOTEBOOK"
-not-a-factory = "kg_read_and_check:no_world"
+not-a-factory = "kg_broken:no_world"
+
+[project.entry-points."knowgate.signals"]
+not-a-signal = "kg_broken:no_world"
 
 [tool.setuptools]
-packages = ["kg_read_and_check"]
+packages = ["kg_broken"]
 """
 
-MODULE = '''\
-"""A developer's graph: search, draft from the passages, have the critic check it."""
-
-from knowgate import RoleFactory
-from knowgate.graphs import nodes
-from knowgate.graphs.building import pipeline_graph
-from knowgate.roles import Evidence, Passage
-from knowgate.worlds.world import shipped_world_dir
-
-
-def build(checkpointer=None):
-    return pipeline_graph("read-and-check", [("search", nodes.search), ("draft", nodes.draft),
-                                             ("refine", nodes.refine)], checkpointer)
-
-
-def world_dir():
-    """The lab's world: here the synthetic one's directory, under a name of the plugin's."""
-    return shipped_world_dir("synthetic")
-
-
+BROKEN_MODULE = '''\
 def no_world():
     return "/nonexistent/world"
-
-
-class Notebook:
-    """A searcher over passages written in the settings: the best word overlap wins."""
-
-    def __init__(self, passages, price_usd):
-        self.passages = passages
-        self.price_usd = price_usd
-
-    async def __call__(self, query):
-        words = set(query.lower().rstrip("?").split())
-        best = max(self.passages, key=lambda i: len(words & set(self.passages[i].lower().split())))
-        return Evidence(query=query, passages=[Passage(id=best, text=self.passages[best])],
-                        support=1.0, cost_usd=self.price_usd)
-
-
-NOTEBOOK = RoleFactory(
-    roles={"searcher"},
-    build=lambda request: Notebook(dict(request.options["passages"]),
-                                   float(request.options.get("price_usd", 0.0))),
-    price=lambda request: float(request.options.get("price_usd", 0.0)),
-    description="passages from role_options.searcher.passages")
 '''
 
 NOTEBOOK_ENV = {
@@ -98,20 +60,28 @@ NOTEBOOK_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plugin built from source and installed (dist-info, entry points) into a folder of
-    its own: put on ``PYTHONPATH``, it is installed for the subprocesses only."""
-    root = tmp_path_factory.mktemp("plugin")
-    source = root / "src"
-    (source / "kg_read_and_check").mkdir(parents=True)
-    (source / "pyproject.toml").write_text(PYPROJECT)
-    (source / "kg_read_and_check" / "__init__.py").write_text(MODULE)
-    target = root / "site"
+def _install(source: Path, target: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
                            "--no-build-isolation", "--quiet", "--target", str(target),
                            str(source)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cookbook's plugin package and a broken one, built from source and installed
+    (dist-info, entry points) into a folder of their own: put on ``PYTHONPATH``, they are
+    installed for the subprocesses only."""
+    root = tmp_path_factory.mktemp("plugin")
+    broken = root / "broken"
+    (broken / "kg_broken").mkdir(parents=True)
+    (broken / "pyproject.toml").write_text(BROKEN_PYPROJECT)
+    (broken / "kg_broken" / "__init__.py").write_text(BROKEN_MODULE)
+    source = root / "example"  # a copy: building writes into the source tree
+    shutil.copytree(EXAMPLE, source)
+    target = root / "site"
+    _install(source, target)
+    _install(broken, target)
     assert list(target.glob("kg_read_and_check-0.1.0.dist-info/entry_points.txt"))
     return target
 
@@ -136,13 +106,13 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
     assert listed.returncode == 0, listed.stderr
     assert "read-and-check" in listed.stdout.split() and "triage" in listed.stdout.split()
     assert "broken" not in listed.stdout.split()
-    assert PLUGIN in listed.stderr and "ModuleNotFoundError" in listed.stderr
+    assert BROKEN in listed.stderr and "ModuleNotFoundError" in listed.stderr
 
     worlds = _knowgate(env, "world", "list", "--json", cwd=tmp_path)
     assert worlds.returncode == 0, worlds.stderr
     rows = {row["name"]: row for row in json.loads(worlds.stdout)}
     assert rows["lab"]["plugin"] is True and rows["synthetic"]["plugin"] is False
-    assert "nowhere" not in rows and "no world.json" in worlds.stderr and PLUGIN in worlds.stderr
+    assert "nowhere" not in rows and "no world.json" in worlds.stderr and BROKEN in worlds.stderr
 
     asked = _knowgate(env, "ask", "--world", "lab", "--graph", "read-and-check", "--json",
                       QUESTION, cwd=tmp_path)
@@ -175,7 +145,15 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
     factories = {row["name"]: row for row in json.loads(roles.stdout)}
     assert factories["notebook"]["roles"] == ["searcher"] and "chroma" in factories
     assert "not-a-factory" not in factories
-    assert PLUGIN in roles.stderr and "not a knowgate.role_factories.RoleFactory" in roles.stderr
+    assert BROKEN in roles.stderr and "not a knowgate.role_factories.RoleFactory" in roles.stderr
+
+    signals = _knowgate(env, "signal", "list", "--json", "--world", "lab", cwd=tmp_path)
+    assert signals.returncode == 0, signals.stderr
+    declared = {row["name"]: row for row in json.loads(signals.stdout)}
+    assert declared["notebook_overlap"]["producer"] == "kg-read-and-check"
+    assert declared["notebook_overlap"]["maps"] == ["open_book"]
+    assert "query_top_prob" in declared and "not-a-signal" not in signals.stdout
+    assert BROKEN in signals.stderr and "not a knowgate.signals.SignalSpec" in signals.stderr
 
     # The plugin's searcher, chosen by name in the settings, in the plugin's graph.
     read = _knowgate({**env, **NOTEBOOK_ENV}, "ask", "--world", "lab", "--graph",
@@ -185,16 +163,17 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
     search = result["steps"][0]
     assert (search["action"], search["role"], search["cost_usd"]) == ("search", "searcher", 0.002)
     assert set(result["citations"]) <= {"nb-1"}
+    assert result["signals"]["notebook_overlap"] == round(5 / 7, 4)  # the plugin's own node
     bad_role = _knowgate({**env, "KNOWGATE_SEARCHER": "not-a-factory"}, "ask", QUESTION,
                          cwd=tmp_path)
-    assert bad_role.returncode != 0 and PLUGIN in bad_role.stderr + bad_role.stdout
+    assert bad_role.returncode != 0 and BROKEN in bad_role.stderr + bad_role.stdout
 
     refused = _knowgate(env, "ask", "--graph", "broken", QUESTION, cwd=tmp_path)
     assert refused.returncode != 0
-    assert PLUGIN in refused.stderr + refused.stdout
+    assert BROKEN in refused.stderr + refused.stdout
     lost = _knowgate(env, "ask", "--world", "nowhere", QUESTION, cwd=tmp_path)
     assert lost.returncode != 0
-    assert PLUGIN in lost.stderr + lost.stdout and "no world.json" in lost.stderr + lost.stdout
+    assert BROKEN in lost.stderr + lost.stdout and "no world.json" in lost.stderr + lost.stdout
 
 
 def test_an_installed_graph_plugin_is_a_model_of_the_chat_server(
@@ -218,11 +197,13 @@ def test_an_installed_graph_plugin_is_a_model_of_the_chat_server(
             trace = reply.json()["knowgate"]
             assert trace["path"][:3] == ["search", "draft", "refine"]
             assert trace["steps"][0]["cost_usd"] == 0.002  # the plugin's searcher answered
+            assert trace["signal_notes"]["notebook_overlap"].startswith(
+                "evidence · raw · kg-read-and-check: share of the question's words")
             missing = client.post("/v1/chat/completions", json={
                 "model": "knowgate/broken", "messages": [{"role": "user", "content": QUESTION}]})
             assert missing.status_code == 404
-            assert PLUGIN in missing.json()["error"]["message"]
+            assert BROKEN in missing.json()["error"]["message"]
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
-    assert PLUGIN in stderr  # the server said at startup which plugin it could not load
+    assert BROKEN in stderr  # the server said at startup which plugin it could not load

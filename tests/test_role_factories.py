@@ -129,3 +129,4 @@ def test_a_factory_name_is_a_word_and_is_taken_once() -> None:
         ROLES.register("chroma", factory)
     with pytest.raises(ValueError, match="builds some of"):
         RoleFactory({"judge"}, lambda request: None)
+

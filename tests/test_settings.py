@@ -99,3 +99,13 @@ def test_a_missing_collection_is_named_not_searched_empty(tmp_path: Path) -> Non
     assert "'shop-fqa'" in output and "shop-faq" in output  # the name and what there is
     assert len(output.strip().splitlines()) == 1, output
     assert open_collection(settings).count() == 1
+
+
+def test_the_process_keeps_a_bounded_number_of_sessions(tmp_path: Path) -> None:
+    from knowgate.asking import MAX_SESSIONS, session
+
+    made = [session(load_settings(data_dir=tmp_path, evidence_passages=n)) for n in range(1, MAX_SESSIONS + 3)]
+    # The most recent ones are kept (the same object again); the oldest were let go.
+    assert session(made[-1].settings) is made[-1]
+    assert session(made[0].settings) is not made[0]
+    assert len({id(session(s.settings)) for s in made[-MAX_SESSIONS + 1:]}) == MAX_SESSIONS - 1
