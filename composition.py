@@ -224,11 +224,15 @@ def role_specs(settings: Settings) -> dict[str, RoleSpec]:
 def estimate_prices(settings: Settings, world: WorldRef | None = None) -> Prices:
     """Expected dollars of one call per priced role, as its factory estimates them (0 for a
     factory that gives no price); the ``search_price_usd`` setting wins for searches."""
-    assembly = Assembly(settings, world)
+    return _prices(Assembly(settings, world))
+
+
+def _prices(assembly: Assembly) -> Prices:
+    """``estimate_prices`` over an assembly whose specs are already parsed."""
+    settings = assembly.settings
 
     def price(role: str) -> float:
-        spec = assembly.specs[role]
-        return ROLES.price(spec, settings, assembly)
+        return ROLES.price(assembly.specs[role], settings, assembly)
 
     search = settings.search_price_usd
     return Prices(draft=price("answerer"),
@@ -325,7 +329,7 @@ def build_context(settings: Settings, on_progress: Progress | None = None) -> Tr
         matcher=_matcher(built["searcher"]),
         prober=built["prober"],
         policy=policy,
-        prices=estimate_prices(settings, assembly.world),
+        prices=_prices(assembly),
         role_timeout_s=settings.role_timeout_s,
         evidence_passages=settings.evidence_passages,
     )
