@@ -2,12 +2,12 @@
 
 The same as the two commands::
 
-    knowgate eval run --dataset calibration --graph explore --out RUN --concurrency 64
+    knowgate eval run --dataset calibration --graph triage --explore --out RUN --concurrency 64
     knowgate calibrate RUN --mode risk --alpha 0.05 --delta 0.1 --out graphs/default_policy.json
 
-The explore graph runs every role on every calibration question (closed-book draft, critic,
-search, open-book draft, critic with evidence) and records each candidate's features and whether
-it is right; calibration refits the maps (and fallbacks) over the shipped policy's feature names,
+The explore run walks every choice the triage graph lets the policy make on every calibration
+question (closed-book draft, critic first or after a draft, search, open-book draft, critic with
+evidence) and records each candidate's features and whether it is right; calibration refits the maps (and fallbacks) over the shipped policy's feature names,
 measures the success rates, chooses ``search_first_below`` by replayed utility and the answer
 threshold by Learn-then-Test (see ``MODE``). The base is the shipped policy under the default terms (reward $0.01, penalty
 $0.02), so a refit does not drift. Prints the policy, the calibration report and each role's
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from knowgate.composition import estimate_prices
-from knowgate.evals.calibrate import Explored, calibrate
+from knowgate.evals.calibrate import calibrate
 from knowgate.evals.datasets import load_dataset
 from knowgate.evals.records import RECORDS, read_records
 from knowgate.evals.runner import run_eval
@@ -74,15 +74,15 @@ def main() -> None:
     print(json.dumps(report, indent=2), file=sys.stderr)
     records = read_records(run)
     for kind in KINDS:
-        rows = [Explored.of(r) for r in records if r.kind == kind]
+        rows = [r for r in records if r.kind == kind]
 
-        def right(attr: str, rows=rows) -> float:
-            return float(np.mean([bool(getattr(e, attr) and getattr(e, attr).correct)
-                                  for e in rows]))
+        def right(source: str, searched: bool, rows=rows) -> float:
+            return float(np.mean([any(c.correct for c in r.candidates if c.source == source
+                                      and (c.searched > 0) == searched) for r in rows]))
 
-        print(f"{kind:13s} closed-book right {right('closed'):.3f}  open-book right "
-              f"{right('opened'):.3f}  critic(open) right {right('critic_open'):.3f}  "
-              f"critic(closed) right {right('critic_closed'):.3f}", file=sys.stderr)
+        print(f"{kind:13s} closed-book right {right('closed_book', False):.3f}  open-book right "
+              f"{right('open_book', True):.3f}  critic(open) right {right('critic', True):.3f}  "
+              f"critic(closed) right {right('critic', False):.3f}", file=sys.stderr)
     if args.write:
         DEFAULT_POLICY.write_text(policy.model_dump_json(indent=2) + "\n", encoding="utf-8")
         print(f"wrote {DEFAULT_POLICY}", file=sys.stderr)

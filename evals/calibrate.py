@@ -1,8 +1,11 @@
-"""``knowgate calibrate``: fit a policy from the run log of the ``explore`` graph.
+"""``knowgate calibrate``: fit a policy from an explore run of any graph that uses it.
 
-The explore run holds, for every calibration question, each kind of candidate answer (closed
-book, critic without evidence, open book, critic with evidence) with the features the policy saw
-and whether it was right. From that:
+An explore run (``knowgate eval run --graph G --explore``, ``knowgate.evals.explore``) holds,
+for every calibration question, the candidate answers of every branch the graph lets the policy
+take (for the triage graph: closed book, critic first, critic after a draft, open book, critic
+with evidence), with the features the policy saw and whether each was right, and the tape of
+the role calls. Every policy tried below is replayed through ``G`` itself over that tape, so
+what is optimised is what the graph does. From the run:
 
 1. every P(correct) map of a *base* policy, and every one of its ``fallback_maps``, is refitted
    (logistic regression) on the candidates that carry all of its features, over the subset of
@@ -27,8 +30,8 @@ and whether it was right. From that:
      calibrated maps that is the threshold reward and penalty imply, and the replay corrects
      for maps that are not;
    * ``risk``: Learn-then-Test (Angelopoulos et al. 2021) with fixed-sequence testing. For
-     thresholds from strict to loose, the triage policy is replayed on every calibration question
-     (``Policy.decide`` on states rebuilt from the recorded candidates); the null "the
+     thresholds from strict to loose, the policy is replayed through the graph on every
+     calibration question; the null "the
      wrong-answer rate among answered exceeds alpha" is rejected with an exact binomial p-value
      at level delta, and the loosest threshold before the first non-rejection is kept
      (thresholds answering too few questions to be certified at all are skipped). Then, with
@@ -45,17 +48,15 @@ import bisect
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from knowgate.errors import KnowgateError, UserError
-from knowgate.evals.records import CandidateRecord, EvalRecord, Manifest, read_records
+from knowgate.evals.explore import ExploredQuestion, Replayed, replay_trees
+from knowgate.evals.records import CandidateRecord, Manifest, read_manifest, read_records
 from knowgate.graphs.policy import LogisticMap, Policy, Prices, SuccessName
-from knowgate.graphs.state import Candidate, Step, TriageState
-from knowgate.roles import Draft, Signals, Verdict
 from knowgate.settings import Settings
 from knowgate.signals import SIGNALS, SignalRegistry
 
@@ -67,32 +68,6 @@ _LOGITS = ("draft_logit", "critic_logit")
 # Of the questions the policy answers right with no help, the most that search-first routing may
 # send to search (each pays a search for nothing, and answering fast ones fast is the point).
 MAX_RIGHT_ROUTED = 0.01
-
-
-@dataclass(frozen=True)
-class Explored:
-    """One calibration question's candidates by how they were reached."""
-
-    query: dict[str, float]
-    closed: CandidateRecord | None
-    critic_closed: CandidateRecord | None
-    opened: CandidateRecord | None
-    critic_open: CandidateRecord | None
-    search_usd: float
-
-    @classmethod
-    def of(cls, record: EvalRecord) -> Explored:
-        """Pick the candidates out of an explore record."""
-
-        def first(source: str, searched: bool) -> CandidateRecord | None:
-            return next((c for c in record.candidates
-                         if c.source == source and (c.searched > 0) == searched), None)
-
-        search = next((s.cost_usd for s in record.steps
-                       if s.counts_as == "search" and not s.error), 0.0)
-        return cls(query=record.query_features, closed=first("closed_book", False),
-                   critic_closed=first("critic", False), opened=first("open_book", True),
-                   critic_open=first("critic", True), search_usd=search)
 
 
 def roles_changed(manifest: Manifest, settings: Settings) -> list[str]:
@@ -206,29 +181,36 @@ def fit_cases(cases: Sequence[tuple[dict[str, float], bool]], names: list[str],
                        scales={n: base.scales[n] for n in chosen if n in base.scales}), len(rows)
 
 
-def success_cases(policy: Policy, explored: Sequence[Explored]
+def success_cases(policy: Policy, explored: Sequence[ExploredQuestion]
                   ) -> dict[SuccessName, list[tuple[dict[str, float], bool]]]:
     """For each action whose success the policy weighs: the features it is decided on and
     whether it yielded a trusted right answer, among the questions the policy would not answer
-    yet (at ``policy``'s threshold)."""
+    yet (at ``policy``'s threshold). The stock actions' candidates: the closed-book draft, the
+    critic asked first, the open-book draft, the critic reading the evidence."""
     t = threshold_of(policy)
 
     def good(c: CandidateRecord | None) -> bool:
         return c is not None and c.correct and _p(policy, c) >= t
 
-    untrusted = [e for e in explored if e.closed is not None and _p(policy, e.closed) < t]
-    after_search = [e for e in untrusted if not good(e.opened) and _p(policy, e.opened) < t]
+    rows = [(e, e.candidate("closed_book", False), e.candidate("open_book", True))
+            for e in explored]
+    untrusted = [(e, opened) for e, closed, opened in rows
+                 if closed is not None and _p(policy, closed) < t]
+    after_search = [(e, opened) for e, opened in untrusted
+                    if opened is not None and not good(opened) and _p(policy, opened) < t]
     return {
-        "search_first": [(e.query, good(e.opened)) for e in untrusted],
-        "refine_unsearched": [(e.query, good(e.critic_closed)) for e in untrusted],
+        "search_first": [(e.query, good(opened)) for e, opened in untrusted],
+        "refine_unsearched": [(e.query, good(e.candidate("critic", False, drafted=False)
+                                              or e.candidate("critic", False)))
+                              for e, _ in untrusted],
         # After a search the policy decides on the open-book draft's features.
-        "refine_searched": [(e.opened.features, good(e.critic_open))
-                            for e in after_search if e.opened is not None],
+        "refine_searched": [(opened.features, good(e.candidate("critic", True)))
+                            for e, opened in after_search],
     }
 
 
-def success_terms(policy: Policy, explored: Sequence[Explored], base: Policy, prices: Prices
-                  ) -> dict[str, Any]:
+def success_terms(policy: Policy, explored: Sequence[ExploredQuestion], base: Policy,
+                  prices: Prices) -> dict[str, Any]:
     """``policy``'s success rates measured, and ``base``'s success maps fitted, on the same cases
     (``success_cases``): a ``model_copy`` update.
 
@@ -247,94 +229,26 @@ def success_terms(policy: Policy, explored: Sequence[Explored], base: Policy, pr
     old = base.success_maps.get("refine_searched")
     if old is not None:
         interim = policy.model_copy(update=update)
-        skipped = {id(e.opened.features) for e in explored
-                   if e.opened is not None
-                   and replay(interim, prices, e, max_steps=1).path[1:2] == ("refine",)}
+        skipped = {id(opened.features) for e in explored
+                   if (opened := e.candidate("open_book", True)) is not None
+                   and first_move(e.replay(interim, prices)) == "refine"}
         reached = [(f, ok) for f, ok in cases["refine_searched"] if id(f) not in skipped]
         update["success_maps"] = {**maps, "refine_searched": fit_cases(reached, list(old.weights),
                                                                          old)[0]}
     return update
 
 
-@dataclass(frozen=True)
-class Replayed:
-    """How the triage policy would have ended one calibration question."""
-
-    answered: bool
-    correct: bool
-    cost_usd: float
-    path: tuple[str, ...] = ()
-
-    @property
-    def right_without_help(self) -> bool:
-        """Answered right with neither search nor critic."""
-        return self.answered and self.correct and not {"search", "refine"} & set(self.path)
-
-    def utility(self, terms: Policy) -> float:
-        """Reward, penalty or abstain value under ``terms``, less the dollars spent."""
-        value = (terms.reward_usd if self.correct else -terms.penalty_usd) if self.answered \
-            else terms.abstain_usd
-        return value - self.cost_usd
+def first_move(replayed: Replayed) -> str | None:
+    """The first action after the probes: what the policy chose before anything else."""
+    return next((a for a in replayed.path if a != "probe"), None)
 
 
-def replay(policy: Policy, prices: Prices, e: Explored, max_steps: int = 12) -> Replayed:
-    """Run ``Policy.decide`` over states rebuilt from the recorded candidates, as the triage graph
-    would (a search is always followed by a draft; repeating an action repeats its result)."""
-    draft: CandidateRecord | None = None
-    verdict: CandidateRecord | None = None
-    candidate: CandidateRecord | None = None
-    latest: dict[str, float] = dict(e.query)
-    steps = [Step(action="probe", reason="replay")]
-    for _ in range(max_steps):
-        state = TriageState(
-            question="replay",
-            signals=Signals(values={k: v for k, v in latest.items() if k not in _LOGITS}),
-            draft=None if draft is None else Draft(
-                answer=draft.answer, confidence=draft.confidence,
-                label="sure" if draft.confidence >= 0.5 else "unsure"),
-            verdict=None if verdict is None else Verdict(
-                verdict="accept" if verdict.answer else "abstain", answer=verdict.answer,
-                confidence=verdict.confidence),
-            candidate=None if candidate is None or not candidate.answer else Candidate(
-                answer=candidate.answer, source=candidate.source),
-            steps=steps)
-        action = policy.decide(state, prices).action
-        spent = state.spent_usd
-        path = tuple(s.action for s in steps)
-        if action == "answer":
-            return Replayed(True, bool(candidate and candidate.correct), spent, path)
-        if action == "abstain":
-            return Replayed(False, False, spent, path)
-        if action == "search":
-            steps = [*steps, Step(action="search", reason="replay", cost_usd=e.search_usd)]
-        if action in ("search", "draft"):
-            searched = any(s.action == "search" for s in steps)
-            draft = e.opened if searched else e.closed
-            if draft is None:
-                return Replayed(False, False, spent, path)
-            candidate = draft
-            steps = [*steps, Step(action="draft", reason="replay", cost_usd=draft.cost_usd)]
-        elif action == "refine":
-            searched = any(s.action == "search" for s in steps)
-            verdict = e.critic_open if searched else e.critic_closed
-            if verdict is None:
-                return Replayed(False, False, spent, path)
-            candidate = verdict if verdict.answer else None
-            steps = [*steps, Step(action="refine", reason="replay", cost_usd=verdict.cost_usd)]
-        if action == "refine" and draft is None:
-            # The critic went first: the live graph has only the question's signals.
-            latest = dict(e.query)
-        else:
-            latest = (verdict if action == "refine" else draft).features  # type: ignore[union-attr]
-    return Replayed(False, False, sum(s.cost_usd for s in steps), tuple(s.action for s in steps))
-
-
-def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored],
+def replay_all(policy: Policy, prices: Prices, explored: Sequence[ExploredQuestion],
                terms: Policy | None = None) -> dict[str, float]:
     """Coverage, wrong-answer rate among answered and utility of ``policy`` replayed (the
     utility with the reward, penalty and abstain value of ``terms``, by default the policy's)."""
     terms = terms or policy
-    outcomes = [replay(policy, prices, e) for e in explored]
+    outcomes = [e.replay(policy, prices) for e in explored]
     answered = [o for o in outcomes if o.answered]
     wrong = sum(not o.correct for o in answered)
     utility = np.mean([o.utility(terms) for o in outcomes])
@@ -345,7 +259,7 @@ def replay_all(policy: Policy, prices: Prices, explored: Sequence[Explored],
             "utility": round(float(utility), 8)}
 
 
-def choose_search_first(policy: Policy, prices: Prices, explored: Sequence[Explored],
+def choose_search_first(policy: Policy, prices: Prices, explored: Sequence[ExploredQuestion],
                         terms: Policy | None = None) -> tuple[float | None, dict[str, Any]]:
     """The ``search_first_below`` of highest replayed utility (under ``terms``, by default the
     policy's) that routes at most ``MAX_RIGHT_ROUTED`` of the questions ``policy`` answers right
@@ -367,7 +281,7 @@ def choose_search_first(policy: Policy, prices: Prices, explored: Sequence[Explo
         p = policy.query_probability(features)
         if p is None:
             continue
-        direct, routed = replay(never, prices, e), replay(always, prices, e)
+        direct, routed = e.replay(never, prices), e.replay(always, prices)
         rows.append((p, routed.utility(terms) - direct.utility(terms), direct.right_without_help))
         if direct.right_without_help and fallback is not None \
                 and all(n in features for n in fallback.weights):
@@ -412,14 +326,14 @@ def thresholds(start: float) -> list[float]:
     return [float(t) for t in np.round(np.arange(0.995, start - 1e-9, -0.005), 4)]
 
 
-def at_threshold(fitted: Policy, threshold: float, explored: Sequence[Explored],
+def at_threshold(fitted: Policy, threshold: float, explored: Sequence[ExploredQuestion],
                  base: Policy, prices: Prices) -> Policy:
     """``fitted`` answering from ``threshold`` on, its success rates and maps fitted at it."""
     policy = with_threshold(fitted, threshold)
     return policy.model_copy(update=success_terms(policy, explored, base, prices))
 
 
-def best_utility(fitted: Policy, prices: Prices, explored: Sequence[Explored],
+def best_utility(fitted: Policy, prices: Prices, explored: Sequence[ExploredQuestion],
                  base: Policy) -> tuple[Policy, dict[str, Any]]:
     """The answer threshold (from 0.5 up) whose replayed utility on the calibration questions,
     scored with ``fitted``'s reward and penalty, is highest."""
@@ -433,7 +347,7 @@ def best_utility(fitted: Policy, prices: Prices, explored: Sequence[Explored],
     return best
 
 
-def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored],
+def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[ExploredQuestion],
                     base: Policy, alpha: float, delta: float
                     ) -> tuple[Policy, dict[str, Any]]:
     """The loosest answer threshold whose replayed wrong-answer rate among answered is
@@ -472,21 +386,30 @@ def learn_then_test(fitted: Policy, prices: Prices, explored: Sequence[Explored]
 def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float = 0.05,
               delta: float = 0.1, signals: SignalRegistry = SIGNALS
               ) -> tuple[Policy, dict[str, Any]]:
-    """A policy fitted on the explore run at ``run``, and a report of how.
+    """A policy fitted on the explore run at ``run`` (of any graph), and a report of how.
 
     Each map is fitted over the base map's features and every signal ``signals`` declares for
-    that map (``SignalSpec.maps``) that the candidates carry, each on its declared scale.
+    that map (``SignalSpec.maps``) that the candidates carry, each on its declared scale. Every
+    policy tried is replayed through the run's own graph (``knowgate.evals.explore``).
 
     Raises:
-        UserError: The run has no candidates to fit on, or bad alpha / delta.
+        UserError: The run is not an explore run, its tape does not cover the graph's calls
+            (``replay_trees``), or bad alpha / delta.
     """
+    from knowgate.aio import run_sync
+    from knowgate.evals.graphs import compile_eval_graph
+
     if not 0.0 < alpha < 1.0 or not 0.0 < delta < 1.0:
         raise UserError("alpha and delta must lie strictly between 0 and 1")
+    manifest = read_manifest(run)
+    if not manifest.explore:
+        raise UserError(f"{run} is not an explore run: calibrate on a run made with --explore "
+                        f"(knowgate eval run --graph {manifest.graph} --explore ...)")
     records = [r for r in read_records(run) if r.outcome != "error"]
     candidates = [c for r in records for c in r.candidates]
     if not candidates:
-        raise UserError(f"{run} records no candidate answers: calibrate on a run of the "
-                        "'explore' graph (knowgate eval run --graph explore ...)")
+        raise UserError(f"{run} records no candidate answers to fit on")
+    explored = run_sync(replay_trees(compile_eval_graph(manifest.graph), records, base, prices))
 
     def refit(maps: dict[str, LogisticMap], counts: dict[str, int]) -> dict[str, LogisticMap]:
         out = {}
@@ -503,12 +426,12 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     fallback_counts: dict[str, int] = {}
     maps = refit(dict(base.maps), counts)
     fallbacks = refit(dict(base.fallback_maps), fallback_counts)
-    explored = [Explored.of(r) for r in records]
     fitted = base.model_copy(update={"maps": maps, "fallback_maps": fallbacks})
     fitted = fitted.model_copy(update=success_terms(fitted, explored, base, prices))
     first, routing = choose_search_first(fitted, prices, explored)
     fitted = fitted.model_copy(update={"search_first_below": first})
-    report: dict[str, Any] = {"run": str(run), "mode": mode, "questions": len(records),
+    report: dict[str, Any] = {"run": str(run), "graph": manifest.graph, "mode": mode,
+                              "questions": len(records),
                               "fitted_on": counts, "fallbacks_fitted_on": fallback_counts,
                               "features": {k: list(m.weights) for k, m in maps.items()},
                               "search_first": routing}
@@ -531,7 +454,8 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     report["success_features"] = {k: list(m.weights) for k, m in fitted.success_maps.items()}
     first_how = "off" if first is None else \
         f"{first:.4f} ({routing['routed']} calibration questions routed)"
-    source = (f"knowgate calibrate on {len(records)} questions of an explore run "
+    source = (f"knowgate calibrate on {len(records)} questions of an explore run of "
+              f"{manifest.graph!r} "
               f"({report['calibration']['n']} replayed): logistic maps (and fallbacks) over "
               f"the subset of the base policy's features of lowest cross-validated log loss "
               f"({report['features']}), success rates measured and success maps fitted the same way "

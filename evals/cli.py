@@ -24,8 +24,8 @@ PolicyOpt = Annotated[Path | None, typer.Option(
 def eval_run(
     dataset: Annotated[str, typer.Option(help="JSONL file, or a world split (test, calibration, "
                                               "paraphrase).")],
-    graph: Annotated[str, typer.Option(help="Registered graph (triage, baselines, oracle, "
-                                            "explore).")],
+    graph: Annotated[str, typer.Option(help="Registered graph (triage, baselines, oracle; "
+                                            "explore: triage with --explore).")],
     out: Annotated[Path, typer.Option(help="Run folder; an existing one is resumed.")],
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Questions in flight.")] = 16,
     limit: Annotated[int | None, typer.Option(min=1, help="First N items only.")] = None,
@@ -39,6 +39,9 @@ def eval_run(
                                                    "(CORRECT / INCORRECT / NOT_ATTEMPTED).")] = None,
     backend: Annotated[str, typer.Option(help="local, or ray (shards over a Ray cluster).")] = "local",
     workers: Annotated[int, typer.Option(min=1, max=256, help="Ray actors.")] = 2,
+    explore: Annotated[bool, typer.Option(
+        "--explore", help="Also walk every choice the graph lets the policy make and keep the "
+                          "role calls, for knowgate calibrate and eval oracle.")] = False,
     world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -86,7 +89,8 @@ def eval_run(
         with progress:
             stats = run_sync(run_eval(data, graph, out, settings, concurrency=concurrency,
                                       cache_path=cache, judge=judge, backend=backend,
-                                      workers=workers, on_record=on_record, on_start=on_start))
+                                      workers=workers, on_record=on_record, on_start=on_start,
+                                      explore=explore))
     except KnowgateError as exc:
         raise fail(exc) from None
     console.print(f"{stats.done} question(s) run, {stats.skipped} already done, in "
@@ -108,7 +112,7 @@ def _load(runs: list[Path], policy: Path | None, config: Path | None,
 
 @eval_app.command("oracle")
 def eval_oracle(
-    explore: Annotated[Path, typer.Argument(help="A run folder of the explore graph.")],
+    explore: Annotated[Path, typer.Argument(help="A run folder made with --explore.")],
     out: Annotated[Path, typer.Option(help="Folder for the empirical oracle's records.")],
 ) -> None:
     """The empirical oracle of an explore run (the cheapest path that produced a right answer,
@@ -120,11 +124,12 @@ def eval_oracle(
 
     try:
         manifest = read_manifest(explore)
-        if manifest.graph != "explore":
-            raise UserError(f"{explore} is a run of {manifest.graph!r}, not of 'explore'")
+        if not manifest.explore:
+            raise UserError(f"{explore} is a run of {manifest.graph!r} without --explore")
         records = oracle_records(read_records(explore))
         out.mkdir(parents=True, exist_ok=True)
-        (out / MANIFEST).write_text(manifest.model_copy(update={"graph": ORACLE_GRAPH})
+        (out / MANIFEST).write_text(manifest.model_copy(update={"graph": ORACLE_GRAPH,
+                                                                  "explore": False})
                                     .model_dump_json(indent=2), encoding="utf-8")
         (out / RECORDS).write_text("".join(r.model_dump_json() + "\n" for r in records),
                                    encoding="utf-8")
@@ -203,7 +208,8 @@ def eval_report(
 
 
 def calibrate_command(
-    run: Annotated[Path, typer.Argument(help="An explore run on a calibration split.")],
+    run: Annotated[Path, typer.Argument(help="A run made with --explore on a calibration "
+                                              "split, of the graph to calibrate for.")],
     out: Annotated[Path, typer.Option(help="Policy file to write.")],
     mode: Annotated[str, typer.Option(help="utility (max expected utility) or risk "
                                            "(wrong-answer rate among answered <= alpha "
@@ -219,7 +225,8 @@ def calibrate_command(
     config: ConfigOpt = None,
 ) -> None:
     """Fit a policy (P(correct) maps and their fallbacks, success rates, search-first routing,
-    answer threshold) from an explore run made with the roles the settings name."""
+    answer threshold) from an explore run of any graph that uses the policy, made with the
+    roles the settings name; every policy tried is replayed through that graph."""
     from knowgate.composition import estimate_prices, policy_path
     from knowgate.errors import UserError
     from knowgate.evals.calibrate import calibrate, roles_changed
@@ -238,9 +245,9 @@ def calibrate_command(
             raise UserError(
                 f"{run} was made with other roles than the settings name ({'; '.join(changed)})"
                 ": a policy fitted on it would misjudge the roles you run. Make an explore run "
-                f"with these settings first: knowgate eval run --graph explore --dataset "
-                f"{manifest.dataset} --out NEW_RUN, then knowgate calibrate NEW_RUN "
-                "(--allow-other-roles fits this run anyway)")
+                f"with these settings first: knowgate eval run --graph {manifest.graph} "
+                f"--explore --dataset {manifest.dataset} --out NEW_RUN, then knowgate "
+                "calibrate NEW_RUN (--allow-other-roles fits this run anyway)")
         policy, report = calibrate(run, mode, Policy.load(base or policy_path(settings)),
                                    estimate_prices(settings),  # type: ignore[arg-type]
                                    alpha=alpha, delta=delta)

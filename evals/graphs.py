@@ -1,15 +1,14 @@
-"""Graphs that only make sense in an evaluation: the oracle and the exploration graph.
+"""The graph that only makes sense in an evaluation: the oracle.
 
 * ``oracle`` reads the question's class label (given by the runner in the run config, from the
   dataset record) and takes the cheapest path that can be right for that class: fast-known ->
   draft; searchable -> search and draft; slow-known -> the critic alone; unanswerable -> abstain.
   It is the ceiling the policy is measured against; the policy itself never sees labels.
-* ``explore`` runs every role on every question (closed-book draft, critic without evidence,
-  search, open-book draft, critic with evidence), so that its run log holds each kind of
-  candidate answer with the features the policy sees and whether it is right: what
-  ``knowgate calibrate`` fits a policy from.
 
-They live in their own registry, ``EVAL_GRAPHS``: the evaluation surfaces (``eval run``,
+Exploring is not a graph but a mode of any run (``knowgate eval run --graph G --explore``,
+``knowgate.evals.explore``); ``--graph explore`` is the triage graph explored.
+
+The oracle lives in its own registry, ``EVAL_GRAPHS``: the evaluation surfaces (``eval run``,
 ``graph show``/``graph list``, ``calibrate``) look names up with ``eval_graph_builder``, which
 also finds every registered graph; ``Knowgate.ask`` and the chat server never see them.
 """
@@ -23,18 +22,12 @@ from langgraph.graph import END, START
 
 from knowgate.errors import UserError
 from knowgate.graphs import nodes
-from knowgate.graphs.building import new_graph, pipeline_graph
+from knowgate.graphs.building import new_graph
 from knowgate.graphs.compose import PLUGIN_FAILURES, GraphBuilder, graph_names, require_graph
 from knowgate.graphs.state import Decision, TriageState
 
 ORACLE_ROUTES = {"fast-known": "draft", "searchable": "search", "slow-known": "refine",
                  "unanswerable": "abstain"}
-# Node name -> node function, in the order the exploration graph runs them.
-EXPLORE_STAGES = (
-    ("probe_query", nodes.probe), ("draft_closed", nodes.draft), ("probe_closed", nodes.probe),
-    ("refine_closed", nodes.refine), ("search", nodes.search), ("draft_open", nodes.draft),
-    ("probe_open", nodes.probe), ("refine_open", nodes.refine),
-)
 
 
 async def oracle_route(state: TriageState, config: RunnableConfig) -> dict[str, Any]:
@@ -67,13 +60,7 @@ def build_oracle_graph(checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer, name="oracle")
 
 
-def build_explore_graph(checkpointer: Any = None) -> Any:
-    """Every role in a fixed order (``EXPLORE_STAGES``), then answer-or-abstain."""
-    return pipeline_graph("explore", EXPLORE_STAGES, checkpointer)
-
-
-EVAL_GRAPHS: dict[str, GraphBuilder] = {"oracle": build_oracle_graph,
-                                         "explore": build_explore_graph}
+EVAL_GRAPHS: dict[str, GraphBuilder] = {"oracle": build_oracle_graph}
 
 
 def eval_graph_names() -> list[str]:

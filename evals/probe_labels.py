@@ -36,5 +36,5 @@ def labels_from_run(run: Path) -> list[ProbeRecord]:
             kind=record.kind))
     if not records:
         raise UserError(f"{run} (a run of {graph!r}) records no closed-book draft: label from "
-                        "a run of the 'explore' graph")
+                        "an explore run (knowgate eval run --explore ...)")
     return records

@@ -27,7 +27,7 @@ class _ShardWorker:
     """Holds the roles of one Ray worker process; runs shards on its own event loop."""
 
     def __init__(self, settings: dict[str, Any], cache_path: str, graph: str,
-                 concurrency: int, judge: str | None) -> None:
+                 concurrency: int, judge: str | None, explore: bool = False) -> None:
         from knowgate.evals.cache import ResponseCache
         from knowgate.evals.runner import build_run_context, make_grader
 
@@ -37,6 +37,7 @@ class _ShardWorker:
         self.grader = make_grader(self.settings, self.cache, judge)
         self.graph = graph
         self.concurrency = concurrency
+        self.explore = explore
 
     async def run(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records (as JSON dicts) of these items."""
@@ -44,7 +45,7 @@ class _ShardWorker:
 
         done: list[EvalRecord] = []
         await evaluate([EvalItem(**i) for i in items], self.graph, self.context,
-                       self.concurrency, done.append, self.grader)
+                       self.concurrency, done.append, self.grader, self.explore)
         return [r.model_dump(mode="json") for r in done]
 
 
@@ -62,7 +63,8 @@ def _import_ray() -> Any:
 
 async def run_on_ray(items: Sequence[EvalItem], graph: str, settings: Settings, cache_path: Path,
                concurrency: int, on_record: OnRecord, workers: int = 2,
-               shard_size: int | None = None, judge: str | None = None) -> None:
+               shard_size: int | None = None, judge: str | None = None,
+               explore: bool = False) -> None:
     """Run ``items`` on ``workers`` Ray actors, ``shard_size`` questions per task (by default
     enough shards for four per worker, at most 64 questions each); every record goes to
     ``on_record`` in the driver as its shard finishes."""
@@ -78,7 +80,7 @@ async def run_on_ray(items: Sequence[EvalItem], graph: str, settings: Settings, 
     try:
         actor = ray.remote(num_cpus=1)(_ShardWorker)
         pool = [actor.remote(settings.model_dump(mode="json"), str(cache_path), graph,
-                             concurrency, judge) for _ in range(workers)]
+                             concurrency, judge, explore) for _ in range(workers)]
         shards = [[i.model_dump(mode="json") for i in items[k:k + shard_size]]
                   for k in range(0, len(items), shard_size)]
         refs = [pool[n % workers].run.remote(shard) for n, shard in enumerate(shards)]

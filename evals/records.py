@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from knowgate.errors import UserError
+from knowgate.evals.tape import Tape
 from knowgate.graphs.state import Step
 
 RECORDS = "records.jsonl"
@@ -33,6 +34,8 @@ class CandidateRecord(BaseModel):
         p_correct: The running policy's P(correct) for it.
         searched: Searches done before it.
         cost_usd: What the step that produced it cost.
+        path: The actions up to the one that produced it (that one included).
+        spent_usd: What the question had cost by then (that step included).
         correct: Whether it is right (normalised exact match).
     """
 
@@ -45,6 +48,8 @@ class CandidateRecord(BaseModel):
     p_correct: float = 0.0
     searched: int = 0
     cost_usd: float = 0.0
+    path: list[str] = Field(default_factory=list)
+    spent_usd: float = 0.0
     correct: bool = False
 
 
@@ -69,6 +74,8 @@ class EvalRecord(BaseModel):
         latency_s: Wall-clock seconds of the question.
         error: What went wrong for ``error`` outcomes.
         failed_roles: The roles that failed (an outage), for ``error`` outcomes.
+        tape: In an explore run, every role call of the question's walk
+            (``knowgate.evals.tape``), what ``calibrate`` replays the graph over.
     """
 
     id: str
@@ -93,6 +100,7 @@ class EvalRecord(BaseModel):
     latency_s: float = 0.0
     error: str | None = None
     failed_roles: list[str] = Field(default_factory=list)
+    tape: Tape | None = None
 
     @property
     def wrong(self) -> bool:
@@ -127,6 +135,7 @@ class Manifest(BaseModel):
     settings: dict[str, Any]
     versions: dict[str, str]
     backend: str = "local"
+    explore: bool = False
     started: str
 
 

@@ -23,6 +23,8 @@ from knowgate.composition import policy_path as resolve_policy_path
 from knowgate.errors import UserError
 from knowgate.evals.cache import ResponseCache, with_cache
 from knowgate.evals.datasets import Dataset, EvalItem
+from knowgate.evals.explore import candidates_of
+from knowgate.evals.explore import explore as explore_walk
 from knowgate.evals.grading import ExactMatch, Grader
 from knowgate.evals.records import (
     MANIFEST,
@@ -35,6 +37,7 @@ from knowgate.evals.records import (
     read_manifest,
     read_records,
 )
+from knowgate.evals.tape import TAPED, Recorder, Tape
 from knowgate.graphs.direct import run_values
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy
@@ -42,6 +45,8 @@ from knowgate.graphs.state import TriageState
 from knowgate.settings import Settings
 
 OnRecord = Callable[[EvalRecord], None]
+# ``--graph explore``: the triage graph explored (what ``calibrate`` has always fitted on).
+EXPLORE_ALIAS = "explore"
 
 
 def default_cache_path(settings: Settings) -> Path:
@@ -71,7 +76,7 @@ def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[
     open_candidate = False
     seen = 0
     for state in snapshots:
-        for step in state.steps[seen:]:
+        for at, step in enumerate(state.steps[seen:], start=seen):
             if step.error:
                 continue
             if step.counts_as == "search":
@@ -86,7 +91,10 @@ def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[
             candidates.append({"source": step.proposes,
                                "answer": proposed.answer if proposed is not None else "",
                                "confidence": stated or 0.0, "searched": state.count("search"),
-                               "cost_usd": step.cost_usd})
+                               "cost_usd": step.cost_usd,
+                               "path": [s.action for s in state.steps[:at + 1]],
+                               "spent_usd": round(sum(s.cost_usd
+                                                      for s in state.steps[:at + 1]), 10)})
             open_candidate = True
         seen = len(state.steps)
         if not candidates and state.draft is None:
@@ -100,17 +108,28 @@ def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[
 
 
 async def evaluate_item(graph: Any, context: TriageContext, name: str, item: EvalItem,
-                        grader: Grader) -> EvalRecord:
+                        grader: Grader, explore: bool = False) -> EvalRecord:
     """Run one item through a compiled graph and grade it; failures, a role's included (the
     graph carries on without it, but the record then measures an outage), become ``error``
-    records."""
+    records. ``explore``: then walk every choice the graph lets the policy make
+    (``knowgate.evals.explore``); the record keeps the tape of role calls and the candidates
+    of every branch."""
     started = time.perf_counter()
     base = {"id": item.id, "question": item.question, "answers": item.answers, "kind": item.kind,
             "meta": item.meta, "graph": name}
     snapshots: list[TriageState] = []
+    recorder = None
+    if explore:
+        recorder = Recorder(Tape(roles=[r for r in TAPED if getattr(context, r) is not None],
+                                 evidence_passages=context.evidence_passages))
+        context = recorder.wrap(context)
+    config = {"configurable": {"kind": item.kind}}
+
+    def grade(answer: str) -> bool:
+        return grader.match(answer, item.answers)
+
     try:
         state = TriageState(question=item.question.strip())
-        config = {"configurable": {"kind": item.kind}}
         async for snapshot in run_values(graph, state, config=config, context=context):
             snapshots.append(TriageState.model_validate(snapshot))
     except Exception as exc:  # the edge of a batch: one question's failure is its record
@@ -119,13 +138,26 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
                           steps=steps, cost_usd=round(sum(s.cost_usd for s in steps), 10),
                           latency_s=round(time.perf_counter() - started, 6))
     final = snapshots[-1]
-    query, candidates = _observe(snapshots, context.policy,
-                                 lambda answer: grader.match(answer, item.answers))
+    query, candidates = _observe(snapshots, context.policy, grade)
+    if recorder is not None and final.outcome is not None and not final.failed:
+        try:
+            walk = await explore_walk(graph, context, item.question.strip(), config)
+        except Exception as exc:  # the walk's failure is this question's, as a run's is
+            return EvalRecord(**base, outcome="error", error=f"explore: {type(exc).__name__}: "
+                              f"{exc}", latency_s=round(time.perf_counter() - started, 6))
+        if walk.failed:
+            return EvalRecord(**base, outcome="error", failed_roles=walk.failed,
+                              error=f"role(s) failed while exploring: {', '.join(walk.failed)}",
+                              latency_s=round(time.perf_counter() - started, 6))
+        recorder.tape.policy_reads = walk.policy_reads
+        candidates = candidates_of([snapshots, *walk.runs],
+                                   lambda run: _observe(run, context.policy, grade)[1])
     common = {
         **base, "path": [s.action for s in final.steps], "steps": final.steps,
         "signals": final.signals.values, "query_features": query, "candidates": candidates,
         "cost_usd": round(sum(s.cost_usd for s in final.steps), 10),
         "searches": final.count("search"), "refines": final.count("refine"),
+        "tape": None if recorder is None else recorder.tape,
     }
     if final.outcome is None:
         return EvalRecord(**common, outcome="error", error="the graph ended without an outcome",
@@ -149,9 +181,10 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
 
 
 async def evaluate(items: Sequence[EvalItem], graph_name: str, context: TriageContext,
-                   concurrency: int, on_record: OnRecord, grader: Grader | None = None) -> None:
+                   concurrency: int, on_record: OnRecord, grader: Grader | None = None,
+                   explore: bool = False) -> None:
     """Every item through ``graph_name``, at most ``concurrency`` at a time; ``on_record`` gets
-    each record as soon as it is finished."""
+    each record as soon as it is finished (``explore``: see ``evaluate_item``)."""
     from knowgate.evals.graphs import compile_eval_graph
 
     if concurrency < 1:
@@ -162,7 +195,7 @@ async def evaluate(items: Sequence[EvalItem], graph_name: str, context: TriageCo
 
     async def one(item: EvalItem) -> None:
         async with gate:
-            record = await evaluate_item(graph, context, graph_name, item, grader)
+            record = await evaluate_item(graph, context, graph_name, item, grader, explore)
         on_record(record)
 
     await asyncio.gather(*(one(item) for item in items))
@@ -203,7 +236,7 @@ def redacted_settings(settings: Settings) -> dict[str, Any]:
 
 
 def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
-            backend: str = "local") -> list[EvalItem]:
+            backend: str = "local", explore: bool = False) -> list[EvalItem]:
     """Create or check the run folder; return the items still to do.
 
     A new folder gets a manifest. An existing one must hold a run of the same graph, dataset and
@@ -223,13 +256,17 @@ def prepare(out: Path, dataset: Dataset, graph: str, settings: Settings,
                         items=len(dataset.items), policy=str(policy_path),
                         policy_sha256=_sha256(Path(policy_path)),
                         settings=redacted_settings(settings), versions=_versions(),
-                        backend=backend, started=datetime.now(UTC).isoformat(timespec="seconds"))
+                        backend=backend, explore=explore,
+                        started=datetime.now(UTC).isoformat(timespec="seconds"))
     if (out / MANIFEST).is_file():
         old = read_manifest(out)
         for field in ("graph", "dataset_sha256", "policy_sha256"):
             if getattr(old, field) != getattr(manifest, field):
                 raise UserError(f"{out} holds a run with another {field.split('_')[0]} "
                                 f"({getattr(old, field)[:16]}); use a new --out")
+        if old.explore != explore:
+            raise UserError(f"{out} holds a run {'with' if old.explore else 'without'} "
+                            "--explore; use a new --out")
         for name in _RUN_SETTINGS:
             if name not in old.settings:  # a manifest older than the setting: its default ran
                 continue
@@ -280,12 +317,14 @@ async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, 
                    concurrency: int = 16, cache_path: Path | None = None,
                    context: TriageContext | None = None, judge: str | None = None,
                    backend: str = "local", workers: int = 2, on_record: OnRecord | None = None,
-                   on_start: Callable[[int, int], None] | None = None) -> RunStats:
+                   on_start: Callable[[int, int], None] | None = None,
+                   explore: bool = False) -> RunStats:
     """Run (or resume) ``graph`` over ``dataset`` into the folder ``out``.
 
     Args:
         dataset: What to run.
-        graph: A registered graph name (``oracle`` and ``explore`` included).
+        graph: A registered graph name (``oracle`` included); ``explore`` is the triage
+            graph with ``explore=True``.
         out: The run folder; an existing one is resumed.
         settings: Roles, prices and policy.
         concurrency: Questions in flight at once.
@@ -297,6 +336,8 @@ async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, 
         workers: Ray actors (``ray`` backend).
         on_record: Called with each record after it is written.
         on_start: Called with (total, skipped) before the first question runs.
+        explore: Walk every choice the graph lets the policy make and keep the tape of role
+            calls in each record, for ``knowgate calibrate`` (``knowgate.evals.explore``).
 
     Raises:
         UserError: Bad arguments, ``out`` holds another run, or another process is writing
@@ -307,19 +348,21 @@ async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, 
     if backend == "ray" and context is not None:
         raise UserError("prebuilt roles cannot travel to Ray workers; pass settings only")
     started = time.perf_counter()
+    if graph == EXPLORE_ALIAS:
+        graph, explore = "triage", True
     with RunLock(out):
         return await _run_locked(dataset, graph, out, settings, started, concurrency=concurrency,
                                  cache_path=cache_path, context=context, judge=judge,
                                  backend=backend, workers=workers, on_record=on_record,
-                                 on_start=on_start)
+                                 on_start=on_start, explore=explore)
 
 
 async def _run_locked(dataset: Dataset, graph: str, out: Path, settings: Settings,
                       started: float, *, concurrency: int, cache_path: Path | None,
                       context: TriageContext | None, judge: str | None, backend: str,
                       workers: int, on_record: OnRecord | None,
-                      on_start: Callable[[int, int], None] | None) -> RunStats:
-    todo = prepare(out, dataset, graph, settings, backend)
+                      on_start: Callable[[int, int], None] | None, explore: bool) -> RunStats:
+    todo = prepare(out, dataset, graph, settings, backend, explore)
     skipped = len(dataset.items) - len(todo)
     if on_start is not None:
         on_start(len(dataset.items), skipped)
@@ -337,11 +380,11 @@ async def _run_locked(dataset: Dataset, graph: str, out: Path, settings: Setting
             from knowgate.evals.ray_backend import run_on_ray
 
             await run_on_ray(todo, graph, settings, cache_path, concurrency, write, workers,
-                             judge=judge)
+                             judge=judge, explore=explore)
         elif todo:
             run_context = build_run_context(settings, cache, context)
             await evaluate(todo, graph, run_context, concurrency, write,
-                           make_grader(settings, cache, judge))
+                           make_grader(settings, cache, judge), explore)
     finally:
         log.close()
         cache.close()

@@ -236,16 +236,10 @@ class Policy(BaseModel):
             can_refine: Whether the graph has a critic.
         """
         left = self.budget_usd - state.spent_usd
-        failed = set(state.failed)
         searched, refined = state.count("search"), state.count("refine")
-        # A search is read by a draft: both must be possible and paid for.
-        search_ok = (can_search and "answerer" not in failed
-                     and self.allows(state, SEARCH, prices, extra_usd=prices.draft))
-        refine_ok = can_refine and self.allows(state, REFINE, prices)
-
+        first, search_ok, refine_ok = self._open(state, prices, can_search, can_refine)
         features = self.features(state)
-        if (state.draft is None and state.candidate is None and state.count("draft") == 0
-                and "answerer" not in failed):
+        if first:
             return self._first(features, prices, left, search_ok, refine_ok)
 
         p = self.p_correct(state, features)
@@ -272,6 +266,34 @@ class Policy(BaseModel):
         shown = ", ".join(f"{k} {v:+.5f}" for k, v in sorted(rounded.items(), key=lambda kv: -kv[1]))
         return Decision(action=action, p_correct=round(p, 6), values=rounded,
                         reason=f"P(correct)={p:.3f}; expected value: {shown}")
+
+    def options(self, state: TriageState, prices: Prices, can_search: bool = True,
+                can_refine: bool = True) -> list[str]:
+        """Every action ``decide`` may choose in ``state``, whatever the maps say: what an
+        explore run walks (``knowgate.evals.explore``), so that the replay of any policy with
+        these bounds and this budget finds each of its choices explored."""
+        first, search_ok, refine_ok = self._open(state, prices, can_search, can_refine)
+        if first:
+            if prices.draft > self.budget_usd - state.spent_usd:
+                return ["abstain"]
+            return ["draft", *(["search"] if search_ok else []),
+                    *(["refine"] if refine_ok else [])]
+        has_answer = state.candidate is not None and bool(state.candidate.answer.strip())
+        return [*(["answer"] if has_answer else []), "abstain",
+                *(["search"] if search_ok else []), *(["refine"] if refine_ok else [])]
+
+    def _open(self, state: TriageState, prices: Prices, can_search: bool, can_refine: bool
+              ) -> tuple[bool, bool, bool]:
+        """Whether this is the first decision (nothing drafted yet), and whether a search and
+        a critic round are possible and paid for."""
+        failed = set(state.failed)
+        # A search is read by a draft: both must be possible and paid for.
+        search_ok = (can_search and "answerer" not in failed
+                     and self.allows(state, SEARCH, prices, extra_usd=prices.draft))
+        refine_ok = can_refine and self.allows(state, REFINE, prices)
+        first = (state.draft is None and state.candidate is None and state.count("draft") == 0
+                 and "answerer" not in failed)
+        return first, search_ok, refine_ok
 
     def success_of(self, name: SuccessName, features: dict[str, float]) -> float:
         """Chance that the action ``name`` yields a trusted right answer: its success map's

@@ -98,7 +98,7 @@ def test_eval_only_graphs_are_neither_listed_nor_served(tmp_path: Path) -> None:
 
     # Registered for evaluations only, as a developer's graph may be.
     if "eval-only-echo" not in GRAPHS:
-        register_graph("eval-only-echo", EVAL_GRAPHS["explore"], served=False)
+        register_graph("eval-only-echo", EVAL_GRAPHS["oracle"], served=False)
     with serving(server_settings(tmp_path), triage_context()) as srv:
         listed = {m["id"] for m in httpx.get(srv.url + "/v1/models").json()["data"]}
         refused = {name: httpx.post(srv.url + "/v1/chat/completions", timeout=10, json={

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from knowgate.evals.metrics import summarize
-from knowgate.evals.oracle import measured_class, oracle_records
+from knowgate.evals.oracle import MEASURED_CLASSES, measured_class, oracle_records
 from knowgate.evals.records import read_records
 from knowgate.graphs.policy import Policy
+from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedSearcher
 from tests.test_eval_runs import context, run, synthetic
 
 
@@ -19,15 +22,20 @@ async def test_classes_are_measured_from_an_explore_run(tmp_path: Path) -> None:
     await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
     explored = {r.id: r for r in read_records(tmp_path / "explore")}
     truth = {i.id: i for i in items}
+    price = {"probe": 0.0, "draft": ScriptedAnswerer.price_usd,
+             "search": ScriptedSearcher.price_usd, "refine": ScriptedCritic.price_usd}
     for rid, record in explored.items():
-        search = next(s.cost_usd for s in record.steps if s.action == "search")
-        closed, critic_closed, opened, critic_open = record.candidates
-        right = sorted((cost, kind) for candidate, cost, kind in (
-            (closed, closed.cost_usd, "fast-known"),
-            (critic_closed, critic_closed.cost_usd, "slow-known"),
-            (opened, search + opened.cost_usd, "searchable"),
-            (critic_open, search + critic_open.cost_usd, "searchable")) if candidate.correct)
-        expected = right[0][1] if right else "unanswerable"
+        # Every branch's candidate, with what its path costs at the scripted prices.
+        assert {(c.source, c.searched > 0) for c in record.candidates} == {
+            ("closed_book", False), ("critic", False), ("open_book", True), ("critic", True)}
+        right = []
+        for c in record.candidates:
+            assert c.spent_usd == pytest.approx(sum(price[a] for a in c.path)), c.path
+            kind = ("searchable" if "search" in c.path else
+                    "slow-known" if c.source == "critic" else "fast-known")
+            if c.correct:
+                right.append((c.spent_usd, MEASURED_CLASSES.index(kind), kind))
+        expected = min(right)[2] if right else "unanswerable"
         assert measured_class(record) == expected, (rid, truth[rid].kind)
     # The scripts make constructed and measured classes agree except where noise flips them.
     agree = sum(measured_class(r) == truth[r.id].kind for r in explored.values())
@@ -35,10 +43,10 @@ async def test_classes_are_measured_from_an_explore_run(tmp_path: Path) -> None:
 
     oracle = oracle_records(list(explored.values()))
     assert all(r.correct for r in oracle if r.outcome == "answered")
-    for record, best in zip(explored.values(), oracle, strict=True):
-        if best.outcome == "answered":  # it pays the recorded price of its path, no more
-            paid = [s.cost_usd for s in record.steps if s.action in best.path]
-            assert best.cost_usd <= sum(paid) + 1e-12
+    for best in oracle:
+        if best.outcome == "answered":  # it pays the price of its path, no more
+            assert best.cost_usd == pytest.approx(sum(price[a] for a in best.path[:-1]))
+            assert best.path[-1] == "answer" and best.path[0] == "probe"
         else:
             assert best.kind == "unanswerable" and best.cost_usd == 0.0
     policy = Policy.load()
@@ -63,7 +71,7 @@ async def test_the_oracle_is_a_run_folder_the_cli_reads(tmp_path: Path) -> None:
     assert json.loads(summary.stdout)["wrong_rate_answered"] == 0.0
     refused = cli.invoke(app, ["eval", "oracle", str(tmp_path / "oracle"),
                                "--out", str(tmp_path / "again")])
-    assert refused.exit_code == 2 and "not of 'explore'" in refused.output
+    assert refused.exit_code == 2 and "without --explore" in refused.output
 
 
 def test_a_seeded_sample_is_the_same_for_every_graph(tmp_path: Path) -> None:
@@ -95,8 +103,8 @@ async def test_probe_labels_come_from_an_explore_run_without_a_model_call(tmp_pa
     explored = read_records(tmp_path / "explore")
     assert set(labels) == {r.id for r in explored}
     for record in explored:
-        closed = record.candidates[0]
-        assert closed.source == "closed_book"
+        closed = next(c for c in record.candidates
+                      if c.source == "closed_book" and c.searched == 0)
         assert (labels[record.id].answer, labels[record.id].correct) == (closed.answer,
                                                                          closed.correct)
     oracle = cli.invoke(app, ["eval", "oracle", str(tmp_path / "explore"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ from typer.testing import CliRunner
 from knowgate import load_settings
 from knowgate.cli import app
 from knowgate.errors import UserError
-from knowgate.evals.calibrate import Explored, calibrate, replay, replay_all, threshold_of
+from knowgate.evals.calibrate import calibrate, replay_all, threshold_of
 from knowgate.evals.datasets import EvalItem, load_dataset
+from knowgate.evals.explore import End, ExploredQuestion, Point, bounds, replay_trees
+from knowgate.evals.graphs import compile_eval_graph
 from knowgate.evals.metrics import summarize
-from knowgate.evals.records import EvalRecord, read_records
+from knowgate.evals.records import CandidateRecord, EvalRecord, read_manifest, read_records
 from knowgate.evals.runner import run_eval
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import LogisticMap, Policy, Prices, logit
@@ -256,40 +259,55 @@ async def test_calibrate_fits_the_base_features_and_its_replay_is_the_triage_gra
         assert set(maps) == set(old_maps)
         for name, old in old_maps.items():
             assert maps[name].weights and set(maps[name].weights) <= set(old.weights)
+    # Every closed-book draft the walk reached is fitted on: one per question, and those
+    # drafted after the critic abstained first.
+    closed = [c for r in read_records(tmp_path / "explore") for c in r.candidates
+              if c.source == "closed_book"]
+    assert len({c.path[-1] for c in closed}) == 1 and len(closed) >= 120
     if trained:
         assert policy.maps["closed_book"].weights["probe_score"] > 0  # the new signal is fitted
-        assert report["fitted_on"]["closed_book"] == 120
+        assert report["fitted_on"]["closed_book"] == len(closed)
     else:
         # Without the trained probes' signals only the fallback maps can be fitted.
         assert report["fitted_on"]["closed_book"] == 0
         assert policy.maps["closed_book"] == base.maps["closed_book"]
-        assert report["fallbacks_fitted_on"]["closed_book"] == 120
+        assert report["fallbacks_fitted_on"]["closed_book"] == len(closed)
         assert policy.fallback_maps["closed_book"] != base.fallback_maps["closed_book"]
     # The replay that calibration optimises is what the triage graph does, question by question,
     # with the fitted policy and with the shipped one (which searches first below 0.69).
     first_moves = set()
     for i, tried in enumerate((policy, Policy.load())):
-        records = await triage_equals_replay(items, scripts, tried, tmp_path / f"triage{i}",
+        records = await graph_equals_replay(items, scripts, tried, tmp_path / f"triage{i}",
                                              tmp_path)
         first_moves |= {r.path[1] for r in records}
     assert first_moves == {"search", "draft"}  # search-first routing was replayed too
 
 
-async def triage_equals_replay(items: list[EvalItem], scripts: dict[str, Any], policy: Policy,
-                               out: Path, tmp_path: Path) -> list[EvalRecord]:
-    """Run the triage graph with ``policy`` and check each record against the replay of the
-    explore run in ``tmp_path / "explore"``; returns the records."""
-    explored = {r.id: Explored.of(r) for r in read_records(tmp_path / "explore")}
-    await run(items, "triage", out, context(scripts, policy), tmp_path,
+async def explored_questions(run_dir: Path, policy: Policy) -> list[ExploredQuestion]:
+    """The explore run's walks rebuilt over its tapes, as ``calibrate`` replays them."""
+    records = [r for r in read_records(run_dir) if r.outcome != "error"]
+    graph = compile_eval_graph(read_manifest(run_dir).graph)
+    return await replay_trees(graph, records, policy, PRICES)
+
+
+async def graph_equals_replay(items: list[EvalItem], scripts: dict[str, Any], policy: Policy,
+                              out: Path, tmp_path: Path, graph: str = "triage",
+                              make_context: Callable[..., TriageContext] = context
+                              ) -> list[EvalRecord]:
+    """Run ``graph`` with ``policy`` (roles from ``make_context(scripts, policy)``, fresh) and
+    check each record against the replay of the explore run in ``tmp_path / "explore"``;
+    returns the records."""
+    explored = {e.record.id: e for e in await explored_questions(tmp_path / "explore", policy)}
+    await run(items, graph, out, make_context(scripts, policy), tmp_path,
               settings=load_settings(data_dir=tmp_path / "data", policy=None))
     records = read_records(out)
+    assert len(records) == len(explored) == len(items)
     for record in records:
-        replayed = replay(policy, PRICES, explored[record.id])
+        replayed = explored[record.id].replay(policy, PRICES)
         assert replayed.answered == (record.outcome == "answered"), record.path
         assert replayed.correct == record.right, record.path
         assert replayed.cost_usd == pytest.approx(record.cost_usd), record.path
-        paid = [a for a in record.path if a in ("search", "draft", "refine")]
-        assert [a for a in replayed.path if a != "probe"] == paid, record.path
+        assert list(replayed.path) == record.path
     return records
 
 
@@ -302,7 +320,7 @@ async def test_the_critics_own_signal_sends_questions_to_the_critic_first(
     assert set(policy.success_maps) == {"refine_unsearched", "refine_searched"}
     assert policy.success_maps["refine_unsearched"].weights["critic_query_top_prob"] > 0
     assert "critic_query_top_prob" in report["success_features"]["refine_unsearched"]
-    records = await triage_equals_replay(items, scripts, policy, tmp_path / "triage", tmp_path)
+    records = await graph_equals_replay(items, scripts, policy, tmp_path / "triage", tmp_path)
     first = {kind: [r.path[1] for r in records if r.kind == kind] for kind in KINDS}
     # The critic knows the slow-known questions: they skip the draft and the search ...
     assert first["slow-known"].count("refine") >= 0.9 * len(first["slow-known"])
@@ -334,17 +352,17 @@ async def test_search_first_is_chosen_by_replayed_utility_within_the_guard(
     policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
     first = policy.search_first_below
     assert first is not None and report["search_first"]["routed"] > 0
-    explored = [Explored.of(r) for r in read_records(tmp_path / "explore")]
+    explored = await explored_questions(tmp_path / "explore", policy)
     never = policy.model_copy(update={"search_first_below": None})
     # Routing pays on the calibration questions ...
     assert replay_all(policy, PRICES, explored)["utility"] > \
         replay_all(never, PRICES, explored)["utility"]
     # ... and sends at most 1% of those answered right without help to search first.
-    def routed(e: Explored) -> bool:
+    def routed(e: ExploredQuestion) -> bool:
         p = policy.query_probability(e.query)
         return p is not None and p < first
 
-    right = [e for e in explored if replay(never, PRICES, e).right_without_help]
+    right = [e for e in explored if e.replay(never, PRICES).right_without_help]
     assert sum(routed(e) for e in right) <= 0.01 * len(right)
     # The same holds for a prober without trained probes (the query map's fallback).
     bare = [policy.query_probability({k: v for k, v in e.query.items()
@@ -353,7 +371,7 @@ async def test_search_first_is_chosen_by_replayed_utility_within_the_guard(
     assert sum(p < first for p in bare if p is not None) <= 0.01 * len(right)
     # Questions the routing sends to search really search before any draft.
     low = [e for e in explored if routed(e)]
-    assert low and all(replay(policy, PRICES, e).path[:2] == ("probe", "search") for e in low)
+    assert low and all(e.replay(policy, PRICES).path[:2] == ("probe", "search") for e in low)
 
 
 async def test_risk_mode_certifies_alpha_or_says_it_cannot(tmp_path: Path) -> None:
@@ -376,18 +394,30 @@ def test_risk_mode_skips_thresholds_too_strict_to_be_certified() -> None:
     answer too few questions to be certified whatever their answers, so Learn-then-Test skips
     them (they can make no false rejection) instead of stopping there."""
     from knowgate.evals.calibrate import learn_then_test
-    from knowgate.evals.records import CandidateRecord
+    from knowgate.graphs.state import Candidate, Step, TriageState
+    from knowgate.roles import Draft
 
-    def explored(confidence: float, correct: bool) -> Explored:
-        draft = CandidateRecord(source="closed_book", answer="A", confidence=confidence,
-                                features={"draft_logit": logit(confidence)}, correct=correct)
-        return Explored(query={}, closed=draft, critic_closed=None, opened=None,
-                        critic_open=None, search_usd=0.0)
-
-    cases = [explored(0.995, i != 0) for i in range(3)] + [explored(0.9, True)] * 60
     policy = Policy(maps={"query": LogisticMap(), "closed_book": LogisticMap(
         weights={"draft_logit": 1.0}), "open_book": LogisticMap(), "critic": LogisticMap()},
         max_searches=0, max_refines=0)
+
+    def explored(confidence: float, correct: bool) -> ExploredQuestion:
+        """A fast-only question: one draft, then answer or abstain."""
+        draft = CandidateRecord(source="closed_book", answer="A", confidence=confidence,
+                                features={"draft_logit": logit(confidence)}, correct=correct,
+                                path=["draft"])
+        record = EvalRecord(id="q", question="Q?", answers=["A"], graph="fast", outcome="error",
+                            candidates=[draft])
+        state = TriageState(question="Q?", draft=Draft(answer="A", confidence=confidence,
+                                                       label="sure"),
+                            candidate=Candidate(answer="A", source="closed_book"),
+                            steps=[Step(action="draft", reason="closed book")])
+        tree = {(): Point(state, False, False, ("answer", "abstain")),
+                ("answer",): End("answered", "A", 0.0, ("draft", "answer")),
+                ("abstain",): End("abstained", "", 0.0, ("draft", "abstain"))}
+        return ExploredQuestion(record, tree, bounds(policy))
+
+    cases = [explored(0.995, i != 0) for i in range(3)] + [explored(0.9, True)] * 60
     chosen, stats = learn_then_test(policy, PRICES, cases, policy, alpha=0.1, delta=0.1)
     assert stats["answered"] == 63 and stats["wrong"] == 1 and stats["p_value"] <= 0.1
     assert stats["threshold"] < 0.9
@@ -411,7 +441,7 @@ async def test_calibrate_and_summary_through_the_cli(tmp_path: Path) -> None:
     assert refused.exit_code == 2
     said = " ".join(refused.output.split())
     assert "critic: 'litellm:local/slow' in the run, 'off' now" in said
-    assert "knowgate eval run --graph explore --dataset toy --out NEW_RUN" in said
+    assert "knowgate eval run --graph triage --explore --dataset toy --out NEW_RUN" in said
     assert not (tmp_path / "q.json").exists()
     forced = runner.invoke(app, ["calibrate", str(tmp_path / "explore"), "--out",
                                  str(tmp_path / "q.json"), "--config", str(other),
@@ -421,7 +451,7 @@ async def test_calibrate_and_summary_through_the_cli(tmp_path: Path) -> None:
                                   "--alpha", "0.05"])
     assert summary.exit_code == 0, summary.output
     data = json.loads(summary.stdout)
-    assert data["graph"] == "explore" and data["n"] == 60 and "guarantee" in data
+    assert data["graph"] == "triage" and data["n"] == 60 and "guarantee" in data
     assert set(data["by_class"]) == set(KINDS)
     table = runner.invoke(app, ["eval", "summary", str(tmp_path / "explore")])
     assert table.exit_code == 0 and "wrong_rate_answered" in table.stdout

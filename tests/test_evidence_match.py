@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from knowgate import Knowgate, load_settings
-from knowgate.evals.graphs import compile_eval_graph
+from knowgate.graphs import nodes
+from knowgate.graphs.building import pipeline_graph
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import Policy, Prices
 from knowgate.roles import Passage
@@ -114,8 +115,11 @@ async def test_the_critics_answer_is_matched_against_the_evidence_too(
         policy=Policy.load(), matcher=matcher.__call__,
         prices=Prices(draft=0.000003, search=0.00003, refine=0.0003),
     )
-    # explore: every role on the question, the critic after a search last
-    explore = ComposedGraph("explore", compile_eval_graph("explore"), context)
+    # Search, read, then the critic reading the same evidence.
+    checked = pipeline_graph("search-read-check", [("search", nodes.search),
+                                                   ("draft", nodes.draft),
+                                                   ("refine", nodes.refine)])
+    explore = ComposedGraph("search-read-check", checked, context)
     for question, low in ((echoed, True), (read, False)):
         result = await explore.run(question)
         refine = [s for s in result.steps if s.action == "refine"][-1]

@@ -139,6 +139,19 @@ def test_an_installed_graph_plugin_reaches_the_cli_and_a_broken_one_is_named(
     assert evaluated.returncode == 0, evaluated.stderr
     records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
     assert [r["steps"][0]["cost_usd"] for r in records] == [0.002, 0.002]
+    # Explored and calibrated for the plugin's graph: calibrate replays that graph.
+    explored = tmp_path / "run-explore"
+    evaluated = _knowgate(env, "eval", "run", "--dataset", str(dataset), "--graph",
+                          "read-and-check", "--explore", "--world", "lab", "--out",
+                          str(explored), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    records = [json.loads(line) for line in (explored / "records.jsonl").read_text().splitlines()]
+    assert all(r["tape"]["calls"] and r["graph"] == "read-and-check" for r in records)
+    fitted = _knowgate(env, "calibrate", str(explored), "--world", "lab", "--out",
+                       str(tmp_path / "policy.json"), cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    report = json.loads(fitted.stdout[:fitted.stdout.rindex("}") + 1])
+    assert report["graph"] == "read-and-check" and report["calibration"]["n"] == 2
 
     roles = _knowgate(env, "role", "list", "--json", cwd=tmp_path)
     assert roles.returncode == 0, roles.stderr
