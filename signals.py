@@ -16,6 +16,7 @@ the trace page) and ``knowgate signal list``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -100,6 +101,12 @@ def _stock() -> list[SignalSpec]:
     ]
 
 
+# Signal names a registry remembers having checked; past that each new name is checked (and
+# warned about) every time, rather than remembered without bound.
+MAX_CHECKED = 10_000
+_log = logging.getLogger("knowgate.signals")
+
+
 class SignalRegistry:
     """Signals by name: the stock ones, trained probes' as they load, and installed packages'
     ``knowgate.signals`` entry points (loaded once, on first use)."""
@@ -108,6 +115,7 @@ class SignalRegistry:
         self._specs: dict[str, SignalSpec] = {}
         self.failures: dict[str, PluginFailure] = {}
         self._loaded = False
+        self._checked: set[str] = set()  # names already checked (bounded: MAX_CHECKED)
         for spec in specs:
             self.declare(spec)
 
@@ -177,6 +185,22 @@ class SignalRegistry:
         """The declared scale of ``name`` (``raw`` for an undeclared signal)."""
         spec = self.get(name)
         return spec.scale if spec is not None else "raw"
+
+    def check(self, names: Iterable[str]) -> list[str]:
+        """The names among ``names``, not seen here before, that nothing declares; each is
+        logged as a warning (``knowgate.signals``), once: calibrate will not try it in any map,
+        and traces and reports cannot say what it is."""
+        undeclared = []
+        for name in names:
+            if name in self._checked:
+                continue
+            if self.get(name) is None:
+                undeclared.append(name)
+                _log.warning("signal %r is not declared (knowgate.signals): calibrate will not "
+                             "try it, and traces and reports cannot say what it is", name)
+            if len(self._checked) < MAX_CHECKED:
+                self._checked.add(name)
+        return undeclared
 
     def note(self, name: str) -> str | None:
         """One line on ``name`` for a trace: stage, scale, producer and meaning."""

@@ -403,8 +403,10 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
         raise UserError("alpha and delta must lie strictly between 0 and 1")
     manifest = read_manifest(run)
     if not manifest.explore:
+        # A run of the old 'explore' pipeline graph kept no tape: the triage graph is explored.
+        graph = "triage" if manifest.graph == "explore" else manifest.graph
         raise UserError(f"{run} is not an explore run: calibrate on a run made with --explore "
-                        f"(knowgate eval run --graph {manifest.graph} --explore ...)")
+                        f"(knowgate eval run --graph {graph} --explore ...)")
     records = [r for r in read_records(run) if r.outcome != "error"]
     candidates = [c for r in records for c in r.candidates]
     if not candidates:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from knowgate.errors import UserError
 from knowgate.evals.tape import Tape
 from knowgate.graphs.state import Step
+from knowgate.signals import SignalSpec
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
@@ -124,7 +125,12 @@ class EvalRecord(BaseModel):
 
 
 class Manifest(BaseModel):
-    """What a run is: enough to check that a resume continues the same run, and to report it."""
+    """What a run is: enough to check that a resume continues the same run, and to report it.
+
+    ``signals`` holds the declaration of every signal known when the run last stopped
+    (``knowgate.signals``, trained probes' and plugins' included), so a report made where a
+    plugin is not installed still says what its signals are.
+    """
 
     graph: str
     dataset: str
@@ -137,6 +143,7 @@ class Manifest(BaseModel):
     backend: str = "local"
     explore: bool = False
     started: str
+    signals: list[SignalSpec] = Field(default_factory=list)
 
 
 def read_records(out: Path, repair: bool = False) -> list[EvalRecord]:

@@ -107,9 +107,11 @@ def render_report(runs: Sequence[tuple[Path, Manifest, list[EvalRecord]]], polic
             ["class", *cols], [[kind, *(row[c] for c in cols)]
                                for kind, row in s["by_class"].items()]))
     signals = []
-    for label, s in rows:
-        # What each recorded signal is, from its declaration (knowgate.signals).
-        specs = {name: SIGNALS.get(name) for name in s["auroc"]}
+    for (label, s), (_, manifest, _) in zip(rows, runs, strict=True):
+        # What each recorded signal is: its declaration when the run was made (the manifest),
+        # else this process's (knowgate.signals).
+        declared = {spec.name: spec for spec in manifest.signals}
+        specs = {name: declared.get(name) or SIGNALS.get(name) for name in s["auroc"]}
         signals.append(f"<h3>{html.escape(label)}</h3>" + _table(
             ["signal", "AUROC", "stage", "scale", "producer", "meaning"],
             [[name, auroc, *((spec.stage, spec.scale, spec.producer, spec.meaning)

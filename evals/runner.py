@@ -313,6 +313,16 @@ def build_run_context(settings: Settings, cache: ResponseCache,
     return with_cache(Knowgate(settings, context=context).context, cache)
 
 
+def _record_declarations(out: Path) -> None:
+    """Write every signal declared by now into the manifest (atomically)."""
+    from knowgate.signals import SIGNALS
+
+    manifest = read_manifest(out).model_copy(update={"signals": SIGNALS.all()})
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    tmp.replace(out / MANIFEST)
+
+
 async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, *,
                    concurrency: int = 16, cache_path: Path | None = None,
                    context: TriageContext | None = None, judge: str | None = None,
@@ -388,6 +398,7 @@ async def _run_locked(dataset: Dataset, graph: str, out: Path, settings: Setting
     finally:
         log.close()
         cache.close()
+        _record_declarations(out)
     return RunStats(total=len(dataset.items), skipped=skipped, done=len(todo),
                     seconds=time.perf_counter() - started, cache_hits=cache.hits,
                     cache_misses=cache.misses)

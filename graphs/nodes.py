@@ -33,6 +33,7 @@ from knowgate.roles import (
     Signals,
     Verdict,
 )
+from knowgate.signals import SIGNALS
 
 _Result = TypeVar("_Result")
 
@@ -117,7 +118,9 @@ def failure_update(state: TriageState, kind: NodeKind, error: RoleError,
 
 
 def merge_signals(state: TriageState, **values: float) -> Signals:
-    """The state's signals with ``values`` added (a name given again replaces its value)."""
+    """The state's signals with ``values`` added (a name given again replaces its value); a
+    name no declaration holds is warned about once (``SignalRegistry.check``)."""
+    SIGNALS.check(values)
     return Signals(values={**state.signals.values, **values})
 
 

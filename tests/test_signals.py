@@ -82,3 +82,32 @@ def _config(tmp_path: Path, policy: Path) -> Path:
     config = tmp_path / "knowgate.toml"
     config.write_text(f"policy = {json.dumps(str(policy))}\n")
     return config
+
+
+async def test_an_undeclared_signal_is_warned_once_and_a_run_keeps_the_declarations(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from knowgate.evals.records import read_manifest, read_records
+    from knowgate.evals.report import render_report
+
+    name = "mystery_score_of_this_test"
+    items, scripts = synthetic(40, seed=1)
+    for i, values in enumerate(scripts["signals"].values()):
+        values[name] = values["probe_score"] + 0.01 * i
+    with caplog.at_level("WARNING", logger="knowgate.signals"):
+        # probe-gated probes every question and always answers: right and wrong answers.
+        await run(items, "probe-gated", tmp_path / "run", context(scripts), tmp_path)
+    warned = [r for r in caplog.records if name in r.getMessage()]
+    assert len(warned) == 1 and "not declared" in warned[0].getMessage()
+    manifest = read_manifest(tmp_path / "run")
+    kept = {spec.name: spec for spec in manifest.signals}
+    assert kept["query_top_prob"] == SIGNALS.get("query_top_prob") and name not in kept
+    # A report reads the declarations the run was made with: a plugin's signal is described
+    # where the plugin is not installed.
+    records = read_records(tmp_path / "run")
+    bare = render_report([(tmp_path / "run", manifest, records)], Policy.load())
+    plugin = SignalSpec(name=name, stage="question", producer="a plugin not installed here",
+                        meaning="what the plugin's run declared")
+    declared = manifest.model_copy(update={"signals": [*manifest.signals, plugin]})
+    page = render_report([(tmp_path / "run", declared, records)], Policy.load())
+    assert "what the plugin&#x27;s run declared" in page
+    assert f"<td>{name}</td>" in bare and "what the plugin" not in bare
