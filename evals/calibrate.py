@@ -181,6 +181,11 @@ def fit_cases(cases: Sequence[tuple[dict[str, float], bool]], names: list[str],
                        scales={n: base.scales[n] for n in chosen if n in base.scales}), len(rows)
 
 
+def _search_first_draft(e: ExploredQuestion) -> CandidateRecord | None:
+    """The open-book draft of a search made before any draft (else any open-book draft)."""
+    return e.candidate("open_book", True, drafted=False) or e.candidate("open_book", True)
+
+
 def success_cases(policy: Policy, explored: Sequence[ExploredQuestion]
                   ) -> dict[SuccessName, list[tuple[dict[str, float], bool]]]:
     """For each action whose success the policy weighs: the features it is decided on and
@@ -192,8 +197,7 @@ def success_cases(policy: Policy, explored: Sequence[ExploredQuestion]
     def good(c: CandidateRecord | None) -> bool:
         return c is not None and c.correct and _p(policy, c) >= t
 
-    rows = [(e, e.candidate("closed_book", False), e.candidate("open_book", True))
-            for e in explored]
+    rows = [(e, e.candidate("closed_book", False), _search_first_draft(e)) for e in explored]
     untrusted = [(e, opened) for e, closed, opened in rows
                  if closed is not None and _p(policy, closed) < t]
     after_search = [(e, opened) for e, opened in untrusted
@@ -230,7 +234,7 @@ def success_terms(policy: Policy, explored: Sequence[ExploredQuestion], base: Po
     if old is not None:
         interim = policy.model_copy(update=update)
         skipped = {id(opened.features) for e in explored
-                   if (opened := e.candidate("open_book", True)) is not None
+                   if (opened := _search_first_draft(e)) is not None
                    and first_move(e.replay(interim, prices)) == "refine"}
         reached = [(f, ok) for f, ok in cases["refine_searched"] if id(f) not in skipped]
         update["success_maps"] = {**maps, "refine_searched": fit_cases(reached, list(old.weights),
