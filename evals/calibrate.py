@@ -407,8 +407,10 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
         raise UserError("alpha and delta must lie strictly between 0 and 1")
     manifest = read_manifest(run)
     if not manifest.explore:
+        from knowgate.evals.runner import EXPLORE_ALIAS
+
         # A run of the old 'explore' pipeline graph kept no tape: the triage graph is explored.
-        graph = "triage" if manifest.graph == "explore" else manifest.graph
+        graph = "triage" if manifest.graph == EXPLORE_ALIAS else manifest.graph
         raise UserError(f"{run} is not an explore run: calibrate on a run made with --explore "
                         f"(knowgate eval run --graph {graph} --explore ...)")
     records = [r for r in read_records(run) if r.outcome != "error"]

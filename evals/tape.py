@@ -86,7 +86,7 @@ def call_key(role: str, *args: Any, **kwargs: Any) -> str:
         if sampling != GREEDY:
             data["sampling"] = sampling.model_dump(mode="json")
     elif role == "prober":
-        question, answer = (list(args) + [kwargs.get("answer")])[:2]
+        question, answer = _prober_args(*args, **kwargs)
         data = {"question": question, "answer": answer}
     elif role == "searcher":
         data = {"query": args[0] if args else kwargs["query"]}
@@ -103,10 +103,16 @@ def call_key(role: str, *args: Any, **kwargs: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+# The arguments of each role's call as its protocol (``knowgate.roles``) names them, however the
+# node passed them.
 def _answerer_args(question: str, evidence: Sequence[Passage] = (),
                    history: Sequence[Turn] = (), sampling: Sampling = GREEDY
                    ) -> tuple[str, Sequence[Passage], Sequence[Turn], Sampling]:
     return question, evidence, history, sampling
+
+
+def _prober_args(question: str, answer: str | None = None) -> tuple[str, str | None]:
+    return question, answer
 
 
 def _critic_args(question: str, draft: Draft | None, signals: Signals,
