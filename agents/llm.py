@@ -9,7 +9,14 @@ top: the text, the token logprobs, usage and cost of one call, and one typed err
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
+import hashlib
+import json
+import logging
 import math
+import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +34,8 @@ from knowgate.roles import RoleError, TokenLogprob, Usage
 from knowgate.settings import Settings
 
 Format = Literal["json", "logprobs"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,32 +78,88 @@ def bill(completions: Sequence[Completion]) -> tuple[Usage, float]:
 def build_router(settings: Settings, models: Sequence[str]) -> Any:
     """A litellm ``Router`` with one deployment per model of ``models`` and of the settings'
     ``fallbacks``, whose ``model_name`` is the model id itself, so callers keep using ordinary
-    litellm ids; timeouts, retries and ``litellm_params`` come from the settings.
+    litellm ids; timeouts, retries and ``litellm_params`` come from the settings. Prices among
+    the ``litellm_params`` (``input_cost_per_token`` ...) go into litellm's cost map once.
+
+    One configuration gets one Router per process, shared by every caller: each Router hooks
+    its usage callbacks into litellm's process-wide callback lists, so every call would run the
+    callbacks of every Router ever built with it (a fresh Router per ``Knowgate`` made a call
+    cost about 1 ms more for each one built before).
     """
     litellm = import_litellm()
     names = list(models)
     for source, targets in settings.fallbacks.items():
         names += [source, *targets]
-    model_list = [
-        {
-            "model_name": name,
-            "litellm_params": {"model": name, "timeout": settings.llm_timeout_s,
-                               **settings.litellm_params.get(name, {})},
-        }
-        for name in dict.fromkeys(names)
-    ]
     try:
-        return litellm.Router(
-            model_list=model_list,
-            num_retries=settings.llm_retries,
-            timeout=settings.llm_timeout_s,
-            fallbacks=[{source: list(targets)} for source, targets in settings.fallbacks.items()],
+        model_list = []
+        for name in dict.fromkeys(names):
+            params = dict(settings.litellm_params.get(name, {}))
+            _register_prices(name, {key: params.pop(key) for key in list(params)
+                                    if key in _price_fields()})
+            model_list.append({"model_name": name,
+                               "litellm_params": {"model": name,
+                                                  "timeout": settings.llm_timeout_s, **params}})
+        config = {
+            "model_list": model_list,
+            "num_retries": settings.llm_retries,
+            "timeout": settings.llm_timeout_s,
+            "fallbacks": [{source: list(targets)}
+                          for source, targets in settings.fallbacks.items()],
+        }
+        key = _config_key(config)
+        if key not in _ROUTERS:
             # One deployment per name: cooling it down after a failure would only turn a
             # transient error into "no deployments available" for every request that follows.
-            disable_cooldowns=True,
-        )
+            _ROUTERS[key] = litellm.Router(**copy.deepcopy(config), disable_cooldowns=True)
+        return _ROUTERS[key]
     except Exception as exc:  # litellm rejects model ids it cannot route
         raise UserError(f"cannot build the model router: {_first_line(exc)}") from exc
+
+
+_ROUTERS: dict[str, Any] = {}  # configuration key -> its Router, shared within the process
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    """A Router configuration as canonical JSON, with the environment variables its
+    ``os.environ/NAME`` values name (the Router reads them when built) hashed in."""
+    text = json.dumps(config, sort_keys=True, default=repr)
+    named = sorted(set(re.findall(r'"os\.environ/([^"]+)"', text)))
+    environ = hashlib.sha256(json.dumps([os.environ.get(n) for n in named]).encode())
+    return f"{text}|{environ.hexdigest()}"
+
+
+@functools.cache
+def _price_fields() -> frozenset[str]:
+    from litellm.types.router import CustomPricingLiteLLMParams
+
+    return frozenset(CustomPricingLiteLLMParams.model_fields)
+
+
+_REGISTERED: dict[str, dict[str, Any]] = {}  # model id -> the prices registered for it
+
+
+def _register_prices(model: str, prices: dict[str, Any]) -> None:
+    """Enter a model's prices from ``litellm_params`` into litellm's cost map, once.
+
+    Left in a deployment's ``litellm_params``, prices make litellm re-register the model on
+    every call, which empties its model-info caches and rebuilds its cost-map index: about 3 ms
+    of CPU a call, half of what a call costs. Registered once, cost is looked up as for a model
+    in litellm's own map. The map is process-wide in litellm; two settings that price one model
+    id differently leave the later prices in force, so that is warned of.
+    """
+    if not prices or _REGISTERED.get(model) == prices:
+        return
+    litellm = import_litellm()
+    if model in _REGISTERED:
+        _log.warning("model %s is priced differently by two settings in one process; litellm "
+                     "keeps one price table per process, so the later prices apply", model)
+    _, provider, _, _ = litellm.get_llm_provider(model)
+    # Hosted models priced by the user have no prompt cache prices; saying so keeps litellm
+    # from warning on every registration.
+    litellm.register_model({model: {"cache_creation_input_token_cost": 0.0,
+                                    "cache_read_input_token_cost": 0.0, **prices,
+                                    "litellm_provider": provider, "mode": "chat"}})
+    _REGISTERED[model] = prices
 
 
 class Deadline:

@@ -494,3 +494,50 @@ async def test_example_config_answers_once_pointed_at_a_server(
     assert result.path == ["draft", "answer"]  # a sure draft needs no search and no critic
     assert result.cost_usd > 0
     assert_ledger_adds_up(result, settings, server)
+
+
+# -- one Router per configuration; prices from the settings registered once --------------------
+
+
+async def test_prices_in_litellm_params_bill_every_call(server: LoopbackLLM) -> None:
+    """A model priced in ``litellm_params`` (a self-hosted one, absent from litellm's map) is
+    billed at that price on every call, while its deployment carries no prices: litellm would
+    otherwise re-register them, and empty its model-info caches, on each call."""
+    model = "openai/house-model-7b"
+    price = {"input_cost_per_token": 2e-6, "output_cost_per_token": 8e-6}
+    settings = hosted(server, answerer=model,
+                      litellm_params={model: {**endpoint(server, model), **price}})
+    router = build_router(settings, [model])
+    deployment = router.model_list[0]["litellm_params"]
+    assert deployment["api_base"] == server.api_base and not set(price) & set(deployment)
+    role = LiteLLMAnswerer(router, model, "json", 10.0)
+    drafts = [await role(f"Where was Ada Vell born? ({n})") for n in range(3)]
+    prompt, completion = usage_of(server)
+    assert len(server.billed) == 3 and prompt > 0 and completion > 0
+    assert sum(d.cost_usd for d in drafts) == pytest.approx(prompt * 2e-6 + completion * 8e-6,
+                                                           rel=1e-9)
+
+
+def test_one_router_per_configuration(server: LoopbackLLM,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routers are shared by configuration: each one hooks callbacks into litellm's global lists
+    that every later call runs, so a fresh one per ``Knowgate`` would slow every call."""
+    litellm = import_litellm()
+    settings = hosted(server)
+    first = Assembly(settings).router()
+    hooked = len(litellm._async_success_callback)
+    again = [Assembly(settings).router() for _ in range(3)]
+    assert all(r is first for r in again)
+    assert len(litellm._async_success_callback) == hooked  # nothing more runs per call
+    # Any difference in what the Router is built from gives its own Router.
+    assert Assembly(hosted(server, llm_retries=2)).router() is not first
+    assert build_router(settings, [MINI]) is not first  # other deployments
+    # ``os.environ/NAME`` is read when the Router is built: a changed variable is a new Router.
+    keyed = hosted(server, litellm_params={MINI: {"api_base": server.api_base,
+                                                  "api_key": "os.environ/KG_TEST_KEY"}})
+    monkeypatch.setenv("KG_TEST_KEY", "sk-one")
+    one = build_router(keyed, [MINI])
+    assert build_router(keyed, [MINI]) is one
+    monkeypatch.setenv("KG_TEST_KEY", "sk-two")
+    two = build_router(keyed, [MINI])
+    assert two is not one and two.model_list[0]["litellm_params"]["api_key"] == "sk-two"
