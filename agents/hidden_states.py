@@ -10,8 +10,9 @@ Batches are padded on the right: the real tokens keep their positions and, the a
 causal, padding after them changes nothing they see.
 
 When the model keeps prefills (``LocalLM.prefills``, ``knowgate.agents.prefill``), a pass keeps
-each prompt's KV cache, hidden states and last logits: the answerer then decodes from them, and a
-later input with a draft runs over the draft's tokens only, on top of its prompt's kept pass.
+each prompt's KV cache, hidden states and last logits: the answerer then decodes from them. A
+later input with a draft the model decoded from there is read from the decoding's steps (no
+pass runs); any other draft runs over its own tokens only, on top of its prompt's kept pass.
 """
 
 from __future__ import annotations
@@ -103,10 +104,14 @@ def encode(lm: LocalLM, question: str, answer: str | None = None) -> tuple[list[
         UserError: The prompt is empty or the input is longer than the model's context.
     """
     tokenizer = lm.tokenizer
-    prompt_ids = tokenizer(render(lm, question), add_special_tokens=False)["input_ids"]
+    prompt = render(lm, question)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids: list[int] = []
     if answer is not None and answer.strip():
-        answer_ids = tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+        # The answer as the model would write it after the prompt: a chat template's prompt
+        # ends on a new line, after which a reply starts without a space.
+        space = "" if prompt[-1:].isspace() else " "
+        answer_ids = tokenizer(space + answer.strip(), add_special_tokens=False)["input_ids"]
     if not prompt_ids:
         raise UserError("empty prompt")
     if len(prompt_ids) + len(answer_ids) > lm.max_length:
@@ -230,7 +235,10 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
             results[i] = result
     for i, prefill in enumerate(kept):
         if prefill is not None:
-            results[i] = _draft_pass(lm, prefill, encoded[i][1], lens, reads)
+            answer_ids = encoded[i][1]
+            decoded = prefill.decoding_of(answer_ids)
+            results[i] = (_draft_pass(lm, prefill, answer_ids, lens, reads) if decoded is None
+                          else _decoded_pass(lm, prefill, decoded, answer_ids, lens, reads))
     return [r for r in results if r is not None]
 
 
@@ -307,6 +315,24 @@ def _draft_pass(lm: LocalLM, prefill: Any, answer_ids: list[int], lens: bool,
         logits = torch.cat([prefill.last_logits[None].float(), out.logits[0].float()])
         decode = decoder(lm.model)
         signals, cache_reads = _signals(logits, hidden, n, answer_ids, decode, lens,
+                                        list(lens_reads))
+    return PassResult(Pass(hidden, n, decode, cache_reads), signals)
+
+
+def _decoded_pass(lm: LocalLM, prefill: Any, decoded: Any, answer_ids: list[int], lens: bool,
+                  lens_reads: Sequence[LensRead]) -> PassResult:
+    """The pass of a prompt with a draft the model decoded from the prompt's kept pass, read
+    from the decoding's own steps (``Decoded``): no model pass runs. It equals the pass over
+    prompt and draft within float rounding, as ``_draft_pass`` does."""
+    import torch
+
+    n, k = len(prefill.ids), len(answer_ids)
+    with torch.inference_mode():
+        # Step j + 1's input is the draft's token j; step j's logits predict it.
+        hidden = tuple(torch.cat([kept, steps[1:k + 1]])
+                       for kept, steps in zip(prefill.hidden, decoded.hidden, strict=True))
+        decode = decoder(lm.model)
+        signals, cache_reads = _signals(decoded.logits[:k], hidden, n, answer_ids, decode, lens,
                                         list(lens_reads))
     return PassResult(Pass(hidden, n, decode, cache_reads), signals)
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from knowgate.agents.prefill import Prefill, PrefixCache, left_padded
+from knowgate.agents.prefill import Decoded, Prefill, PrefixCache, left_padded
 from knowgate.agents.prompting import PromptStyle
 from knowgate.errors import ModelLoadError, UserError
 
@@ -202,17 +202,38 @@ class LocalLM:
                 max_new_tokens=max_new_tokens,
                 return_dict_in_generate=True,
                 output_logits=True,
+                # Decoding from a kept prefill, the steps' states are the draft's pass: kept,
+                # the prober reads them instead of running it (``Decoded``).
+                output_hidden_states=prefills is not None,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
                 **options,
             )
         sequences = out.sequences[:, width:].cpu()
-        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1).cpu()
+        step_logits = torch.stack(out.logits, dim=1)
+        if prefills is not None:
+            self._keep_decodings(prefills, sequences, step_logits, out.hidden_states)
+        logprobs = step_logits.float().log_softmax(dim=-1).cpu()
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
         return [
             self._decode(sequences[i], logprobs[i], int(prompt_lengths[i]), top_logprobs, stop)
             for i in range(len(rows))
         ]
+
+    def _keep_decodings(self, prefills: Sequence[Prefill], sequences: Any, step_logits: Any,
+                        step_hidden: Any) -> None:
+        """Keep each row's decoding with its prompt's prefill (``Prefill.decoded``)."""
+        import torch
+
+        eos = self.tokenizer.eos_token_id
+        for row, prefill in enumerate(prefills):
+            ids = sequences[row].tolist()
+            if eos in ids:
+                ids = ids[:ids.index(eos)]
+            hidden = tuple(torch.cat([step[layer][row] for step in step_hidden]).float()
+                           for layer in range(len(step_hidden[0])))
+            self.prefills.add_decoded(prefill.ids, Decoded(
+                tuple(ids), hidden, step_logits[row].float().clone()))
 
     def _decode(self, ids: Any, logprobs: Any, prompt_tokens: int, top: int,
                 stop: Sequence[str]) -> Generation:

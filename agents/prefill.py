@@ -6,8 +6,11 @@ question costs three passes over its prompt on the same model. With a ``PrefixCa
 ``LocalLM``, the prober's question pass keeps what it computed (the KV cache, the hidden states
 of every layer, the logits at the last position); the answerer then decodes from that KV cache
 (``LocalLM.generate`` recomputes only the prompt's last token, which ``generate`` needs as its
-input), and the draft's pass runs over the draft's few tokens on top of it. Each reuse gives
-what a full pass gives, within float rounding (``tests/test_prefill.py``).
+input). Decoding runs each token of the draft through the model, so the generation's steps are
+kept with the prefill (``Decoded``) and the draft's pass is read from them; a draft the model
+did not write as the start of its reply (a hosted answerer's, a critic's, one the answer
+extraction cut from the middle of a sentence) runs over its few tokens on top of the kept pass.
+Each reuse gives what a full pass gives, within float rounding (``tests/test_prefill.py``).
 
 Entries are keyed by the prompt's token ids, bounded by bytes, and evicted least recently used
 first. A stored cache is never decoded into: ``left_padded`` builds a new one for each reader.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -37,12 +40,48 @@ class Prefill:
     cache: Any
     hidden: tuple[Any, ...]
     last_logits: Any
+    decoded: tuple[Decoded, ...] = ()
 
     @property
     def nbytes(self) -> int:
         """Memory the entry holds (its tensors)."""
         tensors = [*self.hidden, self.last_logits, *kv_tensors(self.cache)]
+        for done in self.decoded:
+            tensors += [*done.hidden, done.logits]
         return sum(t.numel() * t.element_size() for t in tensors)
+
+    def decoding_of(self, answer_ids: Sequence[int]) -> Decoded | None:
+        """A kept decoding whose first tokens are ``answer_ids`` and that ran every one of them
+        through the model (the last generated token never is), or ``None``."""
+        k = len(answer_ids)
+        for done in reversed(self.decoded):
+            if k and done.ids[:k] == tuple(answer_ids) and k < len(done.logits):
+                return done
+        return None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What one generation from a kept prefill computed, step by step: the draft's pass.
+
+    Decoding a draft runs each of its tokens through the model, so the pass of the prompt with
+    the draft appended is already done; the prober reads it from here instead of running it
+    again (``knowgate.agents.hidden_states``).
+
+    Attributes:
+        ids: The generated token ids, up to the end-of-sequence token (excluded).
+        hidden: Per layer (embeddings first), ``[steps, hidden]``: the states at each step's
+            input position (step 0: the prompt's last token; step j: generated token j - 1).
+        logits: ``[steps, vocab]``; step j's logits predict generated token j.
+    """
+
+    ids: tuple[int, ...]
+    hidden: tuple[Any, ...]
+    logits: Any
+
+
+# Decodings kept per prompt (a sampled run makes several); the most recent are kept.
+MAX_DECODED = 4
 
 
 def kv_tensors(cache: Any) -> list[Any]:
@@ -104,6 +143,21 @@ class PrefixCache:
             self._entries[prefill.ids] = (prefill, size)
             self._bytes += size
             while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+    def add_decoded(self, ids: Sequence[int], decoded: Decoded) -> None:
+        """Keep ``decoded`` with the entry of prompt ``ids``, if that entry is still kept."""
+        key = tuple(ids)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return
+            entry = replace(found[0], decoded=(*found[0].decoded, decoded)[-MAX_DECODED:])
+            size = entry.nbytes
+            self._entries[key] = (entry, size)
+            self._bytes += size - found[1]
+            while self._bytes > self.max_bytes and self._entries:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._bytes -= dropped
 

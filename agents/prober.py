@@ -2,8 +2,8 @@
 
 It runs one forward pass with hidden states per input (``knowgate.agents.hidden_states``) and
 returns named signals. On the answerer's own model the question's pass is shared: it is the
-prefill the answerer decodes from, and the draft's pass runs over the draft's tokens on top of
-it (``knowgate.agents.prefill``). The signals:
+prefill the answerer decodes from, and the draft's pass is read from that decoding's steps, or
+runs over the draft's tokens on top of it (``knowgate.agents.prefill``). The signals:
 
 * before any answer exists (``answer=None``): ``query_top_prob`` and ``query_entropy`` of the
   model's next-token distribution at the end of the prompt, i.e. how sure the model would be of

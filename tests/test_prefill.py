@@ -9,6 +9,7 @@ from knowgate import Knowgate, load_settings
 from knowgate.agents.hidden_states import render, run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.prefill import PrefixCache
+from knowgate.agents.prompting import SHORT_ANSWER_STOP
 from knowgate.worlds.world import World, default_model_cache
 
 TOL = dict(rel=1e-4, abs=1e-4)
@@ -60,10 +61,41 @@ def check_sharing(kept: LocalLM, whole: LocalLM, questions: list[str]) -> None:
     assert whole.prefills.hits == 0 and len(whole.prefills) == 0
 
 
+def check_decoded_drafts(kept: LocalLM, whole: LocalLM, questions: list[str]) -> None:
+    """A draft the model decoded from a kept prefill is read from the decoding: no forward
+    pass runs, and the signals and hidden states are those of a whole pass."""
+    run_passes(kept, [(q, None) for q in questions])
+    generations = kept.generate([render(kept, q) for q in questions], max_new_tokens=16,
+                                stop=SHORT_ANSWER_STOP)
+    # A draft cut before the last generated token (a stop string, the end of sequence): every
+    # one of its tokens went through the model. The whole reply and its first word both count.
+    drafts = [(q, text) for q, g in zip(questions, generations, strict=True)
+              if g.finish_reason == "stop" and g.text
+              for text in dict.fromkeys([g.text, g.text.split()[0]])]
+    assert len(drafts) >= len(questions)
+    forwards: list[int] = []
+    hook = kept.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        read = run_passes(kept, drafts)
+    finally:
+        hook.remove()
+    assert forwards == []
+    same_passes(run_passes(whole, drafts), read)
+    # A draft the model did not write runs over its tokens on top of the prompt's pass.
+    hook = kept.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        other = [(questions[0], "Zanzibar Quux")]
+        same_passes(run_passes(whole, other), run_passes(kept, other))
+    finally:
+        hook.remove()
+    assert forwards == [1]
+
+
 def test_a_tiny_llama_shares_its_prefill() -> None:
     world = World("synthetic")
     kept, whole = pair(world.model_dir("fast"))
     check_sharing(kept, whole, [q.question for q in world.questions("test")[:3]])
+    check_decoded_drafts(kept, whole, [q.question for q in world.questions("test")[3:7]])
 
 
 def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
@@ -72,6 +104,8 @@ def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
     kept, whole = pair(world.model_dir("slow", default_model_cache()))
     check_sharing(kept, whole, ["What is the capital of Burkina Faso?",
                                 "What currency is used in Albania?"])
+    check_decoded_drafts(kept, whole, ["What is the capital of Peru?",
+                                       "What is the official language of Chile?"])
 
 
 def test_the_cache_stays_within_its_bound() -> None:
