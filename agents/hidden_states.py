@@ -236,7 +236,7 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
     for i, prefill in enumerate(kept):
         if prefill is not None:
             answer_ids = encoded[i][1]
-            decoded = prefill.decoding_of(answer_ids)
+            decoded = lm.prefills.decoding(prefill, answer_ids)
             results[i] = (_draft_pass(lm, prefill, answer_ids, lens, reads) if decoded is None
                           else _decoded_pass(lm, prefill, decoded, answer_ids, lens, reads))
     return [r for r in results if r is not None]

@@ -50,14 +50,6 @@ class Prefill:
             tensors += [*done.hidden, done.logits]
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def decoding_of(self, answer_ids: Sequence[int]) -> Decoded | None:
-        """A kept decoding whose first tokens are ``answer_ids`` and that ran every one of them
-        through the model (the last generated token never is), or ``None``."""
-        k = len(answer_ids)
-        for done in reversed(self.decoded):
-            if k and done.ids[:k] == tuple(answer_ids) and k < len(done.logits):
-                return done
-        return None
 
 
 @dataclass(frozen=True)
@@ -105,6 +97,8 @@ class PrefixCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.decoded_hits = 0  # drafts read from a kept decoding
+        self.decoded_misses = 0  # drafts with a kept prefill that ran a pass
 
     @property
     def enabled(self) -> bool:
@@ -145,6 +139,20 @@ class PrefixCache:
             while self._bytes > self.max_bytes:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._bytes -= dropped
+
+    def decoding(self, prefill: Prefill, answer_ids: Sequence[int]) -> Decoded | None:
+        """A decoding kept with ``prefill`` whose first tokens are ``answer_ids`` and that ran
+        every one of them through the model (the last generated token never is), or ``None``
+        (counted in ``decoded_hits`` / ``decoded_misses``)."""
+        k = len(answer_ids)
+        found = next((done for done in reversed(prefill.decoded)
+                      if k and done.ids[:k] == tuple(answer_ids) and k < len(done.logits)), None)
+        with self._lock:
+            if found is None:
+                self.decoded_misses += 1
+            else:
+                self.decoded_hits += 1
+        return found
 
     def add_decoded(self, ids: Sequence[int], decoded: Decoded) -> None:
         """Keep ``decoded`` with the entry of prompt ``ids``, if that entry is still kept."""
