@@ -233,12 +233,20 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
         for i, result in zip(rest, _full_pass(lm, [encoded[i] for i in rest], lens, reads),
                              strict=True):
             results[i] = result
+    drafts = []  # (input, its kept prefill) of drafts the model did not decode there
     for i, prefill in enumerate(kept):
         if prefill is not None:
             answer_ids = encoded[i][1]
             decoded = lm.prefills.decoding(prefill, answer_ids)
-            results[i] = (_draft_pass(lm, prefill, answer_ids, lens, reads) if decoded is None
-                          else _decoded_pass(lm, prefill, decoded, answer_ids, lens, reads))
+            if decoded is None:
+                drafts.append((i, prefill))
+            else:
+                results[i] = _decoded_pass(lm, prefill, decoded, answer_ids, lens, reads)
+    if drafts:
+        for (i, _), result in zip(drafts, _draft_passes(
+                lm, [(prefill, encoded[i][1]) for i, prefill in drafts], lens, reads),
+                strict=True):
+            results[i] = result
     return [r for r in results if r is not None]
 
 
@@ -295,28 +303,40 @@ def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens
     return results
 
 
-def _draft_pass(lm: LocalLM, prefill: Any, answer_ids: list[int], lens: bool,
-                lens_reads: Sequence[LensRead]) -> PassResult:
-    """The pass of a prompt with a draft, run over the draft's tokens on top of the prompt's
-    kept pass: the hidden states and logits a whole pass gives, within float rounding."""
+def _draft_passes(lm: LocalLM, drafts: Sequence[tuple[Any, list[int]]], lens: bool,
+                  lens_reads: Sequence[LensRead]) -> list[PassResult]:
+    """The passes of prompts with drafts, one batched pass over the drafts' tokens on top of
+    the prompts' kept passes: the hidden states and logits a whole pass gives, within float
+    rounding. The kept caches are padded on the left to one width and the drafts on the right
+    (the attention is causal: a draft's tokens never see the padding after them)."""
     import torch
 
     from knowgate.agents.prefill import left_padded
 
-    n = len(prefill.ids)
+    lengths = [len(prefill.ids) for prefill, _ in drafts]
+    sizes = [len(ids) for _, ids in drafts]
+    width, span = max(lengths), max(sizes)
+    pad = lm.tokenizer.pad_token_id or 0
+    ids = torch.tensor([a + [pad] * (span - len(a)) for _, a in drafts])
+    mask = torch.tensor([[0] * (width - n) + [1] * (n + k) + [0] * (span - k)
+                         for n, k in zip(lengths, sizes, strict=True)])
+    positions = torch.tensor([list(range(n, n + span)) for n in lengths])
     with lm.lock, torch.inference_mode():
-        cache = left_padded(lm.model, [prefill.cache], [n], n)
-        out = lm.model(input_ids=torch.tensor([answer_ids], device=lm.device),
-                       attention_mask=torch.ones((1, n + len(answer_ids)), dtype=torch.long,
-                                                 device=lm.device),
-                       past_key_values=cache, use_cache=True, output_hidden_states=True)
-        hidden = tuple(torch.cat([kept, new[0].float()])
-                       for kept, new in zip(prefill.hidden, out.hidden_states, strict=True))
-        logits = torch.cat([prefill.last_logits[None].float(), out.logits[0].float()])
+        cache = left_padded(lm.model, [prefill.cache for prefill, _ in drafts], lengths, width)
+        out = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
+                       position_ids=positions.to(lm.device), past_key_values=cache,
+                       use_cache=True, output_hidden_states=True)
         decode = decoder(lm.model)
-        signals, cache_reads = _signals(logits, hidden, n, answer_ids, decode, lens,
-                                        list(lens_reads))
-    return PassResult(Pass(hidden, n, decode, cache_reads), signals)
+        results = []
+        for row, ((prefill, answer_ids), k) in enumerate(zip(drafts, sizes, strict=True)):
+            hidden = tuple(torch.cat([kept, new[row, :k].float()])
+                           for kept, new in zip(prefill.hidden, out.hidden_states, strict=True))
+            logits = torch.cat([prefill.last_logits[None].float(), out.logits[row, :k].float()])
+            signals, cache_reads = _signals(logits, hidden, len(prefill.ids), answer_ids, decode,
+                                            lens, list(lens_reads))
+            results.append(PassResult(Pass(hidden, len(prefill.ids), decode, cache_reads),
+                                      signals))
+    return results
 
 
 def _decoded_pass(lm: LocalLM, prefill: Any, decoded: Any, answer_ids: list[int], lens: bool,

@@ -180,10 +180,13 @@ class LocalLM:
                         max_new_tokens: int, temperature: float, top_logprobs: int,
                         stop: Sequence[str], seed: int | None) -> list[Generation]:
         """One ``generate`` over prompts' token ids (padded on the left), decoding from their
-        kept prefills when given: only each prompt's last token is run again, as
-        ``generate``'s input."""
+        kept prefills when given. Greedy, the first token is the kept pass's own prediction
+        and decoding starts from it; sampling, each prompt's last token is run again as
+        ``generate``'s input (its sampler draws the first token)."""
         import torch
 
+        if prefills is not None and temperature == 0:
+            return self._greedy_on(rows, prefills, max_new_tokens, top_logprobs, stop)
         enc = self.tokenizer.pad({"input_ids": list(rows)}, return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}
         width = enc["input_ids"].shape[1]
@@ -197,43 +200,89 @@ class LocalLM:
                     width - 1)
             if seed is not None:
                 torch.manual_seed(seed)
-            out = self.model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                return_dict_in_generate=True,
-                output_logits=True,
-                # Decoding from a kept prefill, the steps' states are the draft's pass: kept,
-                # the prober reads them instead of running it (``Decoded``).
-                output_hidden_states=prefills is not None,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-                **options,
-            )
+            out = self._run_generate(enc, max_new_tokens, prefills is not None, options)
         sequences = out.sequences[:, width:].cpu()
-        step_logits = torch.stack(out.logits, dim=1)
-        if prefills is not None:
-            self._keep_decodings(prefills, sequences, step_logits, out.hidden_states)
-        logprobs = step_logits.float().log_softmax(dim=-1).cpu()
-        prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
-        return [
-            self._decode(sequences[i], logprobs[i], int(prompt_lengths[i]), top_logprobs, stop)
-            for i in range(len(rows))
-        ]
+        step_logits = torch.stack(out.logits, dim=1).float()
+        steps = [self._steps(out.hidden_states, row) for row in range(len(rows))] \
+            if prefills is not None else None
+        return self._finish(rows, prefills, [sequences[i] for i in range(len(rows))],
+                            [step_logits[i] for i in range(len(rows))], steps,
+                            top_logprobs, stop)
 
-    def _keep_decodings(self, prefills: Sequence[Prefill], sequences: Any, step_logits: Any,
-                        step_hidden: Any) -> None:
-        """Keep each row's decoding with its prompt's prefill (``Prefill.decoded``)."""
+    def _greedy_on(self, rows: Sequence[list[int]], prefills: Sequence[Prefill],
+                   max_new_tokens: int, top_logprobs: int, stop: Sequence[str]
+                   ) -> list[Generation]:
+        """Greedy decoding from kept prefills, starting from each prefill's predicted first
+        token: the kept pass already holds its logits, so no prompt token runs again."""
         import torch
 
         eos = self.tokenizer.eos_token_id
-        for row, prefill in enumerate(prefills):
-            ids = sequences[row].tolist()
-            if eos in ids:
-                ids = ids[:ids.index(eos)]
-            hidden = tuple(torch.cat([step[layer][row] for step in step_hidden]).float()
-                           for layer in range(len(step_hidden[0])))
-            self.prefills.add_decoded(prefill.ids, Decoded(
-                tuple(ids), hidden, step_logits[row].float().clone()))
+        firsts = [int(p.last_logits.argmax()) for p in prefills]
+        # A reply that ends at its first token needs no decoding (and would not stop a batch).
+        live = [i for i, t in enumerate(firsts) if t != eos] if max_new_tokens > 1 else []
+        sequences = [torch.tensor([t]) for t in firsts]
+        logits = [p.last_logits[None].float() for p in prefills]
+        steps = [tuple(h[-1:] for h in p.hidden) for p in prefills]
+        if live:
+            enc = self.tokenizer.pad({"input_ids": [[*rows[i], firsts[i]] for i in live]},
+                                     return_tensors="pt")
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            width = enc["input_ids"].shape[1]
+            with self.lock, torch.inference_mode():
+                cache = left_padded(self.model, [prefills[i].cache for i in live],
+                                    [len(prefills[i].ids) for i in live], width - 1)
+                out = self._run_generate(enc, max_new_tokens - 1, True,
+                                         {"do_sample": False, "past_key_values": cache})
+            rest = out.sequences[:, width:].cpu()
+            more = torch.stack(out.logits, dim=1).float()
+            for j, i in enumerate(live):
+                sequences[i] = torch.cat([sequences[i], rest[j]])
+                logits[i] = torch.cat([logits[i], more[j]])
+                steps[i] = tuple(torch.cat([a, b]) for a, b in
+                                 zip(steps[i], self._steps(out.hidden_states, j), strict=True))
+        return self._finish(rows, prefills, sequences, logits, steps, top_logprobs, stop)
+
+    def _run_generate(self, enc: dict[str, Any], max_new_tokens: int, keep_steps: bool,
+                      options: dict[str, Any]) -> Any:
+        return self.model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            return_dict_in_generate=True,
+            output_logits=True,
+            # Decoding from a kept prefill, the steps' states are the draft's pass: kept, the
+            # prober reads them instead of running it (``Decoded``).
+            output_hidden_states=keep_steps,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            **options,
+        )
+
+    @staticmethod
+    def _steps(step_hidden: Any, row: int) -> tuple[Any, ...]:
+        """Per layer, ``[steps, hidden]``: row ``row``'s states at each step's input."""
+        import torch
+
+        return tuple(torch.cat([step[layer][row] for step in step_hidden]).float()
+                     for layer in range(len(step_hidden[0])))
+
+    def _finish(self, rows: Sequence[list[int]], prefills: Sequence[Prefill] | None,
+                sequences: Sequence[Any], logits: Sequence[Any],
+                steps: Sequence[tuple[Any, ...]] | None, top_logprobs: int,
+                stop: Sequence[str]) -> list[Generation]:
+        """Each row's ``Generation``; decoding from a kept prefill, its steps are kept with it
+        (``Prefill.decoded``)."""
+        eos = self.tokenizer.eos_token_id
+        out = []
+        for i, (ids, row_logits) in enumerate(zip(sequences, logits, strict=True)):
+            if prefills is not None and steps is not None:
+                generated = ids.tolist()
+                if eos in generated:
+                    generated = generated[:generated.index(eos)]
+                self.prefills.add_decoded(prefills[i].ids, Decoded(
+                    tuple(generated), steps[i], row_logits.clone()))
+            out.append(self._decode(ids, row_logits.log_softmax(dim=-1).cpu(), len(rows[i]),
+                                    top_logprobs, stop))
+        return out
 
     def _decode(self, ids: Any, logprobs: Any, prompt_tokens: int, top: int,
                 stop: Sequence[str]) -> Generation:

@@ -1,5 +1,6 @@
 """Shared prefill: the prober's pass over a prompt is the prefill the answerer decodes from, and
-the draft's pass runs on top of it; both equal what separate passes give."""
+the draft's pass is read from that decoding or runs on top of it; all equal what separate passes
+give."""
 
 from __future__ import annotations
 
@@ -81,10 +82,12 @@ def check_decoded_drafts(kept: LocalLM, whole: LocalLM, questions: list[str]) ->
         hook.remove()
     assert forwards == [] and kept.prefills.decoded_hits >= len(drafts)
     same_passes(run_passes(whole, drafts), read)
-    # A draft the model did not write runs over its tokens on top of the prompt's pass.
+    # Drafts the model did not write run over their tokens on top of their prompts' passes,
+    # all in one batched pass (prompts and drafts of different lengths).
     hook = kept.model.register_forward_pre_hook(lambda *_: forwards.append(1))
     try:
-        other = [(questions[0], "Zanzibar Quux")]
+        other = [(questions[0], "Zanzibar Quux"), (questions[1], "Ba"),
+                 (questions[-1], "the old harbour town of Quux on the river")]
         same_passes(run_passes(whole, other), run_passes(kept, other))
     finally:
         hook.remove()
