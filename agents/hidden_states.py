@@ -224,10 +224,17 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
         return []
     encoded = [encode(lm, q, a) for q, a in inputs]
     reads = list(lens_reads)
-    # A draft whose prompt's pass is kept (``knowgate.agents.prefill``) runs over its own tokens
-    # only; every other input goes into one batched pass over prompt and draft.
-    kept = [lm.prefills.get(p) if a and lm.prefills.enabled else None for p, a in encoded]
+    # A prompt that starts with the model's shared prefix gets its pass on top of that one's
+    # (``LocalLM.prefill_shared``); a question alone is then read from its kept pass, and a
+    # draft whose prompt's pass is kept (``knowgate.agents.prefill``) runs over its own tokens
+    # only. Every other input goes into one batched pass over prompt and draft.
+    lm.prefill_shared([p for p, _ in encoded])
+    kept = [(lm.prefills.get(p) if a else lm.prefills.peek(p)) if lm.prefills.enabled else None
+            for p, a in encoded]
     results: list[PassResult | None] = [None] * len(encoded)
+    for i, prefill in enumerate(kept):
+        if prefill is not None and not encoded[i][1]:
+            results[i] = _prompt_pass(lm, prefill, lens, reads)
     rest = [i for i, k in enumerate(kept) if k is None]
     if rest:
         for i, result in zip(rest, _full_pass(lm, [encoded[i] for i in rest], lens, reads),
@@ -235,7 +242,7 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
             results[i] = result
     drafts = []  # (input, its kept prefill) of drafts the model did not decode there
     for i, prefill in enumerate(kept):
-        if prefill is not None:
+        if prefill is not None and encoded[i][1]:
             answer_ids = encoded[i][1]
             decoded = lm.prefills.decoding(prefill, answer_ids)
             if decoded is None:
@@ -306,37 +313,39 @@ def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens
 def _draft_passes(lm: LocalLM, drafts: Sequence[tuple[Any, list[int]]], lens: bool,
                   lens_reads: Sequence[LensRead]) -> list[PassResult]:
     """The passes of prompts with drafts, one batched pass over the drafts' tokens on top of
-    the prompts' kept passes: the hidden states and logits a whole pass gives, within float
-    rounding. The kept caches are padded on the left to one width and the drafts on the right
-    (the attention is causal: a draft's tokens never see the padding after them)."""
+    the prompts' kept passes (``knowgate.agents.prefill.extend``): the hidden states and
+    logits a whole pass gives, within float rounding."""
     import torch
 
-    from knowgate.agents.prefill import left_padded
+    from knowgate.agents.prefill import extend
 
-    lengths = [len(prefill.ids) for prefill, _ in drafts]
-    sizes = [len(ids) for _, ids in drafts]
-    width, span = max(lengths), max(sizes)
-    pad = lm.tokenizer.pad_token_id or 0
-    ids = torch.tensor([a + [pad] * (span - len(a)) for _, a in drafts])
-    mask = torch.tensor([[0] * (width - n) + [1] * (n + k) + [0] * (span - k)
-                         for n, k in zip(lengths, sizes, strict=True)])
-    positions = torch.tensor([list(range(n, n + span)) for n in lengths])
-    with lm.lock, torch.inference_mode():
-        cache = left_padded(lm.model, [prefill.cache for prefill, _ in drafts], lengths, width)
-        out = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                       position_ids=positions.to(lm.device), past_key_values=cache,
-                       use_cache=True, output_hidden_states=True)
-        decode = decoder(lm.model)
-        results = []
-        for row, ((prefill, answer_ids), k) in enumerate(zip(drafts, sizes, strict=True)):
-            hidden = tuple(torch.cat([kept, new[row, :k].float()])
-                           for kept, new in zip(prefill.hidden, out.hidden_states, strict=True))
-            logits = torch.cat([prefill.last_logits[None].float(), out.logits[row, :k].float()])
+    with lm.lock:
+        extensions = extend(lm.model, drafts, lm.tokenizer.pad_token_id or 0, lm.device)
+    decode = decoder(lm.model)
+    results = []
+    with torch.inference_mode():
+        for (prefill, answer_ids), new in zip(drafts, extensions, strict=True):
+            hidden = tuple(torch.cat([kept, more])
+                           for kept, more in zip(prefill.hidden, new.hidden, strict=True))
+            logits = torch.cat([prefill.last_logits[None].float(), new.logits])
             signals, cache_reads = _signals(logits, hidden, len(prefill.ids), answer_ids, decode,
                                             lens, list(lens_reads))
             results.append(PassResult(Pass(hidden, len(prefill.ids), decode, cache_reads),
                                       signals))
     return results
+
+
+def _prompt_pass(lm: LocalLM, prefill: Any, lens: bool,
+                 lens_reads: Sequence[LensRead]) -> PassResult:
+    """The pass of a question alone, read from its prompt's kept pass (no model pass runs)."""
+    import torch
+
+    decode = decoder(lm.model)
+    with torch.inference_mode():
+        signals, cache_reads = _signals(prefill.last_logits[None].float(), prefill.hidden,
+                                        len(prefill.ids), [], decode, lens,
+                                        [r for r in lens_reads if r[0] == "query"])
+    return PassResult(Pass(prefill.hidden, len(prefill.ids), decode, cache_reads), signals)
 
 
 def _decoded_pass(lm: LocalLM, prefill: Any, decoded: Any, answer_ids: list[int], lens: bool,

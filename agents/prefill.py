@@ -113,6 +113,12 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def peek(self, ids: Sequence[int]) -> Prefill | None:
+        """The entry for these prompt ids, or ``None``, without counting or reordering."""
+        with self._lock:
+            found = self._entries.get(tuple(ids))
+        return found[0] if found is not None else None
+
     def get(self, ids: Sequence[int]) -> Prefill | None:
         """The entry for these prompt ids, or ``None`` (counted as a hit or a miss)."""
         key = tuple(ids)
@@ -183,16 +189,61 @@ def fits(model: Any, length: int) -> bool:
     return length > 1 and (not window or length < int(window))
 
 
-def row_cache(model: Any, cache: Any, row: int, length: int) -> Any:
-    """A new cache holding row ``row``'s first ``length`` positions of a batched ``cache``
-    (a batch padded on the right: a row's real tokens come first)."""
+def row_cache(model: Any, cache: Any, row: int, length: int, start: int = 0) -> Any:
+    """A new cache holding row ``row``'s positions ``start`` to ``start + length`` of a batched
+    ``cache`` (by default its first ones: a batch padded on the right)."""
     from transformers import DynamicCache
 
     out = DynamicCache(config=model.config)
     for index, layer in enumerate(cache.layers):
-        out.update(layer.keys[row:row + 1, :, :length].clone(),
-                   layer.values[row:row + 1, :, :length].clone(), index)
+        out.update(layer.keys[row:row + 1, :, start:start + length].clone(),
+                   layer.values[row:row + 1, :, start:start + length].clone(), index)
     return out
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What a pass over new tokens on top of a kept prefill computed for one row.
+
+    Attributes:
+        hidden: Per layer (embeddings first), ``[new tokens, hidden]``.
+        logits: ``[new tokens, vocab]``; row j predicts the token after new token j.
+        cache: The KV cache over the prefill's and the new tokens (when asked for).
+    """
+
+    hidden: tuple[Any, ...]
+    logits: Any
+    cache: Any = None
+
+
+def extend(model: Any, entries: Sequence[tuple[Prefill, Sequence[int]]], pad_id: int,
+           device: Any, keep_cache: bool = False) -> list[Extension]:
+    """One batched pass over each entry's new tokens on top of its prefill: what a whole pass
+    over the prefill's tokens and the new ones gives there, within float rounding.
+
+    The kept caches are padded on the left to one width and the new tokens on the right (the
+    attention is causal: real tokens never see the padding after them); each row's positions
+    continue its own prefill's. The caller takes the model's lock, and checks with ``fits``
+    that the longest row fits a sliding window.
+    """
+    import torch
+
+    lengths = [len(prefill.ids) for prefill, _ in entries]
+    sizes = [len(ids) for _, ids in entries]
+    width, span = max(lengths), max(sizes)
+    ids = torch.tensor([[*new, *[pad_id] * (span - len(new))] for _, new in entries])
+    mask = torch.tensor([[0] * (width - n) + [1] * (n + k) + [0] * (span - k)
+                         for n, k in zip(lengths, sizes, strict=True)])
+    positions = torch.tensor([list(range(n, n + span)) for n in lengths])
+    with torch.inference_mode():
+        cache = left_padded(model, [prefill.cache for prefill, _ in entries], lengths, width)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), past_key_values=cache, use_cache=True,
+                    output_hidden_states=True)
+        return [Extension(
+            tuple(h[row, :k].float() for h in out.hidden_states), out.logits[row, :k].float(),
+            row_cache(model, out.past_key_values, row, n + k, width - n) if keep_cache else None)
+            for row, (n, k) in enumerate(zip(lengths, sizes, strict=True))]
 
 
 def left_padded(model: Any, caches: Sequence[Any], lengths: Sequence[int], width: int) -> Any:

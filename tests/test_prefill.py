@@ -48,11 +48,12 @@ def check_sharing(kept: LocalLM, whole: LocalLM, questions: list[str]) -> None:
     same_passes(run_passes(whole, [(q, None) for q in questions]),
                 run_passes(kept, [(q, None) for q in questions]))
     assert len(kept.prefills) == len(questions) and kept.prefills.hits == 0
-    # A batch mixing kept prompts and a new one: the kept ones decode from their prefills.
+    # A batch mixing kept prompts and a new one: the kept ones decode from their prefills, and
+    # so does the new one when its pass can be had on top of the prompts' shared start.
     mixed = [prompts[0], render(kept, "What is the capital of Peru?"), *prompts[1:]]
     want = whole.generate(mixed, max_new_tokens=8)
     same_generations(want, kept.generate(mixed, max_new_tokens=8))
-    assert kept.prefills.hits == len(questions)
+    assert kept.prefills.hits == len(questions) + (kept.shared_prefill() is not None)
     same_generations(want[:1], kept.generate(mixed[:1], max_new_tokens=8))  # alone, too
     # The draft's pass runs over the draft's tokens on top of the prompt's pass.
     drafts = [(q, g.text or "x") for q, g in zip(questions, [want[0], *want[2:]], strict=True)]
@@ -97,6 +98,7 @@ def check_decoded_drafts(kept: LocalLM, whole: LocalLM, questions: list[str]) ->
 def test_a_tiny_llama_shares_its_prefill() -> None:
     world = World("synthetic")
     kept, whole = pair(world.model_dir("fast"))
+    assert kept.shared_prefill() is not None and whole.shared_prefill() is None
     check_sharing(kept, whole, [q.question for q in world.questions("test")[:3]])
     check_decoded_drafts(kept, whole, [q.question for q in world.questions("test")[3:7]])
 
@@ -105,6 +107,9 @@ def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
     """Gemma-3-270M (the factbook critic): half of its layers attend within a window."""
     world = World("factbook")
     kept, whole = pair(world.model_dir("slow", default_model_cache()))
+    # Its chat template's system turn and the few-shot examples: computed once, kept.
+    shared = kept.shared_prefill()
+    assert shared is not None and len(shared.ids) >= 80
     check_sharing(kept, whole, ["What is the capital of Burkina Faso?",
                                 "What currency is used in Albania?"])
     check_decoded_drafts(kept, whole, ["What is the capital of Peru?",
