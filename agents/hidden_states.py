@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from knowgate.agents.local_lm import LocalLM
+from knowgate.agents.prefill import TokenRows, token_rows
 from knowgate.agents.prompting import answer_messages
 from knowgate.errors import UserError
 
@@ -299,7 +300,7 @@ def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens
             cache: dict[LensRead, list[float]] = {}
             if logits is not None:
                 signals, cache = _signals(
-                    logits[row, len(p) - 1 - offset:n - offset].float(), hidden, len(p), a,
+                    token_rows(logits[row, len(p) - 1 - offset:n - offset], a), hidden, len(p), a,
                     decode, lens, [r for r in lens_reads if r[0] == "query" or a])
                 if keep and fits(lm.model, len(p)):
                     lm.prefills.put(Prefill(
@@ -328,8 +329,9 @@ def _draft_passes(lm: LocalLM, drafts: Sequence[tuple[Any, list[int]]], lens: bo
             hidden = tuple(torch.cat([kept, more])
                            for kept, more in zip(prefill.hidden, new.hidden, strict=True))
             logits = torch.cat([prefill.last_logits[None].float(), new.logits])
-            signals, cache_reads = _signals(logits, hidden, len(prefill.ids), answer_ids, decode,
-                                            lens, list(lens_reads))
+            signals, cache_reads = _signals(token_rows(logits, answer_ids), hidden,
+                                            len(prefill.ids), answer_ids, decode, lens,
+                                            list(lens_reads))
             results.append(PassResult(Pass(hidden, len(prefill.ids), decode, cache_reads),
                                       signals))
     return results
@@ -342,7 +344,7 @@ def _prompt_pass(lm: LocalLM, prefill: Any, lens: bool,
 
     decode = decoder(lm.model)
     with torch.inference_mode():
-        signals, cache_reads = _signals(prefill.last_logits[None].float(), prefill.hidden,
+        signals, cache_reads = _signals(token_rows(prefill.last_logits[None], []), prefill.hidden,
                                         len(prefill.ids), [], decode, lens,
                                         [r for r in lens_reads if r[0] == "query"])
     return PassResult(Pass(prefill.hidden, len(prefill.ids), decode, cache_reads), signals)
@@ -361,90 +363,86 @@ def _decoded_pass(lm: LocalLM, prefill: Any, decoded: Any, answer_ids: list[int]
         hidden = tuple(torch.cat([kept, steps[1:k + 1]])
                        for kept, steps in zip(prefill.hidden, decoded.hidden, strict=True))
         decode = decoder(lm.model)
-        signals, cache_reads = _signals(decoded.logits[:k], hidden, n, answer_ids, decode, lens,
-                                        list(lens_reads))
+        signals, cache_reads = _signals(decoded.rows.prefix(k), hidden, n, answer_ids, decode,
+                                        lens, list(lens_reads))
     return PassResult(Pass(hidden, n, decode, cache_reads), signals)
 
 
-def _signals(logits: Any, hidden: tuple[Any, ...], prompt_tokens: int, answer_ids: list[int],
-             decode: Callable[[int, Any], Any] | None, lens: bool, reads: Sequence[LensRead]
-             ) -> tuple[dict[str, float], dict[LensRead, list[float]]]:
+def _signals(rows: TokenRows, hidden: tuple[Any, ...], prompt_tokens: int,
+             answer_ids: list[int], decode: Callable[[int, Any], Any] | None, lens: bool,
+             reads: Sequence[LensRead]) -> tuple[dict[str, float], dict[LensRead, list[float]]]:
     """Token and logit-lens signals of one input, and the lens features of ``reads``.
 
     Args:
-        logits: ``[tokens - prompt_tokens + 1, vocab]``, the logits from the last prompt position.
+        rows: The model's own distributions at the answer-predicting positions.
         decode: The model's logit lens (``None``: no lens signals or reads).
         lens: Compute the lens consistency signals.
         reads: Lens features wanted (``lens_features`` of ``Pass.pooled``, as Python floats).
 
     On a small model the fixed cost of each torch op, not the arithmetic, is most of what the
-    prober adds to the forward pass. So every distribution read (the model's own at the
-    answer-predicting positions, the middle layers' there, the reads') goes through one
-    log-softmax and one entropy, the few numbers the signals need become Python floats in one
-    ``tolist``, and the means over a handful of them are taken in Python. Each decoding keeps the
-    product shape it had when every signal and probe did its own (BLAS rounds a one-vector product
-    differently from a row of a larger one): only the last means and the probes' dot products,
-    now in double precision instead of float32, round differently (by 1e-6 at most).
+    prober adds to the forward pass. So every decoded distribution (the middle layers' at the
+    answer-predicting positions, the reads') goes through one log-softmax and one entropy, the
+    few numbers the signals need become Python floats in one ``tolist``, and the means over a
+    handful of them are taken in Python. Each decoding keeps the product shape it had when every
+    signal and probe did its own (BLAS rounds a one-vector product differently from a row of a
+    larger one): only the last means and the probes' dot products, now in double precision
+    instead of float32, round differently (by 1e-6 at most).
     """
     import torch
 
     span = max(1, len(answer_ids))
+    values = {"query_top_prob": math.exp(rows.top2[0]), "query_entropy": rows.entropies[0]}
+    if answer_ids:
+        chosen = rows.chosen[:len(answer_ids)]
+        values["answer_mean_logprob"] = sum(chosen) / len(chosen)
+        values["answer_min_logprob"] = min(chosen)
+        values["answer_mean_entropy"] = sum(rows.entropies[:span]) / span
     start = prompt_tokens - 1
     middle = hidden[1:-1] if lens and decode is not None else ()
     reads = reads if decode is not None else ()
-    # The distributions, one per row: the model's at the answer-predicting positions (position i
-    # predicts token i + 1, so row j predicts the answer's token j); then each middle layer's at
-    # the same positions, decoded in one product (the logit lens); then each read's.
-    parts = [logits[:span].float()]
+    if not middle and not reads:
+        return values, {}
+    assert decode is not None
+    # The distributions, one per row: each middle layer's at the answer-predicting positions
+    # (position i predicts token i + 1), decoded in one product (the logit lens); then each
+    # read's.
+    parts = []
     if middle:
-        assert decode is not None
         block = torch.cat([h[start:start + span] for h in middle])  # [layers * span, hidden]
         parts.append(decode(1, block).float())
     if reads:
-        assert decode is not None
         parts.append(torch.stack([
             decode(layer, _pool(hidden[layer], prompt_tokens, stage, pooling))
             for stage, layer, pooling in reads]).float())
     logprobs = (torch.cat(parts) if len(parts) > 1 else parts[0]).log_softmax(dim=-1)
     entropy = -(logprobs.exp() * logprobs).sum(dim=-1)
-
-    # What is read: every row's entropy; the top two log-probabilities of the model's first row
-    # and of the reads' rows; the log-probabilities of (row, token) pairs: the draft's tokens
-    # under the model, then for each middle layer the model's top next token and the draft's.
-    first_read = span * (1 + len(middle))
-    top_rows = [0, *range(first_read, first_read + len(reads))]
-    pairs = list(enumerate(answer_ids))
-    if middle:
-        top = int(logits[0].argmax())
-        for row in range(span, first_read, span):
-            pairs += [(row, top), *((row + j, t) for j, t in enumerate(answer_ids))]
+    # What is read: the reads' entropies and top two log-probabilities; for each middle layer
+    # the log-probabilities of the model's top next token and of the draft's tokens.
+    first_read = span * len(middle)
+    pairs = []
+    for row in range(0, first_read, span):
+        pairs += [(row, rows.top), *((row + j, t) for j, t in enumerate(answer_ids))]
     vocab = logprobs.shape[-1]
     index = torch.tensor([r * vocab + t for r, t in pairs], dtype=torch.long,
                          device=logprobs.device)
-    numbers = torch.cat([entropy, logprobs[top_rows].topk(2, dim=-1).values.flatten(),
+    top_rows = list(range(first_read, first_read + len(reads)))
+    numbers = torch.cat([entropy[first_read:],
+                         logprobs[top_rows].topk(2, dim=-1).values.flatten(),
                          logprobs.view(-1)[index]]).tolist()
-    entropies = numbers[:len(entropy)]
-    tops = numbers[len(entropy):len(entropy) + 2 * len(top_rows)]
-    picked = numbers[len(entropy) + 2 * len(top_rows):]
-
-    values = {"query_top_prob": math.exp(tops[0]), "query_entropy": entropies[0]}
-    if answer_ids:
-        chosen = picked[:len(answer_ids)]
-        values["answer_mean_logprob"] = sum(chosen) / len(chosen)
-        values["answer_min_logprob"] = min(chosen)
-        values["answer_mean_entropy"] = sum(entropies[:span]) / span
+    entropies, tops = numbers[:len(reads)], numbers[len(reads):3 * len(reads)]
+    picked = numbers[3 * len(reads):]
     if middle:
         # Query level: the mean probability the decoded layers give the model's top next token;
         # answer level: the mean log-probability they give the draft's tokens.
         group = 1 + len(answer_ids)
-        layers = [picked[i:i + group] for i in range(len(answer_ids), len(picked), group)]
+        layers = [picked[i:i + group] for i in range(0, len(picked), group)]
         values["query_lens_consistency"] = sum(math.exp(g[0]) for g in layers) / len(layers)
         if answer_ids:
             values["answer_lens_consistency"] = (sum(sum(g[1:]) for g in layers)
                                                  / (len(layers) * len(answer_ids)))
     # ``lens_features`` of each read: top log-probability, entropy, top-2 margin.
-    cache = {read: [tops[2 * k], entropies[first_read + k - 1], tops[2 * k] - tops[2 * k + 1]]
-             for k, read in enumerate(reads, start=1)}
+    cache = {read: [tops[2 * k], entropies[k], tops[2 * k] - tops[2 * k + 1]]
+             for k, read in enumerate(reads)}
     return values, cache
 
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from knowgate.agents.prefill import Decoded, Prefill, PrefixCache, left_padded
+from knowgate.agents.prefill import Decoded, Prefill, PrefixCache, left_padded, token_rows
 from knowgate.agents.prompting import PromptStyle
 from knowgate.errors import ModelLoadError, UserError
 
@@ -339,7 +339,7 @@ class LocalLM:
                 if eos in generated:
                     generated = generated[:generated.index(eos)]
                 self.prefills.add_decoded(prefills[i].ids, Decoded(
-                    tuple(generated), steps[i], row_logits.clone()))
+                    tuple(generated), steps[i], token_rows(row_logits, generated)))
             out.append(self._decode(ids, row_logits.log_softmax(dim=-1).cpu(), len(rows[i]),
                                     top_logprobs, stop))
         return out

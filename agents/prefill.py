@@ -26,6 +26,47 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class TokenRows:
+    """The model's own next-token distributions where a draft is predicted, as the signals
+    read them: row j is the distribution that predicts the draft's token j (row 0, at the
+    prompt's last position, predicts the first answer token).
+
+    Attributes:
+        entropies: Each row's entropy (at least one row).
+        top2: The first row's two highest log-probabilities.
+        chosen: Each draft token's log-probability under its row.
+        top: The first row's most likely token.
+    """
+
+    entropies: list[float]
+    top2: tuple[float, float]
+    chosen: list[float]
+    top: int
+
+    def prefix(self, k: int) -> TokenRows:
+        """These rows cut to a draft of the first ``k`` tokens (at least one row)."""
+        return TokenRows(self.entropies[:max(1, k)], self.top2, self.chosen[:k], self.top)
+
+
+def token_rows(logits: Any, answer_ids: Sequence[int]) -> TokenRows:
+    """``TokenRows`` from ``[rows, vocab]`` logits (row 0 at the prompt's last position), for the
+    draft ``answer_ids`` (empty: the question alone, one row). The numbers become Python floats
+    in one ``tolist`` (each torch op has a fixed cost larger than the arithmetic here)."""
+    import torch
+
+    span = max(1, len(answer_ids))
+    logprobs = logits[:span].float().log_softmax(dim=-1)
+    entropy = -(logprobs.exp() * logprobs).sum(dim=-1)
+    vocab = logprobs.shape[-1]
+    index = torch.tensor([j * vocab + t for j, t in enumerate(answer_ids)], dtype=torch.long,
+                         device=logprobs.device)
+    first = logprobs[0].topk(2).values
+    numbers = torch.cat([entropy, first, logprobs.view(-1)[index]]).tolist()
+    return TokenRows(numbers[:span], (numbers[span], numbers[span + 1]), numbers[span + 2:],
+                     int(logprobs[0].argmax()))
+
+
+@dataclass(frozen=True)
 class Prefill:
     """One prompt's forward pass.
 
@@ -47,7 +88,7 @@ class Prefill:
         """Memory the entry holds (its tensors)."""
         tensors = [*self.hidden, self.last_logits, *kv_tensors(self.cache)]
         for done in self.decoded:
-            tensors += [*done.hidden, done.logits]
+            tensors += done.hidden
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -64,12 +105,13 @@ class Decoded:
         ids: The generated token ids, up to the end-of-sequence token (excluded).
         hidden: Per layer (embeddings first), ``[steps, hidden]``: the states at each step's
             input position (step 0: the prompt's last token; step j: generated token j - 1).
-        logits: ``[steps, vocab]``; step j's logits predict generated token j.
+        rows: The distributions of the steps that predicted ``ids`` (``TokenRows``; step j
+            predicts token j), kept as the few numbers the signals read, not as logits.
     """
 
     ids: tuple[int, ...]
     hidden: tuple[Any, ...]
-    logits: Any
+    rows: TokenRows
 
 
 # Decodings kept per prompt (a sampled run makes several); the most recent are kept.
@@ -152,7 +194,8 @@ class PrefixCache:
         (counted in ``decoded_hits`` / ``decoded_misses``)."""
         k = len(answer_ids)
         found = next((done for done in reversed(prefill.decoded)
-                      if k and done.ids[:k] == tuple(answer_ids) and k < len(done.logits)), None)
+                      if k and done.ids[:k] == tuple(answer_ids) and k < len(done.hidden[0])),
+                     None)
         with self._lock:
             if found is None:
                 self.decoded_misses += 1
