@@ -318,8 +318,13 @@ def _draft_passes(lm: LocalLM, drafts: Sequence[tuple[Any, list[int]]], lens: bo
     logits a whole pass gives, within float rounding."""
     import torch
 
-    from knowgate.agents.prefill import extend
+    from knowgate.agents.prefill import extend, fits
 
+    width = max(len(prefill.ids) for prefill, _ in drafts)
+    if len(drafts) > 1 and not fits(lm.model, width + max(len(ids) for _, ids in drafts)):
+        # Padded to one width, the batch would outgrow a sliding window: one pass each.
+        return [result for draft in drafts
+                for result in _draft_passes(lm, [draft], lens, lens_reads)]
     with lm.lock:
         extensions = extend(lm.model, drafts, lm.tokenizer.pad_token_id or 0, lm.device)
     decode = decoder(lm.model)

@@ -142,9 +142,9 @@ def _register_prices(model: str, prices: dict[str, Any]) -> None:
     """Enter a model's prices from ``litellm_params`` into litellm's cost map, once.
 
     Left in a deployment's ``litellm_params``, prices make litellm re-register the model on
-    every call, which empties its model-info caches and rebuilds its cost-map index: about 3 ms
-    of CPU a call, half of what a call costs. Registered once, cost is looked up as for a model
-    in litellm's own map. The map is process-wide in litellm; two settings that price one model
+    every call, which empties its model-info caches and rebuilds its cost-map index (a Router
+    call took 6.6 ms of CPU so, 4.0 ms with the prices registered once, measured on 300 calls).
+    Registered once, cost is looked up as for a model in litellm's own map. The map is process-wide in litellm; two settings that price one model
     id differently leave the later prices in force, so that is warned of.
     """
     if not prices or _REGISTERED.get(model) == prices:

@@ -115,10 +115,10 @@ class LocalLM:
         self.lock = _CPU_LOCK if str(self.device).startswith("cpu") else threading.Lock()
 
     def shared_prefill(self) -> Prefill | None:
-        """The pass over what every closed-book prompt of this model starts with (a chat
-        template's system turn and few-shot examples: 113 of SmolLM2's 125 tokens), computed
-        once; ``None`` when prompts share fewer than ``MIN_SHARED_PREFIX`` tokens or prefills
-        are not kept."""
+        """The pass over what every prompt of this model starts with (a chat template's system
+        turn and few-shot examples: 110 of SmolLM2's 125 closed-book tokens), computed once;
+        ``None`` when prompts share fewer than ``MIN_SHARED_PREFIX`` tokens or prefills are
+        not kept."""
         if self._shared is not _UNSET:
             return self._shared
         import torch
@@ -126,11 +126,16 @@ class LocalLM:
         from knowgate.agents.prefill import fits
         from knowgate.agents.prompting import answer_messages
 
-        rows = [self.tokenizer(self.render(answer_messages(q, (), self.prompt_style)),
+        # Two closed-book questions and one with a passage: the start all three share.
+        rows = [self.tokenizer(self.render(answer_messages(q, passages, self.prompt_style)),
                                add_special_tokens=False)["input_ids"]
-                for q in ("Who founded Quux?", "In what year did the Bar river flood?")]
-        common = next((i for i, (a, b) in enumerate(zip(*rows, strict=False)) if a != b),
-                      0)
+                for q, passages in (("Who founded Quux?", ()),
+                                    ("In what year did the Bar river flood?", ()),
+                                    ("Where is Quux?", ("Quux is a town on the Bar river.",)))]
+        common = min(len(r) for r in rows)
+        for row in rows[1:]:
+            common = next((i for i, (a, b) in enumerate(zip(rows[0], row, strict=False))
+                           if a != b), common)
         shared = None
         if self.prefills.enabled and common >= MIN_SHARED_PREFIX and fits(self.model, common):
             ids = rows[0][:common]

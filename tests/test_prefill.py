@@ -10,7 +10,7 @@ from knowgate import Knowgate, load_settings
 from knowgate.agents.hidden_states import render, run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.prefill import PrefixCache
-from knowgate.agents.prompting import SHORT_ANSWER_STOP
+from knowgate.agents.prompting import SHORT_ANSWER_STOP, answer_messages
 from knowgate.worlds.world import World, default_model_cache
 
 TOL = dict(rel=1e-4, abs=1e-4)
@@ -107,13 +107,39 @@ def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
     """Gemma-3-270M (the factbook critic): half of its layers attend within a window."""
     world = World("factbook")
     kept, whole = pair(world.model_dir("slow", default_model_cache()))
-    # Its chat template's system turn and the few-shot examples: computed once, kept.
-    shared = kept.shared_prefill()
-    assert shared is not None and len(shared.ids) >= 80
     check_sharing(kept, whole, ["What is the capital of Burkina Faso?",
                                 "What currency is used in Albania?"])
     check_decoded_drafts(kept, whole, ["What is the capital of Peru?",
                                        "What is the official language of Chile?"])
+    # Its chat template's system turn and the few-shot examples: computed once, kept. A prompt
+    # with a passage starts with them too, and decodes from its pass on top of them.
+    shared = kept.shared_prefill()
+    assert shared is not None and len(shared.ids) >= 80
+    open_book = kept.render(answer_messages("What is the capital of Peru?",
+                                            ("Lima is the capital of Peru.",), "short-answer"))
+    same_generations(whole.generate([open_book], max_new_tokens=6),
+                     kept.generate([open_book], max_new_tokens=6))
+    ids = kept.tokenizer(open_book, add_special_tokens=False)["input_ids"]
+    assert tuple(ids[:len(shared.ids)]) == shared.ids and kept.prefills.peek(ids) is not None
+    # Drafts whose batch, padded to one width, would outgrow the 512-token window run one by one.
+    window = kept.model.config.sliding_window
+
+    def asking(towns: int) -> tuple[str, int]:
+        question = f"Which of these towns is the capital: {', '.join(map(str, range(towns)))}?"
+        return question, len(kept.tokenizer(render(kept, question),
+                                            add_special_tokens=False)["input_ids"])
+
+    long, length = next(asking(n) for n in range(400, 0, -5) if asking(n)[1] < window - 4)
+    drafts = [(long, "Ba"), ("What is the capital of Peru?", " ".join(["very"] * 40))]
+    assert length < window < length + 40
+    run_passes(kept, [(q, None) for q, _ in drafts])
+    forwards: list[int] = []
+    hook = kept.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        same_passes(run_passes(whole, drafts), run_passes(kept, drafts))
+    finally:
+        hook.remove()
+    assert len(forwards) == len(drafts)  # one pass each
 
 
 def test_the_cache_stays_within_its_bound() -> None:
