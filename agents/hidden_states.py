@@ -105,14 +105,14 @@ def encode(lm: LocalLM, question: str, answer: str | None = None) -> tuple[list[
         UserError: The prompt is empty or the input is longer than the model's context.
     """
     tokenizer = lm.tokenizer
-    prompt = render(lm, question)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(render(lm, question), add_special_tokens=False)["input_ids"]
     answer_ids: list[int] = []
     if answer is not None and answer.strip():
-        # The answer as the model would write it after the prompt: a chat template's prompt
-        # ends on a new line, after which a reply starts without a space.
-        space = "" if prompt[-1:].isspace() else " "
-        answer_ids = tokenizer(space + answer.strip(), add_special_tokens=False)["input_ids"]
+        # With a leading space, as the signals, the probes and the shipped policies were
+        # measured. Where the model writes its reply's first word without one (SmolLM2 after
+        # its chat template's new line), a draft therefore never matches the decoding it came
+        # from, and its pass runs (README, Performance).
+        answer_ids = tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
     if not prompt_ids:
         raise UserError("empty prompt")
     if len(prompt_ids) + len(answer_ids) > lm.max_length:
