@@ -359,12 +359,12 @@ def _decoded_pass(lm: LocalLM, prefill: Any, decoded: Any, answer_ids: list[int]
                   lens_reads: Sequence[LensRead]) -> PassResult:
     """The pass of a prompt with a draft the model decoded from the prompt's kept pass, read
     from the decoding's own steps (``Decoded``): no model pass runs. It equals the pass over
-    prompt and draft within float rounding, as ``_draft_pass`` does."""
+    prompt and draft within float rounding, as ``_draft_passes`` does."""
     import torch
 
     n, k = len(prefill.ids), len(answer_ids)
     with torch.inference_mode():
-        # Step j + 1's input is the draft's token j; step j's logits predict it.
+        # Step j + 1's input is the draft's token j; step j's distribution predicts it.
         hidden = tuple(torch.cat([kept, steps[1:k + 1]])
                        for kept, steps in zip(prefill.hidden, decoded.hidden, strict=True))
         decode = decoder(lm.model)
