@@ -300,7 +300,7 @@ def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens
             cache: dict[LensRead, list[float]] = {}
             if logits is not None:
                 signals, cache = _signals(
-                    token_rows(logits[row, len(p) - 1 - offset:n - offset], a), hidden, len(p), a,
+                    _token_rows(logits[row, len(p) - 1 - offset:n - offset], a), hidden, len(p), a,
                     decode, lens, [r for r in lens_reads if r[0] == "query" or a])
                 if keep and fits(lm.model, len(p)):
                     lm.prefills.put(Prefill(
@@ -334,7 +334,7 @@ def _draft_passes(lm: LocalLM, drafts: Sequence[tuple[Any, list[int]]], lens: bo
             hidden = tuple(torch.cat([kept, more])
                            for kept, more in zip(prefill.hidden, new.hidden, strict=True))
             logits = torch.cat([prefill.last_logits[None].float(), new.logits])
-            signals, cache_reads = _signals(token_rows(logits, answer_ids), hidden,
+            signals, cache_reads = _signals(_token_rows(logits, answer_ids), hidden,
                                             len(prefill.ids), answer_ids, decode, lens,
                                             list(lens_reads))
             results.append(PassResult(Pass(hidden, len(prefill.ids), decode, cache_reads),
@@ -349,7 +349,7 @@ def _prompt_pass(lm: LocalLM, prefill: Any, lens: bool,
 
     decode = decoder(lm.model)
     with torch.inference_mode():
-        signals, cache_reads = _signals(token_rows(prefill.last_logits[None], []), prefill.hidden,
+        signals, cache_reads = _signals(_token_rows(prefill.last_logits[None], []), prefill.hidden,
                                         len(prefill.ids), [], decode, lens,
                                         [r for r in lens_reads if r[0] == "query"])
     return PassResult(Pass(prefill.hidden, len(prefill.ids), decode, cache_reads), signals)
@@ -371,6 +371,11 @@ def _decoded_pass(lm: LocalLM, prefill: Any, decoded: Any, answer_ids: list[int]
         signals, cache_reads = _signals(decoded.rows.prefix(k), hidden, n, answer_ids, decode,
                                         lens, list(lens_reads))
     return PassResult(Pass(hidden, n, decode, cache_reads), signals)
+
+
+def _token_rows(logits: Any, answer_ids: Sequence[int]) -> TokenRows:
+    """``token_rows`` of a pass's logits from the prompt's last position."""
+    return token_rows(logits[:max(1, len(answer_ids))].float().log_softmax(dim=-1), answer_ids)
 
 
 def _signals(rows: TokenRows, hidden: tuple[Any, ...], prompt_tokens: int,

@@ -9,7 +9,6 @@ top: the text, the token logprobs, usage and cost of one call, and one typed err
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import hashlib
 import json
@@ -110,7 +109,7 @@ def build_router(settings: Settings, models: Sequence[str]) -> Any:
         if key not in _ROUTERS:
             # One deployment per name: cooling it down after a failure would only turn a
             # transient error into "no deployments available" for every request that follows.
-            _ROUTERS[key] = litellm.Router(**copy.deepcopy(config), disable_cooldowns=True)
+            _ROUTERS[key] = litellm.Router(**config, disable_cooldowns=True)
         return _ROUTERS[key]
     except Exception as exc:  # litellm rejects model ids it cannot route
         raise UserError(f"cannot build the model router: {_first_line(exc)}") from exc

@@ -339,14 +339,14 @@ class LocalLM:
         eos = self.tokenizer.eos_token_id
         out = []
         for i, (ids, row_logits) in enumerate(zip(sequences, logits, strict=True)):
+            logprobs = row_logits.log_softmax(dim=-1)
             if prefills is not None and steps is not None:
                 generated = ids.tolist()
                 if eos in generated:
                     generated = generated[:generated.index(eos)]
                 self.prefills.add_decoded(prefills[i].ids, Decoded(
-                    tuple(generated), steps[i], token_rows(row_logits, generated)))
-            out.append(self._decode(ids, row_logits.log_softmax(dim=-1).cpu(), len(rows[i]),
-                                    top_logprobs, stop))
+                    tuple(generated), steps[i], token_rows(logprobs, generated)))
+            out.append(self._decode(ids, logprobs.cpu(), len(rows[i]), top_logprobs, stop))
         return out
 
     def _decode(self, ids: Any, logprobs: Any, prompt_tokens: int, top: int,

@@ -48,14 +48,15 @@ class TokenRows:
         return TokenRows(self.entropies[:max(1, k)], self.top2, self.chosen[:k], self.top)
 
 
-def token_rows(logits: Any, answer_ids: Sequence[int]) -> TokenRows:
-    """``TokenRows`` from ``[rows, vocab]`` logits (row 0 at the prompt's last position), for the
-    draft ``answer_ids`` (empty: the question alone, one row). The numbers become Python floats
-    in one ``tolist`` (each torch op has a fixed cost larger than the arithmetic here)."""
+def token_rows(logprobs: Any, answer_ids: Sequence[int]) -> TokenRows:
+    """``TokenRows`` from ``[rows, vocab]`` float log-probabilities (row 0 at the prompt's last
+    position; the caller's log-softmax, which decoding already computes for its tokens), for
+    the draft ``answer_ids`` (empty: the question alone, one row). The numbers become Python
+    floats in one ``tolist`` (each torch op has a fixed cost larger than the arithmetic here)."""
     import torch
 
     span = max(1, len(answer_ids))
-    logprobs = logits[:span].float().log_softmax(dim=-1)
+    logprobs = logprobs[:span]
     entropy = -(logprobs.exp() * logprobs).sum(dim=-1)
     vocab = logprobs.shape[-1]
     index = torch.tensor([j * vocab + t for j, t in enumerate(answer_ids)], dtype=torch.long,
