@@ -98,6 +98,16 @@ def _stock() -> list[SignalSpec]:
         SignalSpec(name="critic_evidence_match", stage="verdict", producer="matcher",
                    meaning="similarity of the critic's answer to the evidence (low: the critic "
                            "answered with words no passage states)"),
+        SignalSpec(name="answer_echo", stage="draft", producer="policy",
+                   meaning="share of the draft's words the question holds (high: the draft "
+                           "repeats the question, e.g. its subject)",
+                   maps=("closed_book", "open_book")),
+        SignalSpec(name="critic_echo", stage="verdict", producer="policy",
+                   meaning="share of the critic's answer's words the question holds (high: "
+                           "it repeats the question)", maps=("critic",)),
+        SignalSpec(name="critic_agreement", stage="verdict", producer="policy",
+                   meaning="1 when the critic's answer and the draft state each other, else 0 "
+                           "(0: one of the two models is wrong)", maps=("critic",)),
     ]
 
 

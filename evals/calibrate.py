@@ -123,10 +123,13 @@ def _model() -> Any:
 
 def choose_features(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[str]:
     """The non-empty subset of ``names`` (columns of ``x``) of lowest 5-fold cross-validated log
-    loss; all of them when there are too few of either class to cross-validate."""
+    loss, among the features that vary (a constant one says nothing, and would tie its way in);
+    all of them when there are too few of either class to cross-validate."""
     from sklearn.model_selection import cross_val_score
 
     folds = min(5, int(y.sum()), int(len(y) - y.sum()))
+    varying = [i for i in range(len(names)) if np.ptp(x[:, i]) > 0] or list(range(len(names)))
+    x, names = x[:, varying], [names[i] for i in varying]
     if len(names) < 2 or folds < 2:
         return names
     losses: dict[tuple[str, ...], float] = {}
@@ -414,10 +417,11 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
         raise UserError(f"{run} is not an explore run: calibrate on a run made with --explore "
                         f"(knowgate eval run --graph {graph} --explore ...)")
     records = [r for r in read_records(run) if r.outcome != "error"]
-    candidates = [c for r in records for c in r.candidates]
-    if not candidates:
+    if not any(r.candidates for r in records):
         raise UserError(f"{run} records no candidate answers to fit on")
     explored = run_sync(replay_trees(compile_eval_graph(manifest.graph), records, base, prices))
+    # The maps are fitted on the candidates the graph gives now from the recorded calls.
+    candidates = [c for e in explored for c in e.candidates]
 
     def refit(maps: dict[str, LogisticMap], counts: dict[str, int]) -> dict[str, LogisticMap]:
         out = {}

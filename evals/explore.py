@@ -19,8 +19,8 @@ policy-dependent choices through ``Policy.decide`` (a node that reads the maps i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from knowgate.errors import UserError
@@ -166,22 +166,22 @@ class Replayed:
 
 @dataclass(frozen=True)
 class ExploredQuestion:
-    """One explored question: its record and the tree of its graph's decisions."""
+    """One explored question: its record, the tree of its graph's decisions, and the
+    candidates and query-level features of that tree (``replay_trees``: what the graph computes
+    now from the recorded calls, so a signal a node started writing after the explore run is
+    there; the same as the record's when nothing changed)."""
 
     record: EvalRecord
     tree: Tree
     bounds: tuple[Any, ...]
-
-    @property
-    def query(self) -> dict[str, float]:
-        """The policy's features before any answer."""
-        return self.record.query_features
+    candidates: tuple[CandidateRecord, ...] = ()
+    query: dict[str, float] = field(default_factory=dict)
 
     def candidate(self, source: str, searched: bool, drafted: bool | None = None
                   ) -> CandidateRecord | None:
-        """The first recorded candidate of ``source`` made after a search (or before any),
-        and (``drafted``) after a draft or with none before it."""
-        return next((c for c in self.record.candidates
+        """The first candidate of ``source`` made after a search (or before any), and
+        (``drafted``) after a draft or with none before it."""
+        return next((c for c in self.candidates
                      if c.source == source and (c.searched > 0) == searched
                      and (drafted is None or ("draft" in c.path[:-1]) == drafted)), None)
 
@@ -212,6 +212,47 @@ class ExploredQuestion:
     def _correct(self, answer: str) -> bool:
         # Every answer the graph can give is a recorded candidate, graded when recorded.
         return any(c.correct for c in self.record.candidates if c.answer == answer)
+
+
+def observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[str], bool]
+             ) -> tuple[dict[str, float], list[CandidateRecord]]:
+    """The query-level features and every candidate answer, from the states after each node:
+    one per step that proposed one (``Step.proposes``, any node's), with the features the
+    policy judged it on (until a later step replaces it or a search makes it stale)."""
+    query: dict[str, float] = {}
+    candidates: list[dict[str, Any]] = []
+    open_candidate = False
+    seen = 0
+    for state in snapshots:
+        for at, step in enumerate(state.steps[seen:], start=seen):
+            if step.error:
+                continue
+            if step.counts_as == "search":
+                open_candidate = False
+            if step.proposes is None:
+                continue
+            proposed = state.candidate if (state.candidate is not None
+                                           and state.candidate.source == step.proposes) else None
+            # A critic that abstained proposed no answer, with the confidence it stated.
+            stated = proposed.confidence if proposed is not None else (
+                state.verdict.confidence if step.role == "critic" and state.verdict else None)
+            candidates.append({"source": step.proposes,
+                               "answer": proposed.answer if proposed is not None else "",
+                               "confidence": stated or 0.0, "searched": state.count("search"),
+                               "cost_usd": step.cost_usd,
+                               "path": [s.action for s in state.steps[:at + 1]],
+                               "spent_usd": round(sum(s.cost_usd
+                                                      for s in state.steps[:at + 1]), 10)})
+            open_candidate = True
+        seen = len(state.steps)
+        if not candidates and state.draft is None:
+            query = policy.features(state)
+        if open_candidate:
+            # Later probes add signals of this candidate: keep the last view before it changes.
+            candidates[-1]["features"] = policy.features(state)
+            candidates[-1]["p_correct"] = round(policy.p_correct(state), 6)
+    return query, [CandidateRecord(**c, correct=bool(c["answer"]) and grade(c["answer"]))
+                   for c in candidates]
 
 
 def candidates_of(runs: Sequence[Sequence[TriageState]], observe: Any
@@ -257,5 +298,26 @@ async def replay_trees(graph: Any, records: Sequence[EvalRecord], base: Policy, 
             raise UserError(f"question {record.id}: the graph {record.graph!r} made a call "
                             f"its explore run did not record ({player.misses[0]}): explore "
                             "again with the roles, bounds and graph you calibrate for")
-        out.append(ExploredQuestion(record, walk.tree, bounds(base)))
+        grade = _recorded_grades(record)
+        candidates = candidates_of(walk.runs, lambda run, g=grade: observe(run, base, g)[1])
+        query = observe(walk.runs[0], base, grade)[0] if walk.runs else {}
+        out.append(ExploredQuestion(record, walk.tree, bounds(base), tuple(candidates), query))
     return out
+
+
+def _recorded_grades(record: EvalRecord) -> Callable[[str], bool]:
+    """Grades of the answers ``record``'s explore run graded: a replay over its tape gives no
+    other (the roles' answers are the tape's).
+
+    Raises:
+        UserError: (when called) an answer the run never graded.
+    """
+    graded = {c.answer: c.correct for c in record.candidates if c.answer}
+
+    def grade(answer: str) -> bool:
+        if answer not in graded:
+            raise UserError(f"question {record.id}: the replay proposed {answer!r}, which its "
+                            "explore run never graded: explore again with this graph")
+        return graded[answer]
+
+    return grade

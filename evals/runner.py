@@ -23,13 +23,12 @@ from knowgate.composition import policy_path as resolve_policy_path
 from knowgate.errors import UserError
 from knowgate.evals.cache import ResponseCache, with_cache
 from knowgate.evals.datasets import Dataset, EvalItem
-from knowgate.evals.explore import candidates_of
+from knowgate.evals.explore import candidates_of, observe
 from knowgate.evals.explore import explore as explore_walk
 from knowgate.evals.grading import ExactMatch, Grader
 from knowgate.evals.records import (
     MANIFEST,
     RECORDS,
-    CandidateRecord,
     EvalRecord,
     Manifest,
     RecordLog,
@@ -66,47 +65,6 @@ class RunStats:
     cache_misses: int = 0
 
 
-def _observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[str], bool]
-             ) -> tuple[dict[str, float], list[CandidateRecord]]:
-    """The query-level features and every candidate answer, from the states after each node:
-    one per step that proposed one (``Step.proposes``, any node's), with the features the
-    policy judged it on (until a later step replaces it or a search makes it stale)."""
-    query: dict[str, float] = {}
-    candidates: list[dict[str, Any]] = []
-    open_candidate = False
-    seen = 0
-    for state in snapshots:
-        for at, step in enumerate(state.steps[seen:], start=seen):
-            if step.error:
-                continue
-            if step.counts_as == "search":
-                open_candidate = False
-            if step.proposes is None:
-                continue
-            proposed = state.candidate if (state.candidate is not None
-                                           and state.candidate.source == step.proposes) else None
-            # A critic that abstained proposed no answer, with the confidence it stated.
-            stated = proposed.confidence if proposed is not None else (
-                state.verdict.confidence if step.role == "critic" and state.verdict else None)
-            candidates.append({"source": step.proposes,
-                               "answer": proposed.answer if proposed is not None else "",
-                               "confidence": stated or 0.0, "searched": state.count("search"),
-                               "cost_usd": step.cost_usd,
-                               "path": [s.action for s in state.steps[:at + 1]],
-                               "spent_usd": round(sum(s.cost_usd
-                                                      for s in state.steps[:at + 1]), 10)})
-            open_candidate = True
-        seen = len(state.steps)
-        if not candidates and state.draft is None:
-            query = policy.features(state)
-        if open_candidate:
-            # Later probes add signals of this candidate: keep the last view before it changes.
-            candidates[-1]["features"] = policy.features(state)
-            candidates[-1]["p_correct"] = round(policy.p_correct(state), 6)
-    return query, [CandidateRecord(**c, correct=bool(c["answer"]) and grade(c["answer"]))
-                   for c in candidates]
-
-
 async def evaluate_item(graph: Any, context: TriageContext, name: str, item: EvalItem,
                         grader: Grader, explore: bool = False) -> EvalRecord:
     """Run one item through a compiled graph and grade it; failures, a role's included (the
@@ -138,7 +96,7 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
                           steps=steps, cost_usd=round(sum(s.cost_usd for s in steps), 10),
                           latency_s=round(time.perf_counter() - started, 6))
     final = snapshots[-1]
-    query, candidates = _observe(snapshots, context.policy, grade)
+    query, candidates = observe(snapshots, context.policy, grade)
     if recorder is not None and final.outcome is not None and not final.failed:
         try:
             walk = await explore_walk(graph, context, item.question.strip(), config)
@@ -151,7 +109,7 @@ async def evaluate_item(graph: Any, context: TriageContext, name: str, item: Eva
                               latency_s=round(time.perf_counter() - started, 6))
         recorder.tape.policy_reads = walk.policy_reads
         candidates = candidates_of([snapshots, *walk.runs],
-                                   lambda run: _observe(run, context.policy, grade)[1])
+                                   lambda run: observe(run, context.policy, grade)[1])
     common = {
         **base, "path": [s.action for s in final.steps], "steps": final.steps,
         "signals": final.signals.values, "query_features": query, "candidates": candidates,

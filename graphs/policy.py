@@ -37,6 +37,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from knowgate.answer_text import agreement, echo
 from knowgate.errors import UserError
 from knowgate.graphs.kinds import REFINE, SEARCH, NodeKind
 from knowgate.graphs.state import Decision, TriageState
@@ -163,12 +164,19 @@ class Policy(BaseModel):
             raise UserError(f"{path}: invalid policy: {exc}") from exc
 
     def features(self, state: TriageState) -> dict[str, float]:
-        """Signals plus the logits of the stated confidences."""
+        """Signals plus what the policy reads off the answers themselves: the logits of the
+        stated confidences, and the answers' words (``knowgate.answer_text``: ``answer_echo``,
+        ``critic_echo``, ``critic_agreement``). The latter are computed here, not written
+        into the state's signals, because the critic is shown those."""
         out = dict(state.signals.values)
         if state.draft is not None:
             out["draft_logit"] = logit(state.draft.confidence)
+            out["answer_echo"] = echo(state.question, state.draft.answer)
         if state.verdict is not None:
             out["critic_logit"] = logit(state.verdict.confidence)
+            out["critic_echo"] = echo(state.question, state.verdict.answer)
+            if state.draft is not None:
+                out["critic_agreement"] = agreement(state.verdict.answer, state.draft.answer)
         return out
 
     def p_correct(self, state: TriageState, features: dict[str, float] | None = None) -> float:

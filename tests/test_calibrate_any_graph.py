@@ -160,3 +160,26 @@ async def test_a_run_without_explore_is_refused_with_what_to_run(tmp_path: Path)
     await run(items, "triage", tmp_path / "plain", context(scripts), tmp_path)
     with pytest.raises(UserError, match=r"not an explore run.*--graph triage --explore"):
         calibrate(tmp_path / "plain", "utility", BASE, PRICES)
+
+
+async def test_calibrate_fits_a_node_signal_the_explore_run_predates(tmp_path: Path) -> None:
+    """The maps are fitted on what the graph computes now from the recorded calls: an explore
+    run whose records lack a node's signal (made before the node wrote it) fits the same policy
+    as one that has it, without exploring again."""
+    items, scripts = world(160, seed=9, confident_wrong=0.4)
+    name = cookbook_graph("self-consistency")
+    await run(items, name, tmp_path / "explore", context(scripts), tmp_path, explore=True)
+    fitted, _ = calibrate(tmp_path / "explore", "utility", BASE, PRICES)
+    assert fitted.maps["closed_book"].weights["sample_agreement"] > 0
+    path = tmp_path / "explore" / "records.jsonl"
+    stripped = []
+    for record in read_records(tmp_path / "explore"):
+        candidates = [c.model_copy(update={"features": {k: v for k, v in c.features.items()
+                                                        if k != "sample_agreement"}})
+                      for c in record.candidates]
+        stripped.append(record.model_copy(update={"candidates": candidates}))
+    assert sum("sample_agreement" in c.features for r in stripped for c in r.candidates) == 0
+    path.write_text("".join(r.model_dump_json() + "\n" for r in stripped), encoding="utf-8")
+    again, _ = calibrate(tmp_path / "explore", "utility", BASE, PRICES)
+    assert again.maps == fitted.maps and again.success_maps == fitted.success_maps
+    assert again.penalty_usd == fitted.penalty_usd

@@ -25,6 +25,7 @@ from knowgate.evals.runner import run_eval
 from knowgate.graphs.nodes import TriageContext
 from knowgate.graphs.policy import LogisticMap, Policy, Prices, logit
 from knowgate.roles import Passage
+from knowgate.signals import SIGNALS
 from knowgate.testing import ScriptedAnswerer, ScriptedCritic, ScriptedProber, ScriptedSearcher
 from knowgate.tools.search_role import PricedSearcher
 
@@ -254,11 +255,13 @@ async def test_calibrate_fits_the_base_features_and_its_replay_is_the_triage_gra
     await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
     base = base_with_probe()
     policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
-    # Each map (and fallback) keeps a subset of its base map's features, read from the base.
+    # Each map (and fallback) keeps a subset of its base map's features and of the signals
+    # declared for it (``SignalSpec.maps``).
     for maps, old_maps in ((policy.maps, base.maps), (policy.fallback_maps, base.fallback_maps)):
         assert set(maps) == set(old_maps)
         for name, old in old_maps.items():
-            assert maps[name].weights and set(maps[name].weights) <= set(old.weights)
+            declared = {s.name for s in SIGNALS.all() if name in s.maps}
+            assert maps[name].weights and set(maps[name].weights) <= set(old.weights) | declared
     # Every closed-book draft the walk reached is fitted on: one per question, and those
     # drafted after the critic abstained first.
     closed = [c for r in read_records(tmp_path / "explore") for c in r.candidates
@@ -415,7 +418,7 @@ def test_risk_mode_skips_thresholds_too_strict_to_be_certified() -> None:
         tree = {(): Point(state, False, False, ("answer", "abstain")),
                 ("answer",): End("answered", "A", 0.0, ("draft", "answer")),
                 ("abstain",): End("abstained", "", 0.0, ("draft", "abstain"))}
-        return ExploredQuestion(record, tree, bounds(policy))
+        return ExploredQuestion(record, tree, bounds(policy), (draft,))
 
     cases = [explored(0.995, i != 0) for i in range(3)] + [explored(0.9, True)] * 60
     chosen, stats = learn_then_test(policy, PRICES, cases, policy, alpha=0.1, delta=0.1)

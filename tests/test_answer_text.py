@@ -1,0 +1,53 @@
+"""Signals read from answers' words: ``answer_echo``, ``critic_echo``, ``critic_agreement``."""
+
+from __future__ import annotations
+
+from knowgate.answer_text import agreement, echo
+from knowgate.graphs.policy import Policy
+from knowgate.graphs.state import TriageState
+from knowgate.roles import Draft, Verdict
+from knowgate.signals import SIGNALS
+
+CONTINENT = "North Korea is located on which continent?"
+
+
+def test_echo_is_the_share_of_the_answer_the_question_holds() -> None:
+    assert echo(CONTINENT, "North Korea") == 1.0
+    assert echo(CONTINENT, "the North Korea.") == 1.0  # articles and punctuation dropped
+    assert echo(CONTINENT, "Asia") == 0.0
+    assert echo(CONTINENT, "North Asia") == 0.5
+    assert echo(CONTINENT, "  ") == 0.0
+
+
+def test_agreement_is_either_answer_stating_the_other() -> None:
+    assert agreement("Ouagadougou", "The capital is Ouagadougou.") == 1.0
+    assert agreement("The capital is Ouagadougou.", "ouagadougou") == 1.0
+    assert agreement("Ouagadougou", "Bobo-Dioulasso") == 0.0
+    assert agreement("Ouaga", "Ouagadougou") == 0.0  # part of a word is another answer
+    assert agreement("", "Ouagadougou") == 0.0
+
+
+def test_the_policy_reads_them_off_the_state() -> None:
+    """``Policy.features`` gives the draft's ``answer_echo``, and with a verdict
+    ``critic_echo`` and ``critic_agreement`` against the draft it checked; they are declared for
+    the maps calibrate fits them in, and kept out of the signals the critic is shown."""
+    policy = Policy.load()
+    state = TriageState(question=CONTINENT, draft=Draft(answer="Asia", confidence=0.6,
+                                                        label="sure"))
+    assert policy.features(state)["answer_echo"] == 0.0
+    assert "critic_agreement" not in policy.features(state)
+    checked = state.model_copy(update={"verdict": Verdict(verdict="revise", answer="North Korea",
+                                                          confidence=0.9, model="m")})
+    features = policy.features(checked)
+    assert (features["critic_echo"], features["critic_agreement"]) == (1.0, 0.0)
+    agreed = checked.model_copy(update={"verdict": Verdict(verdict="accept", answer="asia.",
+                                                           confidence=0.9, model="m")})
+    assert policy.features(agreed)["critic_agreement"] == 1.0
+    assert not {"answer_echo", "critic_echo", "critic_agreement"} & set(checked.signals.values)
+    # A critic asked first (no draft) has nothing to agree with.
+    alone = TriageState(question=CONTINENT, verdict=checked.verdict)
+    assert "critic_agreement" not in policy.features(alone)
+    maps = {name: SIGNALS.get(name).maps for name in ("answer_echo", "critic_echo",
+                                                      "critic_agreement")}
+    assert maps == {"answer_echo": ("closed_book", "open_book"), "critic_echo": ("critic",),
+                    "critic_agreement": ("critic",)}
