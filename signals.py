@@ -108,6 +108,14 @@ def _stock() -> list[SignalSpec]:
         SignalSpec(name="critic_agreement", stage="verdict", producer="policy",
                    meaning="1 when the critic's answer and the draft state each other, else 0 "
                            "(0: one of the two models is wrong)", maps=("critic",)),
+        SignalSpec(name="answer_clause_overlap", stage="evidence", producer="policy",
+                   meaning="share of the question's words the evidence clause stating the draft "
+                           "holds (low: the draft is another field's value)",
+                   maps=("open_book",)),
+        SignalSpec(name="critic_clause_overlap", stage="verdict", producer="policy",
+                   meaning="share of the question's words the evidence clause stating the "
+                           "critic's answer holds (low: another field's value)",
+                   maps=("critic",)),
     ]
 
 

@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from knowgate.answer_text import agreement, echo
+from knowgate.answer_text import agreement, clause_overlap, echo
 from knowgate.errors import UserError
 from knowgate.graphs.kinds import REFINE, SEARCH, NodeKind
 from knowgate.graphs.state import Decision, TriageState
@@ -166,17 +166,25 @@ class Policy(BaseModel):
     def features(self, state: TriageState) -> dict[str, float]:
         """Signals plus what the policy reads off the answers themselves: the logits of the
         stated confidences, and the answers' words (``knowgate.answer_text``: ``answer_echo``,
-        ``critic_echo``, ``critic_agreement``). The latter are computed here, not written
+        ``critic_echo``, ``critic_agreement``, and against the evidence
+        ``answer_clause_overlap``, ``critic_clause_overlap``). The latter are computed here, not written
         into the state's signals, because the critic is shown those."""
         out = dict(state.signals.values)
+        evidence = [p.text for p in state.evidence.passages] if state.evidence else []
         if state.draft is not None:
             out["draft_logit"] = logit(state.draft.confidence)
             out["answer_echo"] = echo(state.question, state.draft.answer)
+            if evidence:
+                out["answer_clause_overlap"] = clause_overlap(state.question,
+                                                              state.draft.answer, evidence)
         if state.verdict is not None:
             out["critic_logit"] = logit(state.verdict.confidence)
             out["critic_echo"] = echo(state.question, state.verdict.answer)
             if state.draft is not None:
                 out["critic_agreement"] = agreement(state.verdict.answer, state.draft.answer)
+            if evidence:
+                out["critic_clause_overlap"] = clause_overlap(state.question,
+                                                              state.verdict.answer, evidence)
         return out
 
     def p_correct(self, state: TriageState, features: dict[str, float] | None = None) -> float:

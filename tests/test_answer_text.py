@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from knowgate.answer_text import agreement, echo
+from knowgate.answer_text import agreement, clause_overlap, echo
 from knowgate.graphs.policy import Policy
 from knowgate.graphs.state import TriageState
-from knowgate.roles import Draft, Verdict
+from knowgate.roles import Draft, Evidence, Passage, Verdict
 from knowgate.signals import SIGNALS
 
 CONTINENT = "North Korea is located on which continent?"
+MOLDOVA = ("Moldova. Government, executive branch: chief of state: President Maia SANDU (since 24 "
+           "December 2020); head of government: Prime Minister Alexandru MUNTEANU (since 2025); "
+           "cabinet: Cabinet proposed by the prime minister.")
 
 
 def test_echo_is_the_share_of_the_answer_the_question_holds() -> None:
@@ -51,3 +54,25 @@ def test_the_policy_reads_them_off_the_state() -> None:
                                                       "critic_agreement")}
     assert maps == {"answer_echo": ("closed_book", "open_book"), "critic_echo": ("critic",),
                     "critic_agreement": ("critic",)}
+
+
+def test_clause_overlap_tells_the_asked_field_from_its_neighbour() -> None:
+    """The clause stating the right answer shares the question's words; a neighbouring
+    field's value, from the same passage and sentence, does not."""
+    asked = "Who is Moldova's chief of state?"
+    right = clause_overlap(asked, "Maia SANDU", [MOLDOVA])
+    neighbour = clause_overlap(asked, "Alexandru MUNTEANU", [MOLDOVA])
+    # Of the question's words "Moldova's", "chief", "state" the right clause holds two.
+    assert right == 2 / 3 and neighbour == 0.0
+    assert clause_overlap(asked, "Chisinau", [MOLDOVA]) == 0.0  # stated nowhere
+    assert clause_overlap("Who?", "Maia SANDU", [MOLDOVA]) == 0.0  # nothing asked
+    policy = Policy.load()
+    state = TriageState(question=asked,
+                        evidence=Evidence(query=asked, passages=[Passage(id="md", text=MOLDOVA)]),
+                        draft=Draft(answer="Maia SANDU", confidence=0.5, label="unsure"),
+                        verdict=Verdict(verdict="revise", answer="Alexandru MUNTEANU",
+                                        confidence=0.9, model="m"))
+    features = policy.features(state)
+    assert (features["answer_clause_overlap"], features["critic_clause_overlap"]) == (2 / 3, 0.0)
+    closed = state.model_copy(update={"evidence": None})
+    assert "critic_clause_overlap" not in policy.features(closed)
