@@ -255,14 +255,15 @@ def observe(snapshots: Sequence[TriageState], policy: Policy, grade: Callable[[s
                    for c in candidates]
 
 
-def candidates_of(runs: Sequence[Sequence[TriageState]], observe: Any
+def candidates_of(runs: Sequence[Any], observe: Callable[[Any], Sequence[CandidateRecord]]
                   ) -> list[CandidateRecord]:
-    """The candidates of every run (``observe(snapshots)``), each distinct one once: the
-    same answer of the same source on the same features, reached by several paths, is kept
-    with its cheapest path (the first found on a tie)."""
+    """The candidates of every run (``observe(run)``: a run's snapshots, or what was already
+    observed of them), each distinct one once: the same answer of the same source on the same
+    features, reached by several paths, is kept with its cheapest path (the first found on a
+    tie)."""
     seen: dict[tuple[Any, ...], CandidateRecord] = {}
-    for snapshots in runs:
-        for c in observe(snapshots):
+    for run in runs:
+        for c in observe(run):
             key = (c.source, c.answer, c.searched, tuple(sorted(c.features.items())))
             if key not in seen or c.spent_usd < seen[key].spent_usd:
                 seen[key] = c
@@ -299,8 +300,10 @@ async def replay_trees(graph: Any, records: Sequence[EvalRecord], base: Policy, 
                             f"its explore run did not record ({player.misses[0]}): explore "
                             "again with the roles, bounds and graph you calibrate for")
         grade = _recorded_grades(record)
-        candidates = candidates_of(walk.runs, lambda run, g=grade: observe(run, base, g)[1])
-        query = observe(walk.runs[0], base, grade)[0] if walk.runs else {}
+        # Each run observed once: its candidates, and the first run's query-level features.
+        observed = [observe(run, base, grade) for run in walk.runs]
+        candidates = candidates_of(observed, lambda seen: seen[1])
+        query = observed[0][0] if observed else {}
         out.append(ExploredQuestion(record, walk.tree, bounds(base), tuple(candidates), query))
     return out
 
