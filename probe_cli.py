@@ -44,6 +44,17 @@ def _bar(total: int, label: str) -> tuple[Any, Any]:
     return bars, lambda n: bars.advance(task, n)
 
 
+def _question_ids(path: Path) -> set[str]:
+    """The question ids of an eval run folder (its records) or of a dataset file (its items)."""
+    if path.is_dir():
+        from knowgate.evals.records import read_records
+
+        return {r.id for r in read_records(path)}
+    from knowgate.evals.datasets import read_items
+
+    return {item.id for item in read_items(path)}
+
+
 @probe_app.command("label")
 def probe_label(
     out: Annotated[Path, typer.Option("--out", help="JSONL file to write.")],
@@ -53,6 +64,10 @@ def probe_label(
     from_run: Annotated[Path | None, typer.Option(
         "--from-run", help="Label from an explore run's closed-book drafts instead (no model "
                            "call).")] = None,
+    exclude: Annotated[Path | None, typer.Option(
+        "--exclude", help="Leave out the questions of this eval run folder or dataset file (those "
+                          "the policy is calibrated on: the probes then score them out of "
+                          "sample).")] = None,
     world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -77,10 +92,13 @@ def probe_label(
         settings = load_settings(config, world=world, prober="off")
         world = World(settings.world)
         context = build_context(settings)
-        bars, advance = _bar(len(world.questions(split)), f"label {split}")
+        skip = _question_ids(exclude) if exclude is not None else set()
+        total = sum(q.id not in skip for q in world.questions(split))
+        bars, advance = _bar(total, f"label {split}")
         with bars:
             records = run_sync(label_split(world, split, context.answerer,
-                                           None if model == "none" else model, progress=advance))
+                                           None if model == "none" else model, progress=advance,
+                                           skip=skip))
         write_records(out, records)
     except KnowgateError as exc:
         raise fail(exc) from exc

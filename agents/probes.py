@@ -203,13 +203,20 @@ class ProbeSet:
         def what(name: Stage) -> str:
             return "before any answer" if name == "query" else "of the draft"
 
+        def maps(name: Stage) -> tuple[str, ...]:
+            # A probe predicts the closed-book draft's correctness: calibrate tries it in that
+            # map, and the question's probe also in the map deciding to search before drafting.
+            return ("query", "closed_book") if name == "query" else ("closed_book",)
+
         return [
             *(SignalSpec(name=p.name, stage=stage(p.stage), producer="trained probe",
                          meaning=f"logit of P(correct) from a linear probe on the prober's "
-                                 f"hidden states, {what(p.stage)}") for p in self.probes),
+                                 f"hidden states, {what(p.stage)}", maps=maps(p.stage))
+              for p in self.probes),
             *(SignalSpec(name=c.name, stage=stage(c.stage), producer="trained probe",
                          meaning=f"logit of P(correct) combining the prober's signals "
-                                 f"{what(c.stage)} (a trained combiner)") for c in self.combiners),
+                                 f"{what(c.stage)} (a trained combiner)", maps=maps(c.stage))
+              for c in self.combiners),
         ]
 
 

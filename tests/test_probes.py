@@ -245,6 +245,38 @@ def test_label_records_the_answerers_correctness_and_the_entity(labelled) -> Non
     assert all(r["answer"] is not None and r["group"] for r in records)
 
 
+def test_label_leaves_out_the_questions_a_policy_is_calibrated_on(tmp_path: Path,
+                                                                 data_dir: Path) -> None:
+    questions = World("synthetic").questions("test")
+    held = tmp_path / "calibrated-on.jsonl"
+    held.write_text("".join(json.dumps({"id": q.id, "question": q.question, "answers": q.answers})
+                            + "\n" for q in questions[:7]))
+    out = tmp_path / "rest.jsonl"
+    result = _invoke(["probe", "label", "--split", "test", "--exclude", str(held), "--out",
+                      str(out)], data_dir)
+    assert result.exit_code == 0, result.output
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert ids == [q.id for q in questions[7:]]
+    assert f"{len(questions) - 7} questions" in result.output
+    missing = _invoke(["probe", "label", "--split", "test", "--exclude", str(tmp_path / "none"),
+                       "--out", str(tmp_path / "x.jsonl")], data_dir)
+    assert missing.exit_code == 2 and "not found" in missing.output
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_probe_signals_are_declared_for_the_maps_calibrate_tries_them_in() -> None:
+    from knowgate.signals import SIGNALS
+
+    shipped = ProbeSet.load(World("synthetic").path / "probes")
+    stages = {p.name: p.stage for p in shipped.probes} | {c.name: c.stage
+                                                          for c in shipped.combiners}
+    assert set(stages.values()) == {"query", "answer"}
+    for name, stage in stages.items():
+        # A query-time signal may also decide whether to search before drafting.
+        expected = ("query", "closed_book") if stage == "query" else ("closed_book",)
+        assert SIGNALS.get(name).maps == expected, name
+
+
 def test_train_then_report_beside_the_untrained_control(labelled, tmp_path: Path,
                                                         data_dir: Path) -> None:
     probes = tmp_path / "probes"

@@ -10,7 +10,7 @@ about an unseen entity is an entity-level unknown. The report keeps them apart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from knowgate.agents.probe_training import ProbeRecord
 from knowgate.errors import UserError
@@ -37,7 +37,8 @@ def known_subjects(world: World, model: str) -> set[str]:
 
 async def label_split(world: World, split: str, answerer: Answerer, model: str | None = "fast",
                       concurrency: int = 64,
-                      progress: Callable[[int], None] | None = None) -> list[ProbeRecord]:
+                      progress: Callable[[int], None] | None = None,
+                      skip: Collection[str] = ()) -> list[ProbeRecord]:
     """Ask ``answerer`` every question of ``split`` closed-book and record if it was right.
 
     Args:
@@ -48,6 +49,8 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str |
             answerer is not a world model, e.g. a hosted one, and ``entity`` is left out).
         concurrency: Questions in flight (the local provider batches them).
         progress: Called with 1 per labelled question.
+        skip: Ids of questions to leave out (those a policy is calibrated on, so that the
+            probes' scores on them are out of sample).
 
     Raises:
         RoleError: The answerer failed on a question (nothing is returned half-labelled).
@@ -56,7 +59,8 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str |
     trained = model is not None and world.local_model(model).dir is not None
     known = known_subjects(world, model) if trained and model is not None else None
     mode = world.card.grading
-    questions = world.questions(split)
+    left_out = set(skip)
+    questions = [q for q in world.questions(split) if q.id not in left_out]
     gate = asyncio.Semaphore(concurrency)
 
     async def one(q) -> ProbeRecord:
