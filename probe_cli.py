@@ -81,10 +81,11 @@ def probe_label(
     from knowgate.worlds.world import World
 
     try:
+        skip = _question_ids(exclude) if exclude is not None else set()
         if from_run is not None:
             from knowgate.evals.probe_labels import labels_from_run
 
-            records = labels_from_run(from_run)
+            records = [r for r in labels_from_run(from_run) if r.id not in skip]
             write_records(out, records)
             console.print(f"{len(records)} questions, {sum(r.correct for r in records)} "
                           f"answered right, written to {out}")
@@ -92,7 +93,6 @@ def probe_label(
         settings = load_settings(config, world=world, prober="off")
         world = World(settings.world)
         context = build_context(settings)
-        skip = _question_ids(exclude) if exclude is not None else set()
         total = sum(q.id not in skip for q in world.questions(split))
         bars, advance = _bar(total, f"label {split}")
         with bars:

@@ -107,6 +107,14 @@ async def test_probe_labels_come_from_an_explore_run_without_a_model_call(tmp_pa
                       if c.source == "closed_book" and c.searched == 0)
         assert (labels[record.id].answer, labels[record.id].correct) == (closed.answer,
                                                                          closed.correct)
+    # --exclude leaves out the questions of another run or dataset (here: of a dataset file).
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(item.model_dump_json() + "\n" for item in items[:3]))
+    kept = cli.invoke(app, ["probe", "label", "--from-run", str(tmp_path / "explore"),
+                            "--exclude", str(held), "--out", str(tmp_path / "rest.jsonl")])
+    assert kept.exit_code == 0, kept.output
+    rest = {r.id for r in read_labels(tmp_path / "rest.jsonl")}
+    assert rest == set(labels) - {item.id for item in items[:3]} and len(rest) == 17
     oracle = cli.invoke(app, ["eval", "oracle", str(tmp_path / "explore"),
                               "--out", str(tmp_path / "oracle")])
     assert oracle.exit_code == 0, oracle.output
