@@ -28,6 +28,9 @@ from knowgate.signal_scales import Scale
 Stage = Literal["question", "draft", "evidence", "verdict"]
 
 
+TRAINED_PROBE = "trained probe"  # the producer of every trained probe's and combiner's signal
+
+
 class SignalSpec(BaseModel):
     """The declaration of one signal.
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from knowgate.agents.hidden_states import LensRead, Pass, Stage
 from knowgate.errors import UserError
 from knowgate.signal_scales import Scale, rescale
-from knowgate.signals import SIGNALS, SignalSpec
+from knowgate.signals import SIGNALS, TRAINED_PROBE, SignalSpec
 
 MANIFEST = "probes.json"
 # hidden: the pooled hidden state itself; lens: its logit-lens decoding (``lens_features``).
@@ -209,11 +209,11 @@ class ProbeSet:
             return ("query", "closed_book") if name == "query" else ("closed_book",)
 
         return [
-            *(SignalSpec(name=p.name, stage=stage(p.stage), producer="trained probe",
+            *(SignalSpec(name=p.name, stage=stage(p.stage), producer=TRAINED_PROBE,
                          meaning=f"logit of P(correct) from a linear probe on the prober's "
                                  f"hidden states, {what(p.stage)}", maps=maps(p.stage))
               for p in self.probes),
-            *(SignalSpec(name=c.name, stage=stage(c.stage), producer="trained probe",
+            *(SignalSpec(name=c.name, stage=stage(c.stage), producer=TRAINED_PROBE,
                          meaning=f"logit of P(correct) combining the prober's signals "
                                  f"{what(c.stage)} (a trained combiner)", maps=maps(c.stage))
               for c in self.combiners),

@@ -33,7 +33,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from knowgate.composition import estimate_prices  # noqa: E402
+from knowgate.composition import declared_signals, estimate_prices  # noqa: E402
 from knowgate.evals.calibrate import calibrate  # noqa: E402
 from knowgate.evals.datasets import Dataset, load_dataset  # noqa: E402
 from knowgate.evals.metrics import summarize  # noqa: E402
@@ -146,6 +146,9 @@ def main() -> None:
         return read_records(out)
 
     explored_cal = run(calibration, "explore", "explore-calibration")
+    # The world's probes declare their signals as they load (a reused explore run built no
+    # prober): calibrate tries each declared signal in its maps.
+    declared_signals(settings)
     policy, report = calibrate(runs / "explore-calibration", args.mode, base_policy(),
                                estimate_prices(settings), alpha=args.alpha, delta=args.delta)
     policy = policy.model_copy(update={"source": f"bench/factbook_world.py on "

@@ -11,7 +11,9 @@ what is optimised is what the graph does. From the run:
    (logistic regression) on the candidates that carry all of its features, over the subset of
    the base map's feature names of lowest 5-fold cross-validated log loss (so a signal enters a
    map only where it helps). Names are read generically from the recorded features, so new
-   signals need no change here: a base policy naming them is enough;
+   signals need no change here: a base policy naming them is enough, and a signal declared for
+   a map (``SignalSpec.maps``) is tried there too, a trained probe's in the main maps only
+   (a fallback map judges when the prober runs without its probes);
 2. the success rates of search and refine are measured (an action succeeds when it yields an
    answer the policy then trusts and that answer is right), and each success map of the base
    policy is fitted on the same cases (e.g. "the critic's answer will be trusted and right" from
@@ -58,7 +60,7 @@ from knowgate.evals.explore import ExploredQuestion, Replayed, replay_trees
 from knowgate.evals.records import CandidateRecord, Manifest, read_manifest, read_records
 from knowgate.graphs.policy import LogisticMap, Policy, Prices, SuccessName
 from knowgate.settings import Settings
-from knowgate.signals import SIGNALS, SignalRegistry
+from knowgate.signals import SIGNALS, TRAINED_PROBE, SignalRegistry
 
 Mode = Literal["utility", "risk"]
 # Which recorded candidates each map of the policy judges.
@@ -143,12 +145,14 @@ def choose_features(x: np.ndarray, y: np.ndarray, names: list[str]) -> list[str]
 
 
 def with_declared(base: LogisticMap, name: str, candidates: Sequence[CandidateRecord],
-                  signals: SignalRegistry) -> LogisticMap:
+                  signals: SignalRegistry, probes: bool = True) -> LogisticMap:
     """``base`` with every signal declared for the map ``name`` that ``candidates`` carry added
-    as a feature to try (weight 0, on its declared scale); the base's own are kept as they are."""
+    as a feature to try (weight 0, on its declared scale); the base's own are kept as they are.
+    ``probes=False`` leaves out the trained probes' signals: a fallback map is what judges when
+    the prober runs without them."""
     seen = {f for c in candidates for f in c.features}
     added = [s for s in signals.all() if name in s.maps and s.name in seen
-             and s.name not in base.weights]
+             and s.name not in base.weights and (probes or s.producer != TRAINED_PROBE)]
     if not added:
         return base
     return base.model_copy(update={
@@ -423,12 +427,13 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
     # The maps are fitted on the candidates the graph gives now from the recorded calls.
     candidates = [c for e in explored for c in e.candidates]
 
-    def refit(maps: dict[str, LogisticMap], counts: dict[str, int]) -> dict[str, LogisticMap]:
+    def refit(maps: dict[str, LogisticMap], counts: dict[str, int], probes: bool
+              ) -> dict[str, LogisticMap]:
         out = {}
         for name, old in maps.items():
             # A map a developer's node's source names is fitted on that source's candidates.
             pool = [c for c in candidates if c.source == MAP_SOURCES.get(name, name)]
-            tried = with_declared(old, name, pool, signals)
+            tried = with_declared(old, name, pool, signals, probes)
             out[name], counts[name] = fit_map(pool, list(tried.weights), tried)
             if out[name] is tried:  # nothing fitted: the base map as it was
                 out[name] = old
@@ -436,8 +441,8 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
 
     counts: dict[str, int] = {}
     fallback_counts: dict[str, int] = {}
-    maps = refit(dict(base.maps), counts)
-    fallbacks = refit(dict(base.fallback_maps), fallback_counts)
+    maps = refit(dict(base.maps), counts, probes=True)
+    fallbacks = refit(dict(base.fallback_maps), fallback_counts, probes=False)
     fitted = base.model_copy(update={"maps": maps, "fallback_maps": fallbacks})
     fitted = fitted.model_copy(update=success_terms(fitted, explored, base, prices))
     first, routing = choose_search_first(fitted, prices, explored)

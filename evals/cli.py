@@ -227,7 +227,7 @@ def calibrate_command(
     """Fit a policy (P(correct) maps and their fallbacks, success rates, search-first routing,
     answer threshold) from an explore run of any graph that uses the policy, made with the
     roles the settings name; every policy tried is replayed through that graph."""
-    from knowgate.composition import estimate_prices, policy_path
+    from knowgate.composition import declared_signals, estimate_prices, policy_path
     from knowgate.errors import UserError
     from knowgate.evals.calibrate import calibrate, roles_changed
     from knowgate.evals.records import read_manifest
@@ -248,6 +248,9 @@ def calibrate_command(
                 f"with these settings first: knowgate eval run --graph {manifest.graph} "
                 f"--explore --dataset {manifest.dataset} --out NEW_RUN, then knowgate "
                 "calibrate NEW_RUN (--allow-other-roles fits this run anyway)")
+        # The settings' trained probes declare their signals as they load: calibrate tries a
+        # declared signal in the maps it is declared for, so they must be read first.
+        declared_signals(settings)
         policy, report = calibrate(run, mode, Policy.load(base or policy_path(settings)),
                                    estimate_prices(settings),  # type: ignore[arg-type]
                                    alpha=alpha, delta=delta)

@@ -349,10 +349,21 @@ async def test_the_critics_own_signal_sends_questions_to_the_critic_first(
 
 async def test_search_first_is_chosen_by_replayed_utility_within_the_guard(
         tmp_path: Path) -> None:
+    from knowgate.agents.probes import ProbeSet
+    from knowgate.signals import TRAINED_PROBE
+    from knowgate.worlds.world import World
+
+    # The synthetic world's probes loaded: their signals are declared for the maps calibrate
+    # tries them in, as in any process whose prober reads them.
+    ProbeSet.load(World("synthetic").path / "probes")
     items, scripts = synthetic(400, seed=5, trained=True)
     await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
     base = Policy.load().model_copy(update={"search_first_below": None})
     policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
+    probe_signals = {s.name for s in SIGNALS.all() if s.producer == TRAINED_PROBE}
+    assert "query_combined_logit" in probe_signals
+    # A fallback map judges when the prober runs without its probes: it reads none of theirs.
+    assert all(not probe_signals & set(m.weights) for m in policy.fallback_maps.values())
     first = policy.search_first_below
     assert first is not None and report["search_first"]["routed"] > 0
     explored = await explored_questions(tmp_path / "explore", policy)
@@ -426,6 +437,33 @@ def test_risk_mode_skips_thresholds_too_strict_to_be_certified() -> None:
     assert stats["threshold"] < 0.9
     with pytest.raises(UserError, match="no answer threshold"):  # three answered: never enough
         learn_then_test(policy, PRICES, cases[:3], policy, alpha=0.1, delta=0.1)
+
+
+async def test_the_calibrate_command_tries_the_settings_probes_signals(tmp_path: Path) -> None:
+    """A fresh process: ``knowgate calibrate`` reads the settings' trained probes (the default
+    world's) before fitting, so their signals are tried in the maps they are declared for."""
+    import os
+    import subprocess
+    import sys
+
+    items, scripts = synthetic(200, seed=3, trained=True)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    shipped = Policy.load()
+    base = shipped.model_copy(update={"maps": {
+        **shipped.maps, "query": LogisticMap(weights={"query_top_prob": 0.0}),
+        "closed_book": LogisticMap(weights={"draft_logit": 1.0})}})
+    (tmp_path / "base.json").write_text(base.model_dump_json())
+    done = subprocess.run([sys.executable, "-m", "knowgate", "calibrate", str(tmp_path / "explore"),
+                           "--out", str(tmp_path / "p.json"), "--base", str(tmp_path / "base.json"),
+                           "--allow-other-roles"],
+                          env={**os.environ, "KNOWGATE_DATA_DIR": str(tmp_path / "data")},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
+    probe_signals = {"query_combined_logit", "combined_logit"}
+    assert probe_signals & {*report["features"]["query"], *report["features"]["closed_book"]}
+    fitted = Policy.load(tmp_path / "p.json")
+    assert all(not probe_signals & set(m.weights) for m in fitted.fallback_maps.values())
 
 
 async def test_calibrate_and_summary_through_the_cli(tmp_path: Path) -> None:
