@@ -8,6 +8,7 @@ are chosen by name (``knowgate.role_factories``): the stock factories are regist
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,9 @@ def _chroma_price(request: RoleRequest) -> float:
 def _build_transformers(request: RoleRequest) -> Any:
     request.refuse_options("transformers")
     policy = request.assembly.policy
-    return _prober(request.assembly, request.argument, policy_reads(policy) if policy else set())
+    reads = None if request.settings.prober_signals == "all" or policy is None \
+        else policy_reads(policy)
+    return _prober(request.assembly, request.argument, reads)
 
 
 def _build_off(request: RoleRequest) -> None:
@@ -394,12 +397,12 @@ def policy_reads(policy: Policy) -> set[str]:
     return {name for m in maps for name in m.weights}
 
 
-def _prober(assembly: Assembly, model: str | None, reads: set[str]) -> Any:
+def _prober(assembly: Assembly, model: str | None, reads: set[str] | None) -> Any:
     """``model`` (the world's fast model when ``None``) read by a ``TransformersProber`` (with
     its trained probes), joined by a reader of the critic's model when there is one
     (``critic_prober``). A world model the provider already serves is read from the same loaded
     copy (one copy in memory, one lock). The logit-lens consistency signals are computed only
-    where ``reads`` (the policy) or a combiner reads them."""
+    where ``reads`` (the policy) or a combiner it reads needs them; ``None``: always."""
     from knowgate.agents.local_lm import LocalLM
     from knowgate.agents.prober import JointProber, TransformersProber
 
@@ -418,8 +421,8 @@ def _prober(assembly: Assembly, model: str | None, reads: set[str]) -> Any:
 
     lm = other_model(model) if model else world_model("fast")
     probes = _probes(settings, world, own_model=model is None)
-    wanted = reads | {f for c in (probes.combiners if probes else ()) for f in c.spec.features}
-    lens = bool(wanted & {"query_lens_consistency", "answer_lens_consistency"})
+    wanted = _wanted_signals(reads, probes.combiners if probes else ())
+    lens = wanted is None or bool(wanted & {"query_lens_consistency", "answer_lens_consistency"})
     main = TransformersProber.with_probes(lm, probes, lens=lens) if probes \
         else TransformersProber(lm, lens=lens)
     source = _critic_prober_source(assembly)
@@ -427,7 +430,19 @@ def _prober(assembly: Assembly, model: str | None, reads: set[str]) -> Any:
         return main
     reader_lm = world_model("slow") if source == "world" else other_model(source)
     return JointProber(main, {"critic": TransformersProber(
-        reader_lm, lens="critic_query_lens_consistency" in wanted)})
+        reader_lm, lens=wanted is None or "critic_query_lens_consistency" in wanted)})
+
+
+def _wanted_signals(reads: set[str] | None, combiners: Sequence[Any]) -> set[str] | None:
+    """The signals a prober must compute for ``reads``: those, and what every combiner among
+    them reads (a combiner may read an earlier one). ``None`` (every signal) stays ``None``."""
+    if reads is None:
+        return None
+    wanted = set(reads)
+    for combiner in reversed(combiners):  # a combiner reads only those before it
+        if combiner.name in wanted:
+            wanted |= set(combiner.spec.features)
+    return wanted
 
 
 def _critic_prober_source(assembly: Assembly) -> str | None:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
             corpus), a plugin's factory, or ``off``.
         role_options: Role name -> parameters for the factory that builds it
             (``[role_options.searcher]`` in TOML).
+        prober_signals: ``policy``: the prober computes the signals the policy weighs (and what
+            the combiners it weighs read), so the logit-lens signals, the prober's largest cost,
+            run only when read; ``all``: every signal it can (explore runs use it, so that
+            ``knowgate calibrate`` can try each one).
         critic_prober: Model id or path of a local model the prober also reads the question with,
             for the critic's knowledge before the critic is paid (signals ``critic_query_*``);
             ``None`` means the world's slow model when the critic is ``local/slow`` (its own
@@ -133,6 +137,7 @@ class Settings(BaseSettings):
     prober: str | None = Field(default=None, min_length=1)
     searcher: str = Field(default="chroma", min_length=1)
     role_options: dict[RoleName, dict[str, Any]] = Field(default_factory=dict)
+    prober_signals: Literal["policy", "all"] = "policy"
     critic_prober: str | None = None
     answerer_format: Literal["auto", "json", "logprobs"] = "auto"
     critic_format: Literal["auto", "json", "logprobs"] = "auto"

@@ -331,6 +331,9 @@ async def _run_locked(dataset: Dataset, graph: str, out: Path, settings: Setting
                       workers: int, on_record: OnRecord | None,
                       on_start: Callable[[int, int], None] | None, explore: bool) -> RunStats:
     todo = prepare(out, dataset, graph, settings, backend, explore)
+    if explore:
+        # Calibrate may try any signal, not only those the current policy weighs.
+        settings = settings.model_copy(update={"prober_signals": "all"})
     skipped = len(dataset.items) - len(todo)
     if on_start is not None:
         on_start(len(dataset.items), skipped)

@@ -178,6 +178,46 @@ async def test_the_logit_lens_is_computed_only_when_something_reads_it(
     assert {"query_top_prob", "query_entropy"} <= seen["plain"][1]
 
 
+async def test_the_prober_computes_what_the_policy_weighs_and_explore_runs_everything(
+        data_dir: Path, shipped_world: World, tmp_path: Path) -> None:
+    """With trained probes a combiner the policy does not weigh is not computed, nor the lens
+    signals only it reads; ``prober_signals = "all"`` (what explore runs use) computes both."""
+    weighs_probe = Policy(maps={"query": {"weights": {"query_probe_logit": 1.0}},
+                                "closed_book": {"weights": {"answer_probe_logit": 1.0}},
+                                "open_book": {"weights": {"draft_logit": 1.0}},
+                                "critic": {"weights": {"critic_logit": 1.0}}})
+    weighs_combined = weighs_probe.model_copy(update={"maps": {
+        **weighs_probe.maps, "closed_book": weighs_probe.maps["query"].model_copy(
+            update={"weights": {"combined_logit": 1.0}})}})
+    question = next(q for q in shipped_world.questions("test") if q.kind == Kind.FAST_KNOWN)
+    seen = {}
+    for name, policy, signals in (("probe", weighs_probe, "policy"),
+                                  ("combined", weighs_combined, "policy"),
+                                  ("all", weighs_probe, "all")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(policy.model_dump_json(), encoding="utf-8")
+        kg = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir, policy=path,
+                                                      prober_signals=signals))
+        result = await kg.context.prober(question.question, question.answers[0])
+        seen[name] = set(result.values)
+    lens = {"query_lens_consistency", "answer_lens_consistency"}
+    assert {"query_probe_logit", "answer_probe_logit"} <= seen["probe"]
+    assert not seen["probe"] & (lens | {"combined_logit"})
+    assert lens | {"combined_logit", "query_combined_logit"} <= seen["all"]
+    assert {"combined_logit", "answer_lens_consistency"} <= seen["combined"]
+    # An explore run under the policy that weighs the probes alone records every signal.
+    from knowgate.evals.datasets import load_dataset
+    from knowgate.evals.records import read_records
+    from knowgate.evals.runner import run_eval
+
+    settings = knowgate.load_settings(data_dir=data_dir, policy=tmp_path / "probe.json")
+    await run_eval(load_dataset("test", settings, limit=2), "explore", tmp_path / "run",
+                   settings, concurrency=2, cache_path=tmp_path / "cache.sqlite")
+    recorded = [set(r.signals) for r in read_records(tmp_path / "run")]
+    assert len(recorded) == 2
+    assert all(lens | {"combined_logit"} <= names for names in recorded)
+
+
 async def test_the_critics_own_weights_say_whether_it_knows_before_it_is_paid(
         data_dir: Path, shipped_world: World) -> None:
     kg = knowgate.Knowgate(knowgate.load_settings(data_dir=data_dir))
