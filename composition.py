@@ -401,8 +401,10 @@ def _prober(assembly: Assembly, model: str | None, reads: set[str] | None) -> An
     """``model`` (the world's fast model when ``None``) read by a ``TransformersProber`` (with
     its trained probes), joined by a reader of the critic's model when there is one
     (``critic_prober``). A world model the provider already serves is read from the same loaded
-    copy (one copy in memory, one lock). The logit-lens consistency signals are computed only
-    where ``reads`` (the policy) or a combiner it reads needs them; ``None``: always."""
+    copy (one copy in memory, one lock). The logit-lens consistency signals and the draft's
+    token signals are computed only where ``reads`` (the policy) or a combiner it reads needs
+    them; ``None``: always."""
+    from knowgate.agents.hidden_states import ANSWER_TOKEN_SIGNALS
     from knowgate.agents.local_lm import LocalLM
     from knowgate.agents.prober import JointProber, TransformersProber
 
@@ -423,8 +425,10 @@ def _prober(assembly: Assembly, model: str | None, reads: set[str] | None) -> An
     probes = _probes(settings, world, own_model=model is None)
     wanted = _wanted_signals(reads, probes.combiners if probes else ())
     lens = wanted is None or bool(wanted & {"query_lens_consistency", "answer_lens_consistency"})
-    main = TransformersProber.with_probes(lm, probes, lens=lens) if probes \
-        else TransformersProber(lm, lens=lens)
+    # Without the draft's token signals, its pass runs only as deep as the answer probes read.
+    tokens = wanted is None or bool(wanted & ANSWER_TOKEN_SIGNALS)
+    main = TransformersProber.with_probes(lm, probes, lens=lens, answer_tokens=tokens) \
+        if probes else TransformersProber(lm, lens=lens, answer_tokens=tokens)
     source = _critic_prober_source(assembly)
     if source is None:
         return main

@@ -21,7 +21,7 @@ import inspect
 import math
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from knowgate.agents.local_lm import LocalLM
@@ -40,6 +40,10 @@ POOLINGS: dict[Stage, tuple[str, ...]] = {
 # The phrase the self-evaluation asks the model to complete (Internal-Confidence style).
 SELF_EVAL_SUFFIX = " Can you answer this question correctly? Yes or No?"
 
+
+# The draft's token signals: read from the model's distributions at the draft's positions.
+ANSWER_TOKEN_SIGNALS = frozenset({"answer_mean_logprob", "answer_min_logprob",
+                                  "answer_mean_entropy", "answer_lens_consistency"})
 
 # What a lens probe reads: (stage, layer, pooling). ``run_passes`` computes the lens features of
 # the reads it is given with its own signals, in one set of ops, instead of one set per probe.
@@ -201,7 +205,8 @@ class PassResult:
 
 
 def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool = True,
-               lens_reads: Sequence[LensRead] = ()) -> list[PassResult]:
+               lens_reads: Sequence[LensRead] = (), answer_depth: int | None = None
+               ) -> list[PassResult]:
     """One batched forward pass with hidden states over ``(question, answer)`` inputs.
 
     Args:
@@ -211,6 +216,13 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
         lens_reads: Lens features to compute with the signals (what the prober's lens probes
             read; each lands in ``Pass.lens_cache``). Answer-level reads of an input without an
             answer are skipped: the probe reports that itself.
+        answer_depth: The deepest hidden state read at a draft's positions (the answer-level
+            probes' layers), when nothing reads the draft's token signals or the lens: a
+            draft's pass on top of its prompt's kept pass then stops there
+            (``knowgate.agents.prefill.extend``), and no input gets ``answer_*`` token signals
+            (whichever way its pass ran, so that a signal's presence never depends on the
+            cache). Hidden states deeper than it hold the prompt's positions only.
+            ``None``: the whole model, every signal.
 
     Returns:
         Per input, the ``Pass`` (float32 hidden states on the model's device) and the token signals:
@@ -252,10 +264,14 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
                 results[i] = _decoded_pass(lm, prefill, decoded, answer_ids, lens, reads)
     if drafts:
         for (i, _), result in zip(drafts, _draft_passes(
-                lm, [(prefill, encoded[i][1]) for i, prefill in drafts], lens, reads),
-                strict=True):
+                lm, [(prefill, encoded[i][1]) for i, prefill in drafts], lens, reads,
+                answer_depth), strict=True):
             results[i] = result
-    return [r for r in results if r is not None]
+    done = [r for r in results if r is not None]
+    if answer_depth is None or lens:
+        return done
+    return [replace(r, signals={k: v for k, v in r.signals.items()
+                                if k not in ANSWER_TOKEN_SIGNALS}) for r in done]
 
 
 def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens: bool,
@@ -312,31 +328,39 @@ def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens
 
 
 def _draft_passes(lm: LocalLM, drafts: Sequence[tuple[Any, list[int]]], lens: bool,
-                  lens_reads: Sequence[LensRead]) -> list[PassResult]:
+                  lens_reads: Sequence[LensRead], depth: int | None = None) -> list[PassResult]:
     """The passes of prompts with drafts, one batched pass over the drafts' tokens on top of
     the prompts' kept passes (``knowgate.agents.prefill.extend``): the hidden states and
-    logits a whole pass gives, within float rounding."""
+    logits a whole pass gives, within float rounding; up to hidden state ``depth`` only, and
+    no draft token signals, when the pass can stop there (``run_passes``'s ``answer_depth``)."""
     import torch
 
-    from knowgate.agents.prefill import extend, fits
+    from knowgate.agents.prefill import extend, fits, stops_at
 
     width = max(len(prefill.ids) for prefill, _ in drafts)
     if len(drafts) > 1 and not fits(lm.model, width + max(len(ids) for _, ids in drafts)):
         # Padded to one width, the batch would outgrow a sliding window: one pass each.
         return [result for draft in drafts
-                for result in _draft_passes(lm, [draft], lens, lens_reads)]
+                for result in _draft_passes(lm, [draft], lens, lens_reads, depth)]
+    depth = depth if not lens and stops_at(lm.model, depth) else None
     with lm.lock:
-        extensions = extend(lm.model, drafts, lm.tokenizer.pad_token_id or 0, lm.device)
+        extensions = extend(lm.model, drafts, lm.tokenizer.pad_token_id or 0, lm.device,
+                            depth=depth)
     decode = decoder(lm.model)
     results = []
     with torch.inference_mode():
         for (prefill, answer_ids), new in zip(drafts, extensions, strict=True):
-            hidden = tuple(torch.cat([kept, more])
-                           for kept, more in zip(prefill.hidden, new.hidden, strict=True))
-            logits = torch.cat([prefill.last_logits[None].float(), new.logits])
-            signals, cache_reads = _signals(_token_rows(logits, answer_ids), hidden,
-                                            len(prefill.ids), answer_ids, decode, lens,
-                                            list(lens_reads))
+            # Layers the pass did not reach keep the prompt's positions alone.
+            hidden = tuple(torch.cat([kept, new.hidden[i]]) if i < len(new.hidden) else kept
+                           for i, kept in enumerate(prefill.hidden))
+            if new.logits is None:  # query-level token signals only, from the kept pass
+                rows, scored = _token_rows(prefill.last_logits[None], []), []
+            else:
+                rows = _token_rows(torch.cat([prefill.last_logits[None].float(), new.logits]),
+                                   answer_ids)
+                scored = answer_ids
+            signals, cache_reads = _signals(rows, hidden, len(prefill.ids), scored, decode,
+                                            lens, list(lens_reads))
             results.append(PassResult(Pass(hidden, len(prefill.ids), decode, cache_reads),
                                       signals))
     return results

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -251,7 +251,8 @@ class Extension:
 
     Attributes:
         hidden: Per layer (embeddings first), ``[new tokens, hidden]``.
-        logits: ``[new tokens, vocab]``; row j predicts the token after new token j.
+        logits: ``[new tokens, vocab]``; row j predicts the token after new token j (``None``
+            when the pass stopped early).
         cache: The KV cache over the prefill's and the new tokens (when asked for).
     """
 
@@ -261,7 +262,7 @@ class Extension:
 
 
 def extend(model: Any, entries: Sequence[tuple[Prefill, Sequence[int]]], pad_id: int,
-           device: Any, keep_cache: bool = False) -> list[Extension]:
+           device: Any, keep_cache: bool = False, depth: int | None = None) -> list[Extension]:
     """One batched pass over each entry's new tokens on top of its prefill: what a whole pass
     over the prefill's tokens and the new ones gives there, within float rounding.
 
@@ -269,36 +270,104 @@ def extend(model: Any, entries: Sequence[tuple[Prefill, Sequence[int]]], pad_id:
     attention is causal: real tokens never see the padding after them); each row's positions
     continue its own prefill's. The caller takes the model's lock, and checks with ``fits``
     that the longest row fits a sliding window.
+
+    ``depth``: the pass stops where hidden state ``depth`` (the input of decoder layer
+    ``depth``) is known: the extensions hold hidden states ``0..depth`` and no logits (see
+    ``stops_at``). ``None``, or a model whose layers cannot be found: the whole model runs.
     """
     import torch
 
     lengths = [len(prefill.ids) for prefill, _ in entries]
     sizes = [len(ids) for _, ids in entries]
     width, span = max(lengths), max(sizes)
-    ids = torch.tensor([[*new, *[pad_id] * (span - len(new))] for _, new in entries])
-    mask = torch.tensor([[0] * (width - n) + [1] * (n + k) + [0] * (span - k)
-                         for n, k in zip(lengths, sizes, strict=True)])
-    positions = torch.tensor([list(range(n, n + span)) for n in lengths])
+    inputs = {
+        "input_ids": torch.tensor([[*new, *[pad_id] * (span - len(new))] for _, new in entries]),
+        "attention_mask": torch.tensor([[0] * (width - n) + [1] * (n + k) + [0] * (span - k)
+                                        for n, k in zip(lengths, sizes, strict=True)]),
+        "position_ids": torch.tensor([list(range(n, n + span)) for n in lengths])}
+    inputs = {name: value.to(device) for name, value in inputs.items()}
     with torch.inference_mode():
-        cache = left_padded(model, [prefill.cache for prefill, _ in entries], lengths, width)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), past_key_values=cache, use_cache=True,
-                    output_hidden_states=True)
+        early = depth is not None and not keep_cache and stops_at(model, depth)
+        cache = left_padded(model, [prefill.cache for prefill, _ in entries], lengths, width,
+                            layers=depth if early else None)
+        if early:
+            assert depth is not None
+            hidden = _run_to(_decoder_layers(model), depth,
+                             lambda: model(**inputs, past_key_values=cache, use_cache=True))
+            return [Extension(tuple(h[row, :k].float() for h in hidden), None)
+                    for row, k in enumerate(sizes)]
+        out = model(**inputs, past_key_values=cache, use_cache=True, output_hidden_states=True)
         return [Extension(
             tuple(h[row, :k].float() for h in out.hidden_states), out.logits[row, :k].float(),
             row_cache(model, out.past_key_values, row, n + k, width - n) if keep_cache else None)
             for row, (n, k) in enumerate(zip(lengths, sizes, strict=True))]
 
 
-def left_padded(model: Any, caches: Sequence[Any], lengths: Sequence[int], width: int) -> Any:
+class _Stop(Exception):
+    """Raised by the hook that ends a pass early (``_run_to``)."""
+
+
+def _decoder_layers(model: Any) -> Any:
+    """The model's decoder layers in order (``model.model.layers`` for most causal LMs,
+    ``transformer.h`` for GPT-2), or ``None`` when they cannot be found."""
+    base = model.get_decoder() if hasattr(model, "get_decoder") else None
+    for owner in (base, getattr(model, "base_model", None), model):
+        for name in ("layers", "h"):
+            layers = getattr(owner, name, None) if owner is not None else None
+            if layers is not None and len(layers) == int(model.config.num_hidden_layers):
+                return layers
+    return None
+
+
+def stops_at(model: Any, depth: int | None) -> bool:
+    """Whether ``extend(..., depth=depth)`` stops early on ``model`` (and so gives no logits):
+    ``depth`` is below the last layer's output, and the model's layers can be found."""
+    if depth is None or depth >= int(model.config.num_hidden_layers):
+        return False
+    return _decoder_layers(model) is not None
+
+
+def _run_to(layers: Any, depth: int, forward: Callable[[], Any]) -> list[Any]:
+    """Hidden states ``0..depth`` of ``forward()`` run through decoder layers ``0..depth - 1``
+    only: hooks record each layer's input (hidden state ``i`` is layer ``i``'s input, the
+    embeddings first) and layer ``depth``'s hook ends the pass. On a probe that reads layer 10
+    of 30 this skips two thirds of the model and its output head, most of what reading a draft
+    costs on a CPU."""
+    seen: list[Any] = []
+
+    def record(index: int) -> Any:
+        def hook(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            seen.append(args[0] if args else kwargs["hidden_states"])
+            if index == depth:
+                raise _Stop
+
+        return hook
+
+    hooks = [layers[i].register_forward_pre_hook(record(i), with_kwargs=True)
+             for i in range(depth + 1)]
+    try:
+        forward()
+    except _Stop:
+        return seen
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # A model whose forward skipped the hooked layer: refuse rather than read it wrong.
+    raise RuntimeError("the pass did not reach the layer it was to stop at")
+
+
+def left_padded(model: Any, caches: Sequence[Any], lengths: Sequence[int], width: int,
+                layers: int | None = None) -> Any:
     """A new batched cache from per-prompt caches, each cut to its first ``lengths[i]``
     positions and padded on the left with zeros to ``width`` (what ``generate``'s left-padded
-    input expects: the attention mask hides the padding). The sources are left as they were."""
+    input expects: the attention mask hides the padding). The sources are left as they were.
+    ``layers``: only the first ones are copied (a pass that stops there reads no other)."""
     import torch
     from transformers import DynamicCache
 
     out = DynamicCache(config=model.config)
-    for index in range(len(caches[0].layers)):
+    count = len(caches[0].layers)
+    for index in range(count if layers is None else min(count, layers)):
         keys, values = [], []
         for cache, n in zip(caches, lengths, strict=True):
             layer = cache.layers[index]

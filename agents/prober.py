@@ -51,6 +51,8 @@ class HiddenStateProbe(Protocol):
 
     name: str
     stage: Stage
+    # A probe may also say ``layer``: the deepest hidden state it reads (the prober then need
+    # not run the model past it on a draft); one that does not is taken to read the last.
 
     def __call__(self, forward: Pass) -> float:
         """The probe's score for this pass."""
@@ -76,16 +78,28 @@ class TransformersProber:
             every middle layer at every answer position with the model's head, the prober's
             largest cost on a real vocabulary: the runtime turns them off when nothing reads
             them (``knowgate.composition``).
+        answer_tokens: Compute the draft's token signals (``answer_mean_logprob``,
+            ``answer_min_logprob``, ``answer_mean_entropy``). Off (and the lens off), a draft's
+            pass on top of its prompt's kept pass runs only as deep as the answer-level probes
+            read (``layer``; a probe that does not say reads the last), skipping the rest of
+            the model and its output head; combiners that read the token signals then give
+            nothing. The runtime turns them off when nothing reads them.
     """
 
     role = "prober"
 
     def __init__(self, lm: LocalLM, probes: Sequence[HiddenStateProbe] = (),
                  cache_size: int = 4096, combiners: Sequence[Combiner] = (),
-                 batch_size: int = 32, batch_wait_ms: float = 2.0, lens: bool = True) -> None:
+                 batch_size: int = 32, batch_wait_ms: float = 2.0, lens: bool = True,
+                 answer_tokens: bool = True) -> None:
         self.lm = lm
         self.lens = lens
+        self.answer_tokens = answer_tokens
         self.probes = list(probes)
+        # The deepest hidden state read at a draft's positions (``None``: the whole model).
+        answer_layers = [getattr(p, "layer", None) for p in self.probes if p.stage == "answer"]
+        self._answer_depth = None if answer_tokens or lens or None in answer_layers \
+            else max(answer_layers, default=0)
         self.combiners = list(combiners)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str | None], Signals] = OrderedDict()
@@ -114,9 +128,11 @@ class TransformersProber:
         return signals
 
     @classmethod
-    def with_probes(cls, lm: LocalLM, probes: ProbeSet, lens: bool = True) -> TransformersProber:
+    def with_probes(cls, lm: LocalLM, probes: ProbeSet, lens: bool = True,
+                    answer_tokens: bool = True) -> TransformersProber:
         """A prober running a saved ``ProbeSet`` (``knowgate probe train`` writes one)."""
-        return cls(lm, probes.probes, combiners=probes.combiners, lens=lens)
+        return cls(lm, probes.probes, combiners=probes.combiners, lens=lens,
+                   answer_tokens=answer_tokens)
 
     def signals(self, question: str, answer: str | None = None) -> dict[str, float]:
         """The signals of one input, computed synchronously (one forward pass).
@@ -139,7 +155,8 @@ class TransformersProber:
         reads = [read for probe in self.probes
                  if (read := getattr(probe, "lens_read", None)) is not None]
         try:
-            passes = run_passes(self.lm, inputs, lens=self.lens, lens_reads=reads)
+            passes = run_passes(self.lm, inputs, lens=self.lens, lens_reads=reads,
+                                answer_depth=self._answer_depth)
         except UserError as exc:
             if len(inputs) == 1:
                 return [RoleError(self.role, str(exc))]

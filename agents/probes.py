@@ -99,6 +99,7 @@ class LinearProbe:
         self.spec = spec
         self.name = spec.name
         self.stage: Stage = spec.stage
+        self.layer = spec.layer  # the hidden state it reads (``HiddenStateProbe``)
         # A lens probe's read: the prober asks ``run_passes`` for its features, computed with the
         # pass's own signals (``Pass.lens_cache``), instead of decoding it again here.
         self.lens_read: LensRead | None = (spec.stage, spec.layer, spec.pooling) \

@@ -66,7 +66,8 @@ def real_model_figures(n: int) -> dict[str, Any]:
 
     def fresh_prober() -> TransformersProber:
         # The prober remembers signals per input: a new one per question computes them.
-        return TransformersProber(lm, main.probes, combiners=main.combiners, lens=main.lens)
+        return TransformersProber(lm, main.probes, combiners=main.combiners, lens=main.lens,
+                                 answer_tokens=main.answer_tokens)
 
     for q in warm:
         asyncio.run(_answer_probed(answerer, fresh_prober(), q))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from knowgate import Knowgate, load_settings
-from knowgate.agents.hidden_states import render, run_passes
+from knowgate.agents.hidden_states import ANSWER_TOKEN_SIGNALS, render, run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.prefill import PrefixCache
 from knowgate.agents.prompting import SHORT_ANSWER_STOP, answer_messages
@@ -95,12 +95,47 @@ def check_decoded_drafts(kept: LocalLM, whole: LocalLM, questions: list[str]) ->
     assert forwards == [1]
 
 
+def check_stopping(kept: LocalLM, whole: LocalLM, questions: list[str], depth: int) -> None:
+    """With ``answer_depth``, a draft's pass on top of its prompt's kept pass stops at that
+    hidden state: it equals a whole pass there (and the query-level signals do), no layer past
+    it runs, and no input has the draft's token signals, however its pass ran."""
+    layers = kept.model.model.layers
+    assert 0 < depth < len(layers)
+    run_passes(kept, [(q, None) for q in questions])
+    drafts = [(q, a) for q, a in zip(questions, ["Quux", "the old harbour town"], strict=False)]
+    ran: list[int] = []
+    hooks = [layer.register_forward_pre_hook(lambda *_, i=i: ran.append(i))
+             for i, layer in enumerate(layers)]
+    try:
+        stopped = run_passes(kept, drafts, lens=False, answer_depth=depth)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert sorted(set(ran)) == list(range(depth + 1))  # layer ``depth`` is entered, not run
+    full = run_passes(whole, drafts, lens=False)
+    for a, b in zip(full, stopped, strict=True):
+        assert set(b.signals) == set(a.signals) - ANSWER_TOKEN_SIGNALS
+        assert {"query_top_prob", "query_entropy"} <= set(b.signals)
+        for name, value in b.signals.items():
+            assert value == pytest.approx(a.signals[name], **TOL), name
+        n = a.forward.prompt_tokens
+        for layer, (x, y) in enumerate(zip(a.forward.hidden_states, b.forward.hidden_states,
+                                           strict=True)):
+            want = x if layer <= depth else x[:n]  # past the stop: the prompt's positions
+            assert y.shape == want.shape
+            assert float((want - y).abs().max()) <= 1e-3 * max(1.0, float(want.abs().max()))
+    # A pass without a kept prompt runs whole, and still leaves the token signals out.
+    (alone,) = run_passes(whole, [(questions[0], "Quux")], lens=False, answer_depth=depth)
+    assert not set(alone.signals) & ANSWER_TOKEN_SIGNALS and "query_entropy" in alone.signals
+
+
 def test_a_tiny_llama_shares_its_prefill() -> None:
     world = World("synthetic")
     kept, whole = pair(world.model_dir("fast"))
     assert kept.shared_prefill() is not None and whole.shared_prefill() is None
     check_sharing(kept, whole, [q.question for q in world.questions("test")[:3]])
     check_decoded_drafts(kept, whole, [q.question for q in world.questions("test")[3:7]])
+    check_stopping(kept, whole, [q.question for q in world.questions("test")[7:9]], depth=1)
 
 
 def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
@@ -111,6 +146,8 @@ def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
                                 "What currency is used in Albania?"])
     check_decoded_drafts(kept, whole, ["What is the capital of Peru?",
                                        "What is the official language of Chile?"])
+    check_stopping(kept, whole, ["What is the capital of Chad?",
+                                 "What currency is used in Peru?"], depth=9)
     # Its chat template's system turn and the few-shot examples: computed once, kept. A prompt
     # with a passage starts with them too, and decodes from its pass on top of them.
     shared = kept.shared_prefill()

@@ -202,8 +202,9 @@ async def test_the_prober_computes_what_the_policy_weighs_and_explore_runs_every
         seen[name] = set(result.values)
     lens = {"query_lens_consistency", "answer_lens_consistency"}
     assert {"query_probe_logit", "answer_probe_logit"} <= seen["probe"]
-    assert not seen["probe"] & (lens | {"combined_logit"})
-    assert lens | {"combined_logit", "query_combined_logit"} <= seen["all"]
+    # Nor the draft's token signals (its pass then stops at the answer probe's layer).
+    assert not seen["probe"] & (lens | {"combined_logit", "answer_mean_logprob"})
+    assert lens | {"combined_logit", "query_combined_logit", "answer_mean_logprob"} <= seen["all"]
     assert {"combined_logit", "answer_lens_consistency"} <= seen["combined"]
     # An explore run under the policy that weighs the probes alone records every signal.
     from knowgate.evals.datasets import load_dataset
