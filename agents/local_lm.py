@@ -284,7 +284,9 @@ class LocalLM:
         eos = self.tokenizer.eos_token_id
         firsts = [int(p.last_logits.argmax()) for p in prefills]
         # A reply that ends at its first token needs no decoding (and would not stop a batch).
-        live = [i for i, t in enumerate(firsts) if t != eos] if max_new_tokens > 1 else []
+        live = [i for i, t in enumerate(firsts)
+                if t != eos and not _stops(self.tokenizer.decode([t]), stop)] \
+            if max_new_tokens > 1 else []
         sequences = [torch.tensor([t]) for t in firsts]
         logits = [p.last_logits[None].float() for p in prefills]
         steps = [tuple(h[-1:] for h in p.hidden) for p in prefills]
@@ -296,16 +298,69 @@ class LocalLM:
             with self.lock, torch.inference_mode():
                 cache = left_padded(self.model, [prefills[i].cache for i in live],
                                     [len(prefills[i].ids) for i in live], width - 1)
-                out = self._run_generate(enc, max_new_tokens - 1, True,
-                                         {"do_sample": False, "past_key_values": cache})
-            rest = out.sequences[:, width:].cpu()
-            more = torch.stack(out.logits, dim=1).float()
-            for j, i in enumerate(live):
-                sequences[i] = torch.cat([sequences[i], rest[j]])
-                logits[i] = torch.cat([logits[i], more[j]])
+                decoded = self._greedy_steps(enc, cache, max_new_tokens - 1,
+                                             [self.tokenizer.decode([firsts[i]]) for i in live],
+                                             stop)
+            for i, (ids, row_logits, row_steps) in zip(live, decoded, strict=True):
+                sequences[i] = torch.cat([sequences[i], ids])
+                logits[i] = torch.cat([logits[i], row_logits])
                 steps[i] = tuple(torch.cat([a, b]) for a, b in
-                                 zip(steps[i], self._steps(out.hidden_states, j), strict=True))
+                                 zip(steps[i], row_steps, strict=True))
         return self._finish(rows, prefills, sequences, logits, steps, top_logprobs, stop)
+
+    def _greedy_steps(self, enc: dict[str, Any], cache: Any, max_new_tokens: int,
+                      texts: list[str], stop: Sequence[str]
+                      ) -> list[tuple[Any, Any, tuple[Any, ...]]]:
+        """Greedy decoding of a left-padded batch whose every token but the last is in
+        ``cache``: per row its new tokens, their logits (``[steps, vocab]``) and per layer the
+        states at each step's input (``[steps, hidden]``).
+
+        A row leaves the batch once it ends (the end-of-sequence token, or one of ``stop`` in
+        its text, which starts as ``texts``), so every later step runs over the rows still
+        writing: on a CPU a step's cost grows with its rows, and ``generate`` would decode
+        every row until the longest reply ends. What a row gets equals ``generate``'s greedy
+        decoding up to its end, within float rounding.
+        """
+        import torch
+
+        eos = self.tokenizer.eos_token_id
+        mask = enc["attention_mask"]
+        tokens = enc["input_ids"][:, -1:]
+        positions = mask.sum(dim=1, keepdim=True) - 1
+        rows = list(range(len(tokens)))  # batch position -> row
+        new: list[list[int]] = [[] for _ in rows]
+        row_logits: list[list[Any]] = [[] for _ in rows]
+        states: list[list[tuple[Any, ...]]] = [[] for _ in rows]
+        for _ in range(max_new_tokens):
+            # As ``generate`` does: the step's place in the (left-padded) cache, given.
+            place = torch.tensor([mask.shape[1] - 1], device=mask.device)
+            out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
+                             cache_position=place, past_key_values=cache, use_cache=True,
+                             output_hidden_states=True)
+            step_logits = out.logits[:, -1].float()
+            picked = step_logits.argmax(dim=-1)
+            going = []
+            for j, (row, token) in enumerate(zip(rows, picked.tolist(), strict=True)):
+                new[row].append(token)
+                row_logits[row].append(step_logits[j])
+                states[row].append(tuple(h[j, -1] for h in out.hidden_states))
+                if token != eos:
+                    texts[row] += self.tokenizer.decode([token]) if stop else ""
+                    if not _stops(texts[row], stop):
+                        going.append(j)
+            if not going:
+                break
+            if len(going) < len(rows):
+                index = torch.tensor(going, device=mask.device)
+                for layer in cache.layers:
+                    layer.batch_select_indices(index)
+                mask, picked, positions = mask[index], picked[index], positions[index]
+                rows = [rows[j] for j in going]
+            tokens, positions = picked[:, None], positions + 1
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        return [(torch.tensor(new[r], dtype=torch.long), torch.stack(row_logits[r]),
+                 tuple(torch.stack(layer).float() for layer in zip(*states[r], strict=True)))
+                for r in range(len(new))]
 
     def _run_generate(self, enc: dict[str, Any], max_new_tokens: int, keep_steps: bool,
                       options: dict[str, Any]) -> Any:
@@ -382,6 +437,11 @@ class LocalLM:
             completion_tokens=len(tokens) + (1 if finish == "stop" else 0),
             finish_reason=finish,
         )
+
+
+def _stops(text: str, stop: Sequence[str]) -> bool:
+    """Whether ``text`` holds one of the stop strings (the reply is cut there)."""
+    return any(marker in text for marker in stop)
 
 
 def transcript(messages: Sequence[dict[str, str]], prefix: str = "") -> str:

@@ -179,6 +179,43 @@ def test_a_real_model_with_sliding_window_layers_shares_its_prefill() -> None:
     assert len(forwards) == len(drafts)  # one pass each
 
 
+def test_a_batch_decodes_only_the_rows_still_writing() -> None:
+    """Greedy decoding from kept prefills: a row leaves the batch when its reply ends (here at
+    the stop string: Gemma-3-270M goes on with another made-up question after its answer), and
+    every row gets what decoding it alone, whole, and cutting at the stop gives."""
+    world = World("factbook")
+    kept, whole = pair(world.model_dir("slow", default_model_cache()))
+    questions = ["What is the capital of Peru?", "Who is the president of France?",
+                 "Describe the climate of Chile.", "What currency is used in Albania?"]
+    prompts = [render(kept, q) for q in questions]
+    rows: list[int] = []
+
+    def count(_module, _args, kwargs) -> None:
+        rows.append(int(kwargs["input_ids"].shape[0]))
+
+    def decode(lm: LocalLM, batch: list[str], stop: tuple[str, ...]) -> list:
+        run_passes(lm, [(q, None) for q in questions])
+        rows.clear()
+        hook = lm.model.register_forward_pre_hook(count, with_kwargs=True)
+        try:
+            return lm.generate(batch, max_new_tokens=16, stop=stop)
+        finally:
+            hook.remove()
+
+    got = decode(kept, prompts, SHORT_ANSWER_STOP)
+    steps = list(rows)
+    same_generations([whole.generate([p], max_new_tokens=16, stop=SHORT_ANSWER_STOP)[0]
+                      for p in prompts], got)
+    ends = sorted(len(g.tokens) for g in got)
+    assert all(g.finish_reason == "stop" for g in got) and ends[0] < ends[-1]
+    # The first token comes from the kept pass; then each step runs the rows still writing.
+    assert steps == sorted(steps, reverse=True) and steps[0] == 4 and steps[-1] < 4
+    assert len(steps) == ends[-1]  # the longest answer's tokens, then its stop token
+    # Without a stop string every row writes its 16 tokens: the batch never shrinks.
+    decode(kept, prompts, ())
+    assert rows == [4] * 15
+
+
 def test_the_cache_stays_within_its_bound() -> None:
     world = World("synthetic")
     lm = LocalLM(world.model_dir("fast"), "cpu")
