@@ -41,9 +41,10 @@ POOLINGS: dict[Stage, tuple[str, ...]] = {
 SELF_EVAL_SUFFIX = " Can you answer this question correctly? Yes or No?"
 
 
-# The draft's token signals: read from the model's distributions at the draft's positions.
+# The draft's token signals: read from the model's own distributions at the draft's positions
+# (``answer_lens_consistency``, the middle layers' ones, comes with the lens).
 ANSWER_TOKEN_SIGNALS = frozenset({"answer_mean_logprob", "answer_min_logprob",
-                                  "answer_mean_entropy", "answer_lens_consistency"})
+                                  "answer_mean_entropy"})
 
 # What a lens probe reads: (stage, layer, pooling). ``run_passes`` computes the lens features of
 # the reads it is given with its own signals, in one set of ops, instead of one set per probe.
@@ -335,14 +336,14 @@ def _draft_passes(lm: LocalLM, drafts: Sequence[tuple[Any, list[int]]], lens: bo
     no draft token signals, when the pass can stop there (``run_passes``'s ``answer_depth``)."""
     import torch
 
-    from knowgate.agents.prefill import extend, fits, stops_at
+    from knowgate.agents.prefill import extend, fits
 
     width = max(len(prefill.ids) for prefill, _ in drafts)
     if len(drafts) > 1 and not fits(lm.model, width + max(len(ids) for _, ids in drafts)):
         # Padded to one width, the batch would outgrow a sliding window: one pass each.
         return [result for draft in drafts
                 for result in _draft_passes(lm, [draft], lens, lens_reads, depth)]
-    depth = depth if not lens and stops_at(lm.model, depth) else None
+    depth = None if lens else depth  # the lens reads every layer's answer positions
     with lm.lock:
         extensions = extend(lm.model, drafts, lm.tokenizer.pad_token_id or 0, lm.device,
                             depth=depth)

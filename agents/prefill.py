@@ -272,8 +272,9 @@ def extend(model: Any, entries: Sequence[tuple[Prefill, Sequence[int]]], pad_id:
     that the longest row fits a sliding window.
 
     ``depth``: the pass stops where hidden state ``depth`` (the input of decoder layer
-    ``depth``) is known: the extensions hold hidden states ``0..depth`` and no logits (see
-    ``stops_at``). ``None``, or a model whose layers cannot be found: the whole model runs.
+    ``depth``) is known: the extensions hold hidden states ``0..depth`` and no logits.
+    ``None``, a depth at or past the last layer, or a model whose layers cannot be found: the
+    whole model runs.
     """
     import torch
 
@@ -287,12 +288,13 @@ def extend(model: Any, entries: Sequence[tuple[Prefill, Sequence[int]]], pad_id:
         "position_ids": torch.tensor([list(range(n, n + span)) for n in lengths])}
     inputs = {name: value.to(device) for name, value in inputs.items()}
     with torch.inference_mode():
-        early = depth is not None and not keep_cache and stops_at(model, depth)
+        layers = None if keep_cache or depth is None \
+            or depth >= int(model.config.num_hidden_layers) else _decoder_layers(model)
         cache = left_padded(model, [prefill.cache for prefill, _ in entries], lengths, width,
-                            layers=depth if early else None)
-        if early:
+                            layers=depth if layers is not None else None)
+        if layers is not None:
             assert depth is not None
-            hidden = _run_to(_decoder_layers(model), depth,
+            hidden = _run_to(layers, depth,
                              lambda: model(**inputs, past_key_values=cache, use_cache=True))
             return [Extension(tuple(h[row, :k].float() for h in hidden), None)
                     for row, k in enumerate(sizes)]
@@ -317,14 +319,6 @@ def _decoder_layers(model: Any) -> Any:
             if layers is not None and len(layers) == int(model.config.num_hidden_layers):
                 return layers
     return None
-
-
-def stops_at(model: Any, depth: int | None) -> bool:
-    """Whether ``extend(..., depth=depth)`` stops early on ``model`` (and so gives no logits):
-    ``depth`` is below the last layer's output, and the model's layers can be found."""
-    if depth is None or depth >= int(model.config.num_hidden_layers):
-        return False
-    return _decoder_layers(model) is not None
 
 
 def _run_to(layers: Any, depth: int, forward: Callable[[], Any]) -> list[Any]:

@@ -96,10 +96,6 @@ class TransformersProber:
         self.lens = lens
         self.answer_tokens = answer_tokens
         self.probes = list(probes)
-        # The deepest hidden state read at a draft's positions (``None``: the whole model).
-        answer_layers = [getattr(p, "layer", None) for p in self.probes if p.stage == "answer"]
-        self._answer_depth = None if answer_tokens or lens or None in answer_layers \
-            else max(answer_layers, default=0)
         self.combiners = list(combiners)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str | None], Signals] = OrderedDict()
@@ -156,7 +152,7 @@ class TransformersProber:
                  if (read := getattr(probe, "lens_read", None)) is not None]
         try:
             passes = run_passes(self.lm, inputs, lens=self.lens, lens_reads=reads,
-                                answer_depth=self._answer_depth)
+                                answer_depth=self._answer_depth())
         except UserError as exc:
             if len(inputs) == 1:
                 return [RoleError(self.role, str(exc))]
@@ -164,6 +160,13 @@ class TransformersProber:
             return [out for one in inputs for out in self.signals_many([one])]
         return [self._named(result, answer)
                 for result, (_, answer) in zip(passes, inputs, strict=True)]
+
+    def _answer_depth(self) -> int | None:
+        """The deepest hidden state read at a draft's positions (``None``: the whole model)."""
+        if self.answer_tokens or self.lens:
+            return None
+        layers = [getattr(p, "layer", None) for p in self.probes if p.stage == "answer"]
+        return None if None in layers else max(layers, default=0)
 
     def _named(self, result: PassResult, answer: str | None) -> dict[str, float] | RoleError:
         stages = {"query", "answer"} if answer is not None else {"query"}
