@@ -1,6 +1,6 @@
 """Features read from the answers' words: ``answer_echo``, ``critic_echo``,
-``critic_agreement``, ``answer_clause_overlap`` and ``critic_clause_overlap``
-(``Policy.features`` adds them to the signals it weighs).
+``critic_agreement``, ``earlier_agreement``, ``answer_clause_overlap`` and
+``critic_clause_overlap`` (``Policy.features`` adds them to the signals it weighs).
 
 Two failures of small models show in the text of their answers, with no model pass:
 
@@ -10,7 +10,9 @@ Two failures of small models show in the text of their answers, with no model pa
   right, however sure the model is of it (its token probabilities point the wrong way).
 * **Disagreement.** Two models that read the same passage, or that both remember, and give the
   same answer are right more often than either alone; when the critic answers otherwise than
-  the draft, one of them is wrong.
+  the draft, one of them is wrong. The same holds for every answer proposed earlier for the
+  question (the fast model closed-book, the critic before a search): ``earlier_agreement``
+  counts those the current answer agrees with.
 * **The wrong clause.** A reader given the right passage may copy the value of a neighbouring
   field: asked for Sweden's chief of state, it reads "chief of state: King CARL XVI GUSTAF ...;
   head of government: Prime Minister Ulf KRISTERSSON ..." and answers the prime minister. The
@@ -50,6 +52,11 @@ def agreement(first: str, second: str) -> float:
     """1.0 when either answer states the other as whole words (normalised: "Ouagadougou" and
     "The capital is Ouagadougou."), else 0.0 (also when either is blank)."""
     return float(states(first, second) or states(second, first))
+
+
+def earlier_agreement(answer: str, earlier: Iterable[str]) -> float:
+    """How many of the ``earlier`` answers agree with ``answer`` (``agreement``)."""
+    return float(sum(agreement(answer, other) for other in earlier))
 
 
 def _stems(text: str) -> set[str]:

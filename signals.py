@@ -111,6 +111,10 @@ def _stock() -> list[SignalSpec]:
         SignalSpec(name="critic_agreement", stage="verdict", producer="policy",
                    meaning="1 when the critic's answer and the draft state each other, else 0 "
                            "(0: one of the two models is wrong)", maps=("critic",)),
+        SignalSpec(name="earlier_agreement", stage="draft", producer="policy",
+                   meaning="how many answers proposed earlier for the question (another "
+                           "model's, another prompt's) state the current one (higher: surer)",
+                   maps=("open_book", "critic")),
         SignalSpec(name="answer_clause_overlap", stage="evidence", producer="policy",
                    meaning="share of the question's words the evidence clause stating the draft "
                            "holds (low: the draft is another field's value)",

@@ -8,7 +8,11 @@
   much as the search's ``support`` signal (a tiny reader trained on one world copies a value
   from a passage about the wrong entity as readily as from the right one); with ``"none"`` it
   counts at its own probability and the calibrated policy weighs support itself (a pretrained
-  reader, whose passages score low support however right they are). Agreeing with the draft is
+  reader, whose passages score low support however right they are); with ``"only"`` a critic
+  given evidence answers from it alone, in one pass (a small pretrained model's closed-book
+  answers are confident and stale: "Africa" for every continent, a former president, so the
+  surer answer is the remembered one too often), and closed-book only without evidence.
+  Agreeing with the draft is
   ``accept``; a different answer at least ``abstain_below`` sure is ``revise``, a less sure one
   ``abstain`` (``abstain_below=0``: the critic always stands behind its best answer and the
   policy's calibrated map decides).
@@ -57,7 +61,7 @@ def _describe(question: str, draft: Draft | None, signals: Signals,
     return "\n".join(lines)
 
 
-EvidenceWeight = Literal["support", "none"]
+EvidenceWeight = Literal["support", "none", "only"]
 
 # Float slack of a closed-book bound: the prober's pass and the critic's call round differently.
 _BOUND_SLACK = 1e-4
@@ -75,7 +79,8 @@ class LiteLLMCritic(LiteLLMRole):
             bound, the closed-book call cannot change the verdict and is not made. Give it
             only when the signal reads the very model and prompt the critic calls.
         evidence_weight: In ``logprobs`` mode, what an answer read from the evidence is
-            weighted by: the search's ``support`` or nothing (see the module).
+            weighted by: the search's ``support`` or nothing, or ``only``: with evidence, no
+            closed-book pass at all (see the module).
         abstain_below: In ``logprobs`` mode, the probability under which a different answer is
             an ``abstain`` verdict rather than ``revise``.
         Other arguments: see ``LiteLLMRole``.
@@ -120,7 +125,10 @@ class LiteLLMCritic(LiteLLMRole):
         scored: list[tuple[float, Completion]] = []
         spent = 0.0
         deadline = Deadline(self.timeout_s)  # both passes share the role's time budget
-        for passages, weight, ceiling in self._passes(evidence, support, bound):
+        passes = self._passes(evidence, support, bound)
+        if evidence and self.evidence_weight == "only":
+            passes = [p for p in passes if p[0]]
+        for passages, weight, ceiling in passes:
             if scored and ceiling <= max(score for score, _ in scored):
                 # A pass scores at most its ceiling (`support` for the evidence answer, the
                 # bound for the closed-book one): when an answer already scores that much,

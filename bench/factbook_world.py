@@ -130,6 +130,9 @@ def main() -> None:
     calibration = load_dataset("calibration", settings, sample=args.sample, seed=args.seed)
     test = load_dataset("test", settings, sample=args.sample, seed=args.seed)
     kg = Knowgate(settings)
+    # Explore runs record every signal the prober can give, so that calibrate may try any of
+    # them (``run_eval`` does this itself only when it builds the roles).
+    explorer = Knowgate(settings.model_copy(update={"prober_signals": "all"}))
 
     def run(dataset: Dataset, graph: str, name: str, policy: Path | None = None) -> list:
         out = runs / name
@@ -139,8 +142,9 @@ def main() -> None:
                 return read_records(out)
         run_settings = settings if policy is None else settings.model_copy(update={"policy": policy})
         # The roles are built once; a graph run with the fitted policy only swaps the policy.
-        context = kg.context if policy is None else dataclasses.replace(
-            kg.context, policy=Policy.load(policy))
+        built = explorer if graph == "explore" else kg
+        context = built.context if policy is None else dataclasses.replace(
+            built.context, policy=Policy.load(policy))
         asyncio.run(run_eval(dataset, graph, out, run_settings, concurrency=args.concurrency,
                              context=context))
         return read_records(out)

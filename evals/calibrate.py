@@ -173,7 +173,10 @@ def fit_cases(cases: Sequence[tuple[dict[str, float], bool]], names: list[str],
               base: LogisticMap) -> tuple[LogisticMap, int]:
     """Logistic regression of the outcome over the best subset of ``names``, on the cases whose
     features carry every one of them; ``base`` when there are too few or one outcome is absent.
+    A name no case carries is left out first (a signal the run did not record, e.g. one its
+    prober was not asked for): otherwise no case would qualify and the map would stay unfitted.
     Returns the map and how many cases it was fitted on."""
+    names = [n for n in names if any(n in f for f, _ in cases)]
     rows = [(f, ok) for f, ok in cases if all(n in f for n in names)]
     y = np.array([float(ok) for _, ok in rows])
     if not names or len(rows) < 10 or len(set(y)) < 2:

@@ -298,7 +298,9 @@ async def run_eval(dataset: Dataset, graph: str, out: Path, settings: Settings, 
         concurrency: Questions in flight at once.
         cache_path: The response cache (default: ``eval-cache.sqlite`` in the data dir).
         context: Prebuilt roles (fakes in tests); their paid calls are cached when they are
-            litellm or priced-search roles.
+            litellm or priced-search roles. An explore run records the signals its prober
+            gives: build a prebuilt prober with ``prober_signals="all"`` (the runner does so
+            when it builds the roles) for calibrate to try every signal.
         judge: A litellm model id to grade with (default: normalised exact match).
         backend: ``local`` (this process) or ``ray`` (shards over a Ray cluster).
         workers: Ray actors (``ray`` backend).

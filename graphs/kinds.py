@@ -57,12 +57,13 @@ class NodeKind:
         return 0.0 if self.priced_as is None else self.calls * getattr(prices, self.priced_as)
 
     def step(self, reason: str, cost_usd: float = 0.0, latency_s: float = 0.0,
-             error: bool = False, proposes: str | None = None) -> Step:
+             error: bool = False, proposes: str | None = None, answer: str | None = None
+             ) -> Step:
         """A step of this kind (``proposes``: the source of the candidate answer it put
-        forward, see ``Step.proposes``)."""
+        forward, ``answer``: that answer, see ``Step``)."""
         return Step(action=self.action, role=self.role, counts_as=self.counts_as, reason=reason,
                     cost_usd=cost_usd, latency_s=round(latency_s, 6), error=error,
-                    proposes=proposes)
+                    proposes=proposes, answer=answer)
 
 
 PROBE = NodeKind("probe", role="prober", counts_as="probe")

@@ -189,7 +189,7 @@ async def draft(state: TriageState, runtime: Runtime[TriageContext]) -> dict[str
               else _why(state, "answer closed-book"))
     source = "open_book" if passages else "closed_book"
     step = DRAFT.step(f"{reason} -> {result.answer!r} ({result.label}, {result.confidence:.3f})",
-                      result.cost_usd, call.seconds, proposes=source)
+                      result.cost_usd, call.seconds, proposes=source, answer=result.answer)
     candidate = Candidate(answer=result.answer, source=source,
                           citations=citations(result.answer, passages),
                           confidence=result.confidence)
@@ -246,9 +246,10 @@ async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
     if call.failure is not None:
         return call.failure
     result: Verdict = call.result
+    stands = result.verdict != "abstain" and bool(result.answer.strip())
     step = REFINE.step(f"{_why(state, 'check the draft')} -> {result.verdict} "
                        f"{result.answer!r} ({result.confidence:.3f})", result.cost_usd,
-                       call.seconds, proposes="critic")
+                       call.seconds, proposes="critic", answer=result.answer if stands else None)
     signals = {**state.signals.values, "critic_confidence": result.confidence}
     signals.pop("critic_evidence_match", None)  # it belongs to the verdict it was read from
     if passages and ctx.matcher is not None and result.answer.strip():
@@ -258,7 +259,7 @@ async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
                               "critic_evidence_match", signals, step, call.seconds)
     update: dict[str, Any] = {"verdict": result, "steps": [step],
                               "signals": Signals(values=signals)}
-    if result.verdict != "abstain" and result.answer.strip():
+    if stands:
         update["candidate"] = Candidate(answer=result.answer, source="critic",
                                         citations=citations(result.answer, passages),
                                         confidence=result.confidence)

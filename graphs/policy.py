@@ -37,10 +37,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from knowgate.answer_text import agreement, clause_overlap, echo
+from knowgate.answer_text import agreement, clause_overlap, earlier_agreement, echo
 from knowgate.errors import UserError
 from knowgate.graphs.kinds import REFINE, SEARCH, NodeKind
-from knowgate.graphs.state import Decision, TriageState
+from knowgate.graphs.state import Candidate, Decision, TriageState
 from knowgate.signal_scales import Scale, rescale
 from knowgate.signals import SIGNALS, SignalRegistry
 
@@ -53,6 +53,16 @@ def logit(p: float) -> float:
     """log(p / (1 - p)), clamped so that 0 and 1 stay finite."""
     p = min(1.0 - _EPS, max(_EPS, p))
     return math.log(p / (1.0 - p))
+
+def _earlier_answers(state: TriageState, candidate: Candidate) -> list[str]:
+    """The answers steps proposed for this question before ``candidate``'s own step."""
+    proposed = [(s.proposes, s.answer) for s in state.steps if s.answer and not s.error]
+    own = (candidate.source, candidate.answer)
+    for at in range(len(proposed) - 1, -1, -1):
+        if proposed[at] == own:
+            return [answer for _, answer in proposed[:at]]  # type: ignore[misc]
+    return [answer for _, answer in proposed]  # type: ignore[misc]
+
 
 class LogisticMap(BaseModel):
     """P(correct) = sigmoid(bias + sum(weight * feature)); a missing feature adds nothing.
@@ -166,7 +176,7 @@ class Policy(BaseModel):
     def features(self, state: TriageState) -> dict[str, float]:
         """Signals plus what the policy reads off the answers themselves: the logits of the
         stated confidences, and the answers' words (``knowgate.answer_text``: ``answer_echo``,
-        ``critic_echo``, ``critic_agreement``, and against the evidence
+        ``critic_echo``, ``critic_agreement``, ``earlier_agreement``, and against the evidence
         ``answer_clause_overlap``, ``critic_clause_overlap``). The latter are computed here, not written
         into the state's signals, because the critic is shown those."""
         out = dict(state.signals.values)
@@ -185,6 +195,10 @@ class Policy(BaseModel):
             if evidence:
                 out["critic_clause_overlap"] = clause_overlap(state.question,
                                                               state.verdict.answer, evidence)
+        candidate = state.candidate
+        if candidate is not None and candidate.answer.strip():
+            out["earlier_agreement"] = earlier_agreement(candidate.answer,
+                                                         _earlier_answers(state, candidate))
         return out
 
     def p_correct(self, state: TriageState, features: dict[str, float] | None = None) -> float:

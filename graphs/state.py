@@ -39,6 +39,8 @@ class Step(BaseModel):
         proposes: The source of the candidate answer the step proposed (``closed_book``,
             ``open_book``, ``critic``, a developer's node's own), also when it proposed none
             (a critic that abstains); the eval runner records a candidate for each such step.
+        answer: The answer the step proposed (``None`` when it proposed none): the policy
+            reads how many earlier proposals a candidate agrees with (``earlier_agreement``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -51,6 +53,7 @@ class Step(BaseModel):
     error: bool = False
     counts_as: str | None = None
     proposes: str | None = None
+    answer: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,10 +1,12 @@
-"""Signals read from answers' words: ``answer_echo``, ``critic_echo``, ``critic_agreement``."""
+"""Signals read from answers' words: ``answer_echo``, ``critic_echo``, ``critic_agreement``,
+``earlier_agreement``, the clause overlaps."""
 
 from __future__ import annotations
 
-from knowgate.answer_text import agreement, clause_overlap, echo
+from knowgate.answer_text import agreement, clause_overlap, earlier_agreement, echo
+from knowgate.graphs.kinds import DRAFT, REFINE, SEARCH
 from knowgate.graphs.policy import Policy
-from knowgate.graphs.state import TriageState
+from knowgate.graphs.state import Candidate, TriageState
 from knowgate.roles import Draft, Evidence, Passage, Verdict
 from knowgate.signals import SIGNALS
 
@@ -54,6 +56,27 @@ def test_the_policy_reads_them_off_the_state() -> None:
                                                       "critic_agreement")}
     assert maps == {"answer_echo": ("closed_book", "open_book"), "critic_echo": ("critic",),
                     "critic_agreement": ("critic",)}
+
+
+def test_earlier_agreement_counts_the_earlier_proposals_an_answer_agrees_with() -> None:
+    """Every answer proposed before the current candidate's own step counts once when the two
+    state each other; the candidate's own step and failed steps do not count."""
+    assert earlier_agreement("Asia", ["asia.", "Africa", "South Asia", ""]) == 2.0
+    policy = Policy.load()
+    steps = [DRAFT.step("closed book", proposes="closed_book", answer="Asia"),
+             REFINE.step("critic first", proposes="critic", answer="Africa"),
+             SEARCH.step("search"),
+             DRAFT.step("failed", error=True),
+             DRAFT.step("read", proposes="open_book", answer="Asia")]
+    state = TriageState(question=CONTINENT, steps=steps,
+                        candidate=Candidate(answer="Asia", source="open_book"))
+    assert policy.features(state)["earlier_agreement"] == 1.0  # the closed-book draft
+    critic = state.model_copy(update={
+        "steps": [*steps, REFINE.step("read", proposes="critic", answer="the Asia")],
+        "candidate": Candidate(answer="the Asia", source="critic")})
+    assert policy.features(critic)["earlier_agreement"] == 2.0  # both drafts
+    assert "earlier_agreement" not in policy.features(TriageState(question=CONTINENT))
+    assert SIGNALS.get("earlier_agreement").maps == ("open_book", "critic")
 
 
 def test_clause_overlap_tells_the_asked_field_from_its_neighbour() -> None:

@@ -173,3 +173,28 @@ async def test_a_critic_weighing_nothing_keeps_a_reading_of_low_support(context,
     assert weighted.answer != question.answers[0] or weighted.verdict == "abstain"
     assert (read.verdict, read.answer) == ("revise", question.answers[0])
     assert read.confidence > weighted.confidence
+
+
+async def test_a_critic_given_evidence_only_reads_it(context, shipped_world: World) -> None:
+    """``evidence_weight="only"``: with passages the critic answers from them in one pass,
+    even where its closed-book answer is surer (a small model's stale memory); without any it
+    answers closed-book."""
+    from knowgate.agents.critic import LiteLLMCritic
+
+    built = context.critic
+    reader = LiteLLMCritic(built.router, built.model, built.fmt, built.timeout_s,
+                           built.max_tokens, evidence_weight="only", abstain_below=0.0)
+    both = LiteLLMCritic(built.router, built.model, built.fmt, built.timeout_s,
+                         built.max_tokens, evidence_weight="none", abstain_below=0.0)
+    question = next(q for q in shipped_world.questions("test") if q.kind == Kind.SLOW_KNOWN)
+    evidence = await context.searcher(question.question)
+    signals = Signals(values={"search_support": evidence.support})
+    closed = await both(question.question, None, signals)
+    full = await both(question.question, None, signals, evidence.passages)
+    read = await reader(question.question, None, signals, evidence.passages)
+    # One pass: exactly the evidence pass the two-pass critic also paid for.
+    assert read.cost_usd == pytest.approx(full.cost_usd - closed.cost_usd)
+    assert read.cost_usd > 0 and closed.cost_usd > 0
+    assert (await reader(question.question, None, signals)).answer == closed.answer
+    opened = await both.ask_plain(question.question, [p.text for p in evidence.passages])
+    assert read.answer == opened.text.strip() != ""

@@ -99,7 +99,8 @@ class LocalModelSpec(BaseModel):
         parameters: Parameter count, for the card.
         evidence_weight: As the critic: what an answer it reads from passages is weighted by
             (``support``: the search's support, for a tiny reader that copies from passages
-            about the wrong entity; ``none``: its own probability, the policy weighs support).
+            about the wrong entity; ``none``: its own probability, the policy weighs support;
+            ``only``: with passages it answers from them alone, without a closed-book pass).
         abstain_below: As the critic: under which probability a different answer is an
             ``abstain`` verdict (0: it always stands behind its best answer and the calibrated
             policy decides).
@@ -114,7 +115,7 @@ class LocalModelSpec(BaseModel):
     prices: tuple[float, float] = (0.0, 0.0)
     licence: str = ""
     parameters: int | None = None
-    evidence_weight: Literal["support", "none"] = "support"
+    evidence_weight: Literal["support", "none", "only"] = "support"
     abstain_below: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
