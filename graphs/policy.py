@@ -56,12 +56,11 @@ def logit(p: float) -> float:
 
 def _earlier_answers(state: TriageState, candidate: Candidate) -> list[str]:
     """The answers steps proposed for this question before ``candidate``'s own step."""
-    proposed = [(s.proposes, s.answer) for s in state.steps if s.answer and not s.error]
+    proposed: list[tuple[str | None, str]] = [(s.proposes, s.answer) for s in state.steps
+                                               if s.answer and not s.error]
     own = (candidate.source, candidate.answer)
-    for at in range(len(proposed) - 1, -1, -1):
-        if proposed[at] == own:
-            return [answer for _, answer in proposed[:at]]  # type: ignore[misc]
-    return [answer for _, answer in proposed]  # type: ignore[misc]
+    mine = max((at for at, item in enumerate(proposed) if item == own), default=len(proposed))
+    return [answer for _, answer in proposed[:mine]]
 
 
 class LogisticMap(BaseModel):
