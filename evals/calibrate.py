@@ -160,6 +160,27 @@ def with_declared(base: LogisticMap, name: str, candidates: Sequence[CandidateRe
         "scales": {**base.scales, **{s.name: s.scale for s in added if s.scale != "raw"}}})
 
 
+def recorded_only(base: LogisticMap, candidates: Sequence[CandidateRecord],
+                  signals: SignalRegistry) -> LogisticMap:
+    """``base`` without the declared signals no candidate carries, trained probes' excepted.
+
+    Why: a stock or plugin signal the run did not record (its prober was not asked for it, see
+    ``prober_signals``) would leave no candidate carrying every feature, and the map would stay
+    at the base's weights, placeholders included, as if fitted. A trained probe's signal that
+    is missing means the run had no probes: its main map cannot be fitted, and the fallback
+    map (fitted without the probes) is what judges such a prober's answers. A name nothing
+    declares (a typo, a probe or plugin not loaded here) is kept too: it does not vanish
+    silently from the map (``Policy.undeclared`` names it).
+    """
+    seen = {f for c in candidates for f in c.features}
+    kept = {n: w for n, w in base.weights.items() if n in seen
+            or (spec := signals.get(n)) is None or spec.producer == TRAINED_PROBE}
+    if len(kept) == len(base.weights):
+        return base
+    return base.model_copy(update={"weights": kept, "scales": {
+        n: v for n, v in base.scales.items() if n in kept}})
+
+
 def fit_map(candidates: Sequence[CandidateRecord], names: list[str], base: LogisticMap
             ) -> tuple[LogisticMap, int]:
     """Logistic regression of correctness over the best subset of ``names`` (see
@@ -173,10 +194,7 @@ def fit_cases(cases: Sequence[tuple[dict[str, float], bool]], names: list[str],
               base: LogisticMap) -> tuple[LogisticMap, int]:
     """Logistic regression of the outcome over the best subset of ``names``, on the cases whose
     features carry every one of them; ``base`` when there are too few or one outcome is absent.
-    A name no case carries is left out first (a signal the run did not record, e.g. one its
-    prober was not asked for): otherwise no case would qualify and the map would stay unfitted.
     Returns the map and how many cases it was fitted on."""
-    names = [n for n in names if any(n in f for f, _ in cases)]
     rows = [(f, ok) for f, ok in cases if all(n in f for n in names)]
     y = np.array([float(ok) for _, ok in rows])
     if not names or len(rows) < 10 or len(set(y)) < 2:
@@ -436,7 +454,7 @@ def calibrate(run: Path, mode: Mode, base: Policy, prices: Prices, alpha: float 
         for name, old in maps.items():
             # A map a developer's node's source names is fitted on that source's candidates.
             pool = [c for c in candidates if c.source == MAP_SOURCES.get(name, name)]
-            tried = with_declared(old, name, pool, signals, probes)
+            tried = recorded_only(with_declared(old, name, pool, signals, probes), pool, signals)
             out[name], counts[name] = fit_map(pool, list(tried.weights), tried)
             if out[name] is tried:  # nothing fitted: the base map as it was
                 out[name] = old

@@ -185,19 +185,28 @@ async def test_calibrate_fits_a_node_signal_the_explore_run_predates(tmp_path: P
     assert again.penalty_usd == fitted.penalty_usd
 
 
-async def test_a_feature_the_run_never_recorded_does_not_leave_a_map_unfitted(
+async def test_a_signal_the_run_never_recorded_does_not_leave_a_map_unfitted(
         tmp_path: Path) -> None:
-    """A base map naming a signal no candidate carries (the run's prober was not asked for it)
-    is fitted over the features the run has; before, no candidate qualified and the base map's
-    placeholder weights shipped as if fitted."""
+    """A base map naming a declared signal no candidate carries (``answer_min_logprob``: the
+    run's prober was not asked for it) is fitted over the features the run has; before, no
+    candidate qualified and the base map's placeholder weights shipped as if fitted. A name
+    nothing declares stays, and the map with it is left as it was (``Policy.undeclared``)."""
     items, scripts = world(120, seed=4)
     await run(items, "triage", tmp_path / "explore", context(scripts), tmp_path, explore=True)
-    closed = BASE.maps["closed_book"].model_copy(update={
-        "weights": {**BASE.maps["closed_book"].weights, "never_recorded": 0.0}})
-    base = BASE.model_copy(update={"maps": {**BASE.maps, "closed_book": closed}})
-    fitted, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
-    assert "never_recorded" not in fitted.maps["closed_book"].weights
-    assert "never_recorded" not in report["features"]["closed_book"]
-    assert fitted.maps["closed_book"] != closed
+
+    def base_naming(feature: str) -> Policy:
+        closed = BASE.maps["closed_book"].model_copy(update={
+            "weights": {**BASE.maps["closed_book"].weights, feature: 0.0}})
+        return BASE.model_copy(update={"maps": {**BASE.maps, "closed_book": closed}})
+
+    assert SIGNALS.get("answer_min_logprob") is not None
+    fitted, report = calibrate(tmp_path / "explore", "utility", base_naming("answer_min_logprob"),
+                               PRICES)
+    assert "answer_min_logprob" not in fitted.maps["closed_book"].weights
+    assert report["fitted_on"]["closed_book"] > 0
     same, _ = calibrate(tmp_path / "explore", "utility", BASE, PRICES)
     assert fitted.maps["closed_book"] == same.maps["closed_book"]
+    typo = base_naming("answer_min_logprb")
+    kept, report = calibrate(tmp_path / "explore", "utility", typo, PRICES)
+    assert kept.maps["closed_book"] == typo.maps["closed_book"]
+    assert report["fitted_on"]["closed_book"] == 0
