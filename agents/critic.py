@@ -125,10 +125,7 @@ class LiteLLMCritic(LiteLLMRole):
         scored: list[tuple[float, Completion]] = []
         spent = 0.0
         deadline = Deadline(self.timeout_s)  # both passes share the role's time budget
-        passes = self._passes(evidence, support, bound)
-        if evidence and self.evidence_weight == "only":
-            passes = [p for p in passes if p[0]]
-        for passages, weight, ceiling in passes:
+        for passages, weight, ceiling in self._passes(evidence, support, bound):
             if scored and ceiling <= max(score for score, _ in scored):
                 # A pass scores at most its ceiling (`support` for the evidence answer, the
                 # bound for the closed-book one): when an answer already scores that much,
@@ -154,18 +151,20 @@ class LiteLLMCritic(LiteLLMRole):
         return Verdict(verdict=kind, answer=answer, confidence=confidence, model=best.model,
                        usage=usage, cost_usd=cost)
 
-    @staticmethod
-    def _passes(evidence: Sequence[Passage], support: float,
+    def _passes(self, evidence: Sequence[Passage], support: float,
                 bound: float | None) -> list[tuple[list[str], float, float]]:
         """``(passages, weight, ceiling)`` of each pass, in the order they are tried.
 
         The closed-book prompt (weight 1) and, with evidence, the open-book one, whose answer
         counts only as much as the search's support. The closed book goes first unless a bound
-        on its answer's probability says it is the less promising one.
+        on its answer's probability says it is the less promising one; with
+        ``evidence_weight="only"`` and evidence, the open-book pass is the only one.
         """
         closed_ceiling = 1.0 if bound is None else min(1.0, bound + _BOUND_SLACK)
-        passes: list[tuple[list[str], float, float]] = [([], 1.0, closed_ceiling)]
-        if evidence:
-            opened = ([p.text for p in evidence], support, support)
-            passes = [opened, *passes] if closed_ceiling < support else [*passes, opened]
-        return passes
+        closed: tuple[list[str], float, float] = ([], 1.0, closed_ceiling)
+        if not evidence:
+            return [closed]
+        opened = ([p.text for p in evidence], support, support)
+        if self.evidence_weight == "only":
+            return [opened]
+        return [opened, closed] if closed_ceiling < support else [closed, opened]

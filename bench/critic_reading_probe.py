@@ -9,7 +9,8 @@ the prompt it read plus its answer (mean over the answer's tokens, or its last t
 layer, 5-fold cross-validated by country, beside:
 
 * the policy's own features of the same candidates (the critic map's inputs), and both together;
-* the **relation-only baseline**: the right-rate of the question's relation on the other folds;
+* the **relation-only baseline**: the right-rate of the question's relation on the other folds
+  (``knowgate.agents.probe_report.relation_rates``, as the probe report's);
 * the **untrained control**: the same probe on an untrained copy of the model (same
   architecture, random weights), which reads the words of the prompt and answer and nothing the
   model knows.
@@ -40,6 +41,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from knowgate.agents.local_lm import LocalLM  # noqa: E402
+from knowgate.agents.probe_report import relation_rates  # noqa: E402
 from knowgate.agents.probe_training import auroc, untrained_copy  # noqa: E402
 from knowgate.agents.prompting import answer_messages  # noqa: E402
 from knowgate.evals.records import read_records  # noqa: E402
@@ -51,22 +53,22 @@ POLICY_FEATURES = ("critic_logit", "evidence_match", "critic_evidence_match", "c
                    "critic_clause_overlap", "critic_echo", "search_top_score", "search_support")
 
 
-def readings(run: Path, world: World) -> list[dict]:
+def readings(run: Path) -> list[dict]:
     """The critic's answer after a search, on the path search -> draft -> critic, per
-    question: its text, whether it is right, the passage it read and the policy's features."""
-    passages = {p.id: p.text for p in world.corpus}
+    question: its text, whether it is right, the passages it read (the explore run's taped
+    search, cut to the passages put in front of a model) and the policy's features."""
     out = []
     for record in read_records(run):
-        if record.outcome == "error":
+        if record.outcome == "error" or record.tape is None:
             continue
         found = [c for c in record.candidates if c.source == "critic" and c.searched and c.answer]
-        top = next((s.reason.split(" top ")[1].split(" ")[0] for s in record.steps
-                    if s.action == "search" and " top " in s.reason), None)
-        if not found or top not in passages:
+        search = next((c.result for c in record.tape.calls if c.role == "searcher"), None)
+        if not found or not search or not search["passages"]:
             continue
         critic = min(found, key=lambda c: len(c.path))
+        shown = search["passages"][:record.tape.evidence_passages]
         out.append({"question": record.question, "answer": critic.answer,
-                    "right": int(critic.correct), "passage": passages[top],
+                    "right": int(critic.correct), "passages": [p["text"] for p in shown],
                     "group": record.meta.get("code") or record.id,
                     "relation": record.meta.get("relation") or "?",
                     "features": [critic.features.get(f, 0.0) for f in POLICY_FEATURES]})
@@ -78,7 +80,7 @@ def hidden_states(lm: LocalLM, rows: list[dict]) -> tuple[np.ndarray, np.ndarray
     token's (arrays of shape readings x layers x width)."""
     means, lasts = [], []
     for row in rows:
-        prompt = lm.render(answer_messages(row["question"], [row["passage"]], lm.prompt_style))
+        prompt = lm.render(answer_messages(row["question"], row["passages"], lm.prompt_style))
         prompt_ids = lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         ids = lm.tokenizer(prompt + " " + row["answer"], add_special_tokens=False)["input_ids"]
         answer = max(1, len(ids) - len(prompt_ids))
@@ -96,16 +98,6 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float) -> n
     for train, test in GroupKFold(5).split(x, y, groups):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
         p[test] = model.fit(x[train], y[train]).predict_proba(x[test])[:, 1]
-    return p
-
-
-def relation_only(rows: list[dict], y: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Each reading scored by its relation's right-rate on the other folds."""
-    relations = np.array([r["relation"] for r in rows])
-    p = np.zeros(len(y))
-    for train, test in GroupKFold(5).split(y, y, groups):
-        rate = {rel: y[train][relations[train] == rel].mean() for rel in set(relations[train])}
-        p[test] = [rate.get(rel, y[train].mean()) for rel in relations[test]]
     return p
 
 
@@ -130,15 +122,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     settings = load_settings(world="factbook")
     world = World("factbook")
-    rows = readings(args.run, world)
+    rows = readings(args.run)
     y = np.array([r["right"] for r in rows])
     groups = np.array([r["group"] for r in rows])
     features = np.array([r["features"] for r in rows])
+    relations = np.array([r["relation"] for r in rows])
     spec = world.local_model("slow")
     lm = LocalLM(world.model_dir("slow", cache_dir=settings.model_cache), "cpu", spec.prompt, 0)
     out: dict = {"readings": len(rows), "right": int(y.sum()),
                  "policy_features": auroc(y, out_of_fold(features, y, groups, c=1.0)),
-                 "relation_only": auroc(y, relation_only(rows, y, groups))}
+                 "relation_only": auroc(y, relation_rates(relations, y, groups))}
     control = untrained_copy(lm)
     control.prompt_style = lm.prompt_style  # the same prompt, read by random weights
     for name, model in (("trained", lm), ("untrained_control", control)):
