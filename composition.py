@@ -331,6 +331,7 @@ def build_context(settings: Settings, on_progress: Progress | None = None) -> Tr
         searcher=built["searcher"],
         matcher=_matcher(built["searcher"]),
         prober=built["prober"],
+        reader=_reader(assembly),
         policy=policy,
         prices=_prices(assembly),
         role_timeout_s=settings.role_timeout_s,
@@ -410,18 +411,10 @@ def _prober(assembly: Assembly, model: str | None, reads: set[str] | None) -> An
 
     settings, world = assembly.settings, assembly.world
 
-    def world_model(name: str) -> LocalLM:
-        provider = assembly.provider()
-        if provider is not None and name in provider.names:
-            return provider.model(name)
-        spec = world.world.local_model(name)
-        return LocalLM(world.world.model_dir(name, settings.model_cache), settings.device,
-                       prompt_style=spec.prompt, prefill_cache_mb=settings.local_prefill_cache_mb)
-
     def other_model(source: str) -> LocalLM:
         return LocalLM(source, settings.device, prefill_cache_mb=settings.local_prefill_cache_mb)
 
-    lm = other_model(model) if model else world_model("fast")
+    lm = other_model(model) if model else _world_model(assembly, "fast")
     probes = _probes(settings, world, own_model=model is None)
     wanted = _wanted_signals(reads, probes.combiners if probes else ())
     lens = wanted is None or bool(wanted & {"query_lens_consistency", "answer_lens_consistency"})
@@ -432,9 +425,53 @@ def _prober(assembly: Assembly, model: str | None, reads: set[str] | None) -> An
     source = _critic_prober_source(assembly)
     if source is None:
         return main
-    reader_lm = world_model("slow") if source == "world" else other_model(source)
+    reader_lm = _world_model(assembly, "slow") if source == "world" else other_model(source)
     return JointProber(main, {"critic": TransformersProber(
         reader_lm, lens=wanted is None or "critic_query_lens_consistency" in wanted)})
+
+
+def _world_model(assembly: Assembly, name: str) -> Any:
+    """The world's local model ``name`` (``fast``, ``slow``): the copy the provider serves when
+    it serves it (one copy in memory, one lock, one prefill cache), else a new one."""
+    from knowgate.agents.local_lm import LocalLM
+
+    provider = assembly.provider()
+    if provider is not None and name in provider.names:
+        return provider.model(name)
+    settings, world = assembly.settings, assembly.world.world
+    spec = world.local_model(name)
+    return LocalLM(world.model_dir(name, settings.model_cache), settings.device,
+                   prompt_style=spec.prompt, prefill_cache_mb=settings.local_prefill_cache_mb)
+
+
+READING_PROBES = "probes/reading"  # a world's probes of its critic's readings, if it has some
+
+
+def _reader(assembly: Assembly) -> Any:
+    """An ``EvidenceReader`` of the critic's answers after a search, or ``None``.
+
+    It runs the ``reading_probes`` setting's set, else the world's ``READING_PROBES`` when the
+    critic is the world's slow model, on the model the critic's signals are read on
+    (``critic_prober``: for ``local/slow``, the very copy the critic calls, whose kept prompt
+    pass the reading reuses). ``None`` when there is no such model or set, the setting is
+    ``off``, or the policy reads none of the set's signals (``prober_signals: all``: always)."""
+    from knowgate.agents.local_lm import LocalLM
+    from knowgate.agents.prober import EvidenceReader
+
+    settings = assembly.settings
+    source = _critic_prober_source(assembly)
+    if source is None or (source != "world" and settings.reading_probes is None):
+        return None  # the world's set reads the world's critic only
+    probes = _reading_probes(settings, assembly.world)
+    if probes is None:
+        return None
+    names = {p.name for p in probes.probes} | {c.name for c in probes.combiners}
+    if settings.prober_signals != "all" and assembly.policy is not None \
+            and not names & policy_reads(assembly.policy):
+        return None
+    lm = _world_model(assembly, "slow") if source == "world" else LocalLM(
+        source, settings.device, prefill_cache_mb=settings.local_prefill_cache_mb)
+    return EvidenceReader.with_probes(lm, probes)
 
 
 def _wanted_signals(reads: set[str] | None, combiners: Sequence[Any]) -> set[str] | None:
@@ -470,7 +507,21 @@ def declared_signals(settings: Settings) -> list[Any]:
         _probes(settings, WorldRef(settings), own_model=True)
     elif settings.probes not in (None, "off"):
         _probes(settings, WorldRef(settings), own_model=False)
+    _reading_probes(settings, WorldRef(settings))
     return SIGNALS.all()
+
+
+def _reading_probes(settings: Settings, world: WorldRef) -> Any:
+    """The probes of the critic's readings the settings name (``reading_probes``), else the
+    world's, or ``None`` (loading them declares their signals)."""
+    from knowgate.agents.probes import MANIFEST, ProbeSet
+
+    if settings.reading_probes == "off":
+        return None
+    if settings.reading_probes is not None:
+        return ProbeSet.load(settings.reading_probes)
+    shipped = world.world.path / READING_PROBES
+    return ProbeSet.load(shipped) if (shipped / MANIFEST).is_file() else None
 
 
 def _probes(settings: Settings, world: WorldRef, own_model: bool) -> Any:

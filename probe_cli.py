@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from knowgate.cli_support import ConfigOpt, WorldOpt, console, fail, progress
-from knowgate.errors import KnowgateError
+from knowgate.errors import KnowgateError, UserError
 
 probe_app = typer.Typer(help="Probes of the prober: label data, train, report.",
                         no_args_is_help=True)
@@ -28,14 +28,16 @@ ModelOpt = Annotated[str, typer.Option(
     "--model", help="Model the probes read: `fast` or `slow` (the world's), or a path or id.")]
 
 
-def resolve_model(model: str, settings: Any) -> tuple[Path | str, str]:
-    """(what ``LocalLM`` loads, the name recorded in the probe files)."""
+def resolve_model(model: str, settings: Any) -> tuple[Path | str, str, str]:
+    """(what ``LocalLM`` loads, the name recorded in the probe files, the prompt style: the
+    world's for its own models, so that probes read the prompts the runtime gives them)."""
     from knowgate.worlds.world import World
 
     name = model.removeprefix(WORLD_MODEL)
     if name in ("fast", "slow"):
-        return World(settings.world).model_dir(name), WORLD_MODEL + name
-    return model, model
+        world = World(settings.world)
+        return world.model_dir(name), WORLD_MODEL + name, world.local_model(name).prompt
+    return model, model, "plain"
 
 
 def _bar(total: int, label: str) -> tuple[Any, Any]:
@@ -68,24 +70,30 @@ def probe_label(
         "--exclude", help="Leave out the questions of this eval run folder or dataset file (those "
                           "the policy is calibrated on: the probes then score them out of "
                           "sample).")] = None,
+    readings: Annotated[bool, typer.Option(
+        "--readings", help="Label the critic's readings after a search instead (its answer "
+                           "from the passages found): the data of a probe of those readings, "
+                           "trained with --model slow.")] = False,
     world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the configured answerer on a world split and write each question with its label
-    (or take the drafts an explore run recorded, ``--from-run``)."""
+    (or take the drafts an explore run recorded, ``--from-run``; or, ``--readings``, the
+    critic's answers read from what a search found)."""
     from knowgate.agents.probe_training import write_records
     from knowgate.aio import run_sync
     from knowgate.composition import build_context
     from knowgate.settings import load_settings
-    from knowgate.worlds.probe_labels import label_split
+    from knowgate.worlds.probe_labels import label_readings, label_split
     from knowgate.worlds.world import World
 
     try:
         skip = _question_ids(exclude) if exclude is not None else set()
         if from_run is not None:
-            from knowgate.evals.probe_labels import labels_from_run
+            from knowgate.evals.probe_labels import labels_from_run, readings_from_run
 
-            records = [r for r in labels_from_run(from_run) if r.id not in skip]
+            found = readings_from_run(from_run) if readings else labels_from_run(from_run)
+            records = [r for r in found if r.id not in skip]
             write_records(out, records)
             console.print(f"{len(records)} questions, {sum(r.correct for r in records)} "
                           f"answered right, written to {out}")
@@ -96,9 +104,16 @@ def probe_label(
         total = sum(q.id not in skip for q in world.questions(split))
         bars, advance = _bar(total, f"label {split}")
         with bars:
-            records = run_sync(label_split(world, split, context.answerer,
-                                           None if model == "none" else model, progress=advance,
-                                           skip=skip))
+            if readings:
+                if context.searcher is None or context.critic is None:
+                    raise UserError("--readings needs a searcher and a critic")
+                records = run_sync(label_readings(
+                    world, split, context.searcher, context.critic,
+                    context.evidence_passages, progress=advance, skip=skip))
+            else:
+                records = run_sync(label_split(world, split, context.answerer,
+                                               None if model == "none" else model,
+                                               progress=advance, skip=skip))
         write_records(out, records)
     except KnowgateError as exc:
         raise fail(exc) from exc
@@ -116,14 +131,19 @@ def probe_train(
     world: WorldOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Sweep layers x poolings x families, keep the best probe per stage, fit the combiners."""
+    """Sweep layers x poolings x families, keep the best probe per stage, fit the combiners.
+
+    Records with passages (``probe label --readings``) train one probe of those readings
+    instead (``critic_reading_probe``, a set that ``reads: evidence``)."""
     from knowgate.agents.local_lm import LocalLM
     from knowgate.agents.probe_training import (
         extract,
         read_records,
         save,
+        save_reading,
         sweep_specs,
         train_probes,
+        train_reading_probe,
         untrained_copy,
     )
     from knowgate.settings import load_settings
@@ -131,8 +151,13 @@ def probe_train(
     try:
         settings = load_settings(config, world=world)
         records = read_records(data)
-        source, name = resolve_model(model, settings)
-        lm = LocalLM(source, settings.device, prefill_cache_mb=0)  # no pass is reused
+        reading = any(r.passages for r in records)
+        if reading and not all(r.passages for r in records):
+            raise UserError(f"{data}: some records carry passages and some do not: train "
+                            "probes of readings and of questions from separate files")
+        source, name, style = resolve_model(model, settings)
+        lm = LocalLM(source, settings.device, prompt_style=style,
+                     prefill_cache_mb=0)  # no pass is reused
         targets = [(out, lm, name)]
         if control:
             targets.append((out / CONTROL_DIR, untrained_copy(lm), f"untrained copy of {name}"))
@@ -140,9 +165,16 @@ def probe_train(
             bars, advance = _bar(len(records), f"passes ({label})")
             with bars:
                 features = extract(reader, records, batch_size, self_eval=False, progress=advance)
+            note = {"data": data.name, "records": len(records)}
+            if reading:
+                spec, cells = train_reading_probe(features, label)
+                save_reading(spec, cells, directory, label, note,
+                             sweep_specs(features, cells, label))
+                console.print(f"{label}: reading probe {spec.features} layer {spec.layer} "
+                              f"{spec.pooling}, validation AUROC {spec.validation_auroc}")
+                continue
             trained = train_probes(features, label)
-            save(trained, sweep_specs(features, trained.sweep, label), directory, label,
-                 {"data": data.name, "records": len(records)})
+            save(trained, sweep_specs(features, trained.sweep, label), directory, label, note)
             for stage, spec in trained.probes.items():
                 console.print(f"{label}: {stage} probe {spec.features} layer {spec.layer} "
                               f"{spec.pooling}, validation AUROC {spec.validation_auroc}")
@@ -189,8 +221,9 @@ def probe_report(
         settings = load_settings(config, world=world)
         records = read_records(data)
         manifest, specs, combiners = chosen(probes)
-        source, name = resolve_model(model or manifest.model, settings)
-        lm = LocalLM(source, settings.device, prefill_cache_mb=0)  # no pass is reused
+        source, name, style = resolve_model(model or manifest.model, settings)
+        lm = LocalLM(source, settings.device, prompt_style=style,
+                     prefill_cache_mb=0)  # no pass is reused
         bars, advance = _bar(len(records), f"passes ({name})")
         with bars:
             features = extract(lm, records, batch_size, self_eval=self_eval, progress=advance)

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         probes: Directory of trained probes the prober runs (``knowgate probe train`` writes
             one); ``None`` means the world's ``probes/`` when the prober is the world's fast
             model (none otherwise), ``"off"`` runs the prober without trained probes.
+        reading_probes: Directory of trained probes of the critic's readings (a set that
+            ``reads: evidence``, ``knowgate probe train`` on ``probe label --readings``
+            records), run on the critic's answers after a search by the model the critic's
+            signals are read on (``critic_prober``); ``None`` means the world's
+            ``probes/reading/`` when the critic is the world's slow model, ``"off"`` none.
 
         The chat server (``knowgate serve``) and its backends:
 
@@ -154,6 +159,7 @@ class Settings(BaseSettings):
     checkpoint_db: Path | None = None
     # Trained probes of the prober (issue 4).
     probes: str | None = None
+    reading_probes: str | None = None
     # -- the chat server (knowgate serve) --
     checkpoint_url: str | None = None
     chroma_url: str | None = None

@@ -1,4 +1,5 @@
-"""Scripted stand-ins for the four roles, for tests and for developers trying graphs offline.
+"""Scripted stand-ins for the four roles (and a reader of the critic's answers), for tests and
+for developers trying graphs offline.
 
 They implement the role protocols exactly (async ``__call__``, pydantic results, ``RoleError`` on
 failure), so a graph cannot tell them from real roles. A script maps a question to what the role
@@ -46,7 +47,7 @@ def _act(role: str, action: Any) -> Any:
     return action
 
 
-async def _perform(role: str, script: Mapping[str, Any], key: str, default: Any) -> Any:
+async def _perform(role: str, script: Mapping[Any, Any], key: Any, default: Any) -> Any:
     action = script.get(key, default)
     if isinstance(action, Hang):
         await asyncio.sleep(action.seconds)
@@ -133,4 +134,21 @@ class ScriptedProber:
     async def __call__(self, question: str, answer: str | None = None) -> Signals:
         self.calls.append((question, answer))
         values = await _perform("prober", self.signals, question, {})
+        return Signals(values=dict(values))
+
+
+@dataclass
+class ScriptedReader:
+    """A reader of answers given from evidence (``TriageContext.reader``):
+    ``values[(question, answer)]`` is a dict of signal values, ``Fail`` or ``Hang``; ``names``
+    are the signals it writes."""
+
+    values: dict[tuple[str, str], Any] = field(default_factory=dict)
+    names: tuple[str, ...] = ("critic_reading_probe",)
+    calls: list[tuple[str, str, int]] = field(default_factory=list)
+
+    async def __call__(self, question: str, answer: str,
+                       passages: Sequence[Passage]) -> Signals:
+        self.calls.append((question, answer, len(passages)))
+        values = await _perform("reader", self.values, (question, answer), {})
         return Signals(values=dict(values))

@@ -2,9 +2,11 @@
 
 The prober (``knowgate.agents.prober``) and probe training (``knowgate.agents.probe_training``)
 both read inputs through ``run_passes``, so a probe is trained on exactly the features it sees at
-run time. An input is a question, optionally with a draft answer appended after the prompt; the
-prompt's positions are identical with or without the answer (the model is causal), so one pass of
-question + answer serves both the query-level and the answer-level signals.
+run time. An input is a question, optionally with a draft answer appended after the prompt, and
+optionally with passages in the prompt (the prompt a model reading evidence answers from: a probe
+of that reading); the prompt's positions are identical with or without the answer (the model is
+causal), so one pass of question + answer serves both the query-level and the answer-level
+signals.
 
 Batches are padded on the right: the real tokens keep their positions and, the attention being
 causal, padding after them changes nothing they see.
@@ -49,6 +51,10 @@ ANSWER_TOKEN_SIGNALS = frozenset({"answer_mean_logprob", "answer_min_logprob",
 # What a lens probe reads: (stage, layer, pooling). ``run_passes`` computes the lens features of
 # the reads it is given with its own signals, in one set of ops, instead of one set per probe.
 LensRead = tuple[Stage, int, str]
+
+# One input: ``(question, answer)`` or ``(question, answer, passages)``; ``answer`` ``None``: the
+# question alone; ``passages``: the evidence texts in the prompt, best first.
+PassInput = tuple[str, str | None] | tuple[str, str | None, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -97,20 +103,22 @@ def _pool(states: Any, prompt_tokens: int, stage: Stage, pooling: str) -> Any:
     raise UserError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS[stage])}")
 
 
-def render(lm: LocalLM, question: str) -> str:
-    """The closed-book prompt the model sees for ``question``: the answerer's, in the model's
-    prompt style (``LocalLM.prompt_style``)."""
-    return lm.render(answer_messages(question, (), lm.prompt_style))
+def render(lm: LocalLM, question: str, passages: Sequence[str] = ()) -> str:
+    """The prompt the model sees for ``question``: the answerer's, in the model's prompt style
+    (``LocalLM.prompt_style``), closed-book or with ``passages`` (what a local model answering
+    from evidence is given, so its kept pass serves the probe)."""
+    return lm.render(answer_messages(question, passages, lm.prompt_style))
 
 
-def encode(lm: LocalLM, question: str, answer: str | None = None) -> tuple[list[int], list[int]]:
+def encode(lm: LocalLM, question: str, answer: str | None = None,
+           passages: Sequence[str] = ()) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) of one input, checked against the model's context.
 
     Raises:
         UserError: The prompt is empty or the input is longer than the model's context.
     """
     tokenizer = lm.tokenizer
-    prompt_ids = tokenizer(render(lm, question), add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(render(lm, question, passages), add_special_tokens=False)["input_ids"]
     answer_ids: list[int] = []
     if answer is not None and answer.strip():
         # With a leading space, as the signals, the probes and the shipped policies were
@@ -205,14 +213,15 @@ class PassResult:
     signals: dict[str, float]
 
 
-def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool = True,
+def run_passes(lm: LocalLM, inputs: Sequence[PassInput], lens: bool = True,
                lens_reads: Sequence[LensRead] = (), answer_depth: int | None = None
                ) -> list[PassResult]:
     """One batched forward pass with hidden states over ``(question, answer)`` inputs.
 
     Args:
         lm: The model read from the inside.
-        inputs: Questions with an optional draft answer (``None``: the question alone).
+        inputs: Questions with an optional draft answer (``None``: the question alone) and
+            optional passages in the prompt (``PassInput``).
         lens: Also compute the logit-lens consistency signals.
         lens_reads: Lens features to compute with the signals (what the prober's lens probes
             read; each lands in ``Pass.lens_cache``). Answer-level reads of an input without an
@@ -236,7 +245,7 @@ def run_passes(lm: LocalLM, inputs: Sequence[tuple[str, str | None]], lens: bool
     """
     if not inputs:
         return []
-    encoded = [encode(lm, q, a) for q, a in inputs]
+    encoded = [encode(lm, *one) for one in inputs]
     reads = list(lens_reads)
     # A prompt that starts with the model's shared prefix gets its pass on top of that one's
     # (``LocalLM.prefill_shared``); a question alone is then read from its kept pass, and a

@@ -26,7 +26,6 @@ import numpy as np
 from knowgate.agents.probe_training import (
     ANSWER_SIGNALS,
     COMBINED_NAMES,
-    PROBE_NAMES,
     QUERY_SIGNALS,
     Features,
     auroc,
@@ -63,7 +62,7 @@ def score_all(features: Features, probes: dict[str, LinearProbeSpec],
         columns[SELF_EVAL] = features.self_eval
     logits = {stage: probe_scores(features, spec) for stage, spec in probes.items()}
     for stage, values in logits.items():
-        columns[PROBE_NAMES[stage]] = values  # type: ignore[index]
+        columns[probes[stage].name] = values  # a reading probe has its own name
     for stage, spec in combiners.items():
         columns[COMBINED_NAMES[stage]] = combiner_scores(  # type: ignore[index]
             spec, stage_columns(features, stage, logits))  # type: ignore[arg-type]

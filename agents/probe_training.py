@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from knowgate.agents.hidden_states import (
     POOLINGS,
@@ -64,6 +64,8 @@ class ProbeRecord(BaseModel):
             ``unseen`` otherwise; the report splits the wrong answers by it.
         relation: What the question asks (``capital`` ...): on real data the relation alone
             predicts much of a model's correctness, so reports compare against it.
+        passages: The evidence in the prompt the answer was given from (empty: closed-book).
+            Records with passages train a probe of that reading (``train_reading_probe``).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -76,6 +78,7 @@ class ProbeRecord(BaseModel):
     kind: str | None = None
     entity: str | None = None
     relation: str | None = None
+    passages: list[str] = Field(default_factory=list)
 
 
 def read_records(path: Path | str) -> list[ProbeRecord]:
@@ -136,14 +139,17 @@ class Features:
 
 
 def untrained_copy(lm: LocalLM, seed: int = 0) -> LocalLM:
-    """The same architecture and tokenizer with freshly initialised weights: the control."""
+    """The same architecture, tokenizer and prompt style with freshly initialised weights: the
+    control (it reads the very prompts the model does)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(lm.model.config)
     model.to(device=lm.device, dtype=next(lm.model.parameters()).dtype)
-    return LocalLM.from_objects(model, lm.tokenizer)
+    copy = LocalLM.from_objects(model, lm.tokenizer)
+    copy.prompt_style = lm.prompt_style
+    return copy
 
 
 def extract(lm: LocalLM, records: Sequence[ProbeRecord], batch_size: int = 64,
@@ -163,7 +169,7 @@ def extract(lm: LocalLM, records: Sequence[ProbeRecord], batch_size: int = 64,
                                                for s in ("query", "answer")}
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
-        results = run_passes(lm, [(r.question, r.answer) for r in batch])
+        results = run_passes(lm, [(r.question, r.answer, r.passages) for r in batch])
         decode = results[0].forward.decode
         for stage, by_pooling in pooled.items():
             for pooling, rows in by_pooling.items():
@@ -438,6 +444,42 @@ def train_probes(features: Features, model: str, c: float = 0.1) -> Trained:
     return Trained(probes=probes, combiners=combiners, sweep=[c for c in cells if c.stage in oof])
 
 
+READING_PROBE = "critic_reading_probe"  # the signal of the critic's readings' probe
+READING_FILE = "reading_probe.json"
+
+
+def train_reading_probe(features: Features, model: str, name: str = READING_PROBE,
+                        c: float = 0.1) -> tuple[LinearProbeSpec, list[SweepCell]]:
+    """The probe of a model's readings of evidence (records with ``passages``): of every
+    answer-level probe of the sweep (layers x poolings x families, over the answer given
+    from the passages), the one with the best validation AUROC, refitted on every record and
+    named ``name``; and the answer-level sweep.
+
+    Raises:
+        UserError: No answer-level probe could be fitted (no answers, or one label only).
+    """
+    cells = [cell for cell in sweep(features, c)
+             if cell.stage == "answer" and cell.auroc is not None]
+    if not cells:
+        raise UserError("no probe of the readings could be fitted (answers of one label only?)")
+    best = max(cells, key=lambda cell: cell.auroc or 0.0)
+    return fit_probe(features, best, model, c).model_copy(update={"name": name}), cells
+
+
+def save_reading(spec: LinearProbeSpec, cells: Sequence[SweepCell], out: Path, model: str,
+                 note: dict[str, Any] | None = None,
+                 specs: Sequence[LinearProbeSpec] = ()) -> Manifest:
+    """Write a probe directory of one reading probe (``reads: evidence``), the sweep's probes
+    (``specs``, for the report's layer table) and the manifest, last."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / READING_FILE, spec)
+    _save_sweep(out, specs)
+    manifest = Manifest(model=model, probes=[READING_FILE], reads="evidence",
+                        report={"sweep": sweep_json(cells), **(note or {})})
+    save_json(out / MANIFEST, manifest)
+    return manifest
+
+
 def sweep_json(cells: Sequence[SweepCell]) -> list[dict[str, Any]]:
     """The sweep as JSON-ready rows."""
     return [{"stage": c.stage, "family": c.family, "layer": c.layer, "pooling": c.pooling,
@@ -465,12 +507,16 @@ def save(trained: Trained, specs: Sequence[LinearProbeSpec], out: Path, model: s
     for stage, combiner in trained.combiners.items():
         combiners.append(f"{stage}_combined.json")
         save_json(out / combiners[-1], combiner)
-    (out / SWEEP_FILE).write_text(
-        "[\n" + ",\n".join(s.model_dump_json() for s in specs) + "\n]\n", encoding="utf-8")
+    _save_sweep(out, specs)
     manifest = Manifest(model=model, probes=names, combiners=combiners,
                         report={"sweep": sweep_json(trained.sweep), **(note or {})})
     save_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _save_sweep(out: Path, specs: Sequence[LinearProbeSpec]) -> None:
+    (out / SWEEP_FILE).write_text(
+        "[\n" + ",\n".join(s.model_dump_json() for s in specs) + "\n]\n", encoding="utf-8")
 
 
 def load_sweep(directory: Path) -> list[LinearProbeSpec]:

@@ -26,6 +26,11 @@ the draft, and each further model reads the question alone, its signals under a 
 critic's own weights (``critic_query_entropy`` ...) that tells, before the critic is paid, whether
 the critic knows the answer: the policy can then send a question the fast model cannot answer
 straight to the critic, or skip a critic that would only abstain.
+
+``EvidenceReader`` reads a model's answer given from evidence: the prompt with the passages the
+model read, then its answer. With the critic's model and a probe set trained on its readings
+(``reads: evidence``), it scores the critic's answer after a search (``critic_reading_probe``),
+the answer whose rightness the token confidence and the answer's text judge least well.
 """
 
 from __future__ import annotations
@@ -37,13 +42,17 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from knowgate.agents.batching import MicroBatcher
-from knowgate.agents.hidden_states import Pass, PassResult, Stage, run_passes
+from knowgate.agents.hidden_states import Pass, PassInput, PassResult, Stage, run_passes
 from knowgate.agents.local_lm import LocalLM
 from knowgate.agents.probes import Combiner, ProbeSet
 from knowgate.errors import UserError
-from knowgate.roles import Prober, RoleError, Signals
+from knowgate.roles import Passage, Prober, RoleError, Signals
 
-__all__ = ["HiddenStateProbe", "JointProber", "Pass", "Stage", "TransformersProber"]
+__all__ = ["EvidenceReader", "HiddenStateProbe", "JointProber", "Pass", "Stage",
+           "TransformersProber"]
+
+# A prober's input: the question, the draft (or ``None``) and the passages in the prompt.
+_Key = tuple[str, str | None, tuple[str, ...]]
 
 
 class HiddenStateProbe(Protocol):
@@ -98,14 +107,17 @@ class TransformersProber:
         self.probes = list(probes)
         self.combiners = list(combiners)
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str | None], Signals] = OrderedDict()
-        self._batcher: MicroBatcher[tuple[str, str | None], dict[str, float] | Exception] = (
+        self._cache: OrderedDict[_Key, Signals] = OrderedDict()
+        self._batcher: MicroBatcher[_Key, dict[str, float] | Exception] = (
             MicroBatcher(lambda _, inputs: self.signals_many(inputs), batch_size,
                          batch_wait_ms / 1000.0, busy=lm.lock.locked))
 
-    async def __call__(self, question: str, answer: str | None = None) -> Signals:
-        """Signals of ``question`` alone, or of ``question`` with ``answer`` (see the module)."""
-        key = (question, answer)
+    async def __call__(self, question: str, answer: str | None = None,
+                       passages: Sequence[str] = ()) -> Signals:
+        """Signals of ``question`` alone, or of ``question`` with ``answer`` (see the module);
+        with ``passages``, of the prompt that holds them (the prompt a model reading the
+        evidence answers from)."""
+        key = (question, answer, tuple(passages))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -130,23 +142,24 @@ class TransformersProber:
         return cls(lm, probes.probes, combiners=probes.combiners, lens=lens,
                    answer_tokens=answer_tokens)
 
-    def signals(self, question: str, answer: str | None = None) -> dict[str, float]:
+    def signals(self, question: str, answer: str | None = None,
+                passages: Sequence[str] = ()) -> dict[str, float]:
         """The signals of one input, computed synchronously (one forward pass).
 
         Raises:
             RoleError: The input is empty or too long for the model, or the model gave NaN.
         """
-        (values,) = self.signals_many([(question, answer)])
+        (values,) = self.signals_many([(question, answer, tuple(passages))])
         if isinstance(values, Exception):
             raise values
         return values
 
-    def signals_many(self, inputs: Sequence[tuple[str, str | None]]
-                     ) -> list[dict[str, float] | Exception]:
-        """The signals of several inputs from one batched forward pass; an input the model
-        cannot take (empty, too long) or whose signals are NaN gets its ``RoleError`` in its
-        place without failing the others."""
-        inputs = [(q, a if a is not None and a.strip() else None) for q, a in inputs]
+    def signals_many(self, inputs: Sequence[PassInput]) -> list[dict[str, float] | Exception]:
+        """The signals of several inputs (``(question, answer[, passages])``) from one batched
+        forward pass; an input the model cannot take (empty, too long) or whose signals are NaN
+        gets its ``RoleError`` in its place without failing the others."""
+        inputs = [(q, a if a is not None and a.strip() else None, tuple(rest[0]) if rest else ())
+                  for q, a, *rest in inputs]
         # The lens probes' features are computed in the pass, with its own signals.
         reads = [read for probe in self.probes
                  if (read := getattr(probe, "lens_read", None)) is not None]
@@ -158,8 +171,7 @@ class TransformersProber:
                 return [RoleError(self.role, str(exc))]
             # Find the input at fault: the others still get their signals.
             return [out for one in inputs for out in self.signals_many([one])]
-        return [self._named(result, answer)
-                for result, (_, answer) in zip(passes, inputs, strict=True)]
+        return [self._named(result, one[1]) for result, one in zip(passes, inputs, strict=True)]
 
     def _answer_depth(self) -> int | None:
         """The deepest hidden state read at a draft's positions (``None``: the whole model)."""
@@ -214,3 +226,45 @@ class JointProber:
         for prefix, result in zip(self.question_readers, read, strict=True):
             values.update({f"{prefix}_{name}": v for name, v in result.values.items()})
         return Signals(values=values, cost_usd=main.cost_usd + sum(r.cost_usd for r in read))
+
+
+class EvidenceReader:
+    """Signals of an answer a model gave from evidence, read from that model's hidden states.
+
+    The refine node calls it with the critic's answer and the passages the critic read
+    (``knowgate.graphs.nodes.TriageContext.reader``). On the critic's own loaded copy the
+    reading's prompt pass is usually kept from the critic's decoding (``LocalLM.prefills``), so
+    only the answer's tokens run.
+
+    Args:
+        prober: A prober of the reading model whose probes read the evidence (a ``ProbeSet``
+            with ``reads: evidence``); its token and lens signals are left out.
+    """
+
+    def __init__(self, prober: TransformersProber) -> None:
+        if not prober.probes and not prober.combiners:
+            raise UserError("an evidence reader needs probes of the reading (reads: evidence)")
+        self.prober = prober
+        self.names: tuple[str, ...] = (*(p.name for p in prober.probes),
+                                       *(c.name for c in prober.combiners))
+
+    @classmethod
+    def with_probes(cls, lm: LocalLM, probes: ProbeSet) -> EvidenceReader:
+        """A reader running a saved set of reading probes on ``lm``.
+
+        Raises:
+            UserError: The set was not trained on readings of evidence.
+        """
+        if probes.reads != "evidence":
+            raise UserError("these probes read the question, not a reading of evidence")
+        return cls(TransformersProber.with_probes(lm, probes, lens=False, answer_tokens=False))
+
+    async def __call__(self, question: str, answer: str, passages: Sequence[Passage]) -> Signals:
+        """The probes' signals of ``answer`` given to ``question`` from ``passages``.
+
+        Raises:
+            RoleError: The reading cannot be read (too long for the model, NaN, a failure).
+        """
+        read = await self.prober(question, answer, [p.text for p in passages])
+        return Signals(values={n: read.values[n] for n in self.names if n in read.values},
+                       cost_usd=read.cost_usd)

@@ -9,7 +9,10 @@
   combined, calibrated signal.
 
 ``ProbeSet.load(directory)`` reads what ``knowgate probe train`` wrote (``probes.json`` lists the
-files); the default prober loads the set shipped beside the world's fast model.
+files); the default prober loads the set shipped beside the world's fast model. A set whose
+manifest says ``reads: evidence`` was trained on a model's readings of the evidence (the prompt
+with passages, and the answer the model gave from it): ``knowgate.agents.prober.EvidenceReader``
+runs it on the critic's answers after a search.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from knowgate.signals import SIGNALS, TRAINED_PROBE, SignalSpec
 MANIFEST = "probes.json"
 # hidden: the pooled hidden state itself; lens: its logit-lens decoding (``lens_features``).
 Family = Literal["hidden", "lens"]
+# question: the probes read the closed-book prompt (and a draft); evidence: the prompt with the
+# passages a model read, and the answer it gave from them.
+Reads = Literal["question", "evidence"]
 _CLAMP = 30.0
 
 
@@ -85,6 +91,7 @@ class Manifest(BaseModel):
     model: str
     probes: list[str]
     combiners: list[str] = Field(default_factory=list)
+    reads: Reads = "question"
     report: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -172,6 +179,7 @@ class ProbeSet:
     probes: list[LinearProbe] = field(default_factory=list)
     combiners: list[Combiner] = field(default_factory=list)
     model: str = ""
+    reads: Reads = "question"
 
     @classmethod
     def load(cls, directory: Path | str) -> ProbeSet:
@@ -188,7 +196,11 @@ class ProbeSet:
         manifest = read_spec(manifest_path, Manifest)
         probes = [LinearProbe(read_spec(directory / n, LinearProbeSpec)) for n in manifest.probes]
         combiners = [Combiner(read_spec(directory / n, CombinerSpec)) for n in manifest.combiners]
-        loaded = cls(probes=probes, combiners=combiners, model=manifest.model)
+        if manifest.reads == "evidence" and any(p.stage != "answer" for p in probes):
+            raise UserError(f"{manifest_path}: a probe of the reading of evidence reads the "
+                            f"answer given from it (stage 'answer')")
+        loaded = cls(probes=probes, combiners=combiners, model=manifest.model,
+                     reads=manifest.reads)
         for spec in loaded.declarations():
             try:
                 SIGNALS.declare(spec)
@@ -209,6 +221,15 @@ class ProbeSet:
             # map, and the question's probe also in the map deciding to search before drafting.
             return ("query", "closed_book") if name == "query" else ("closed_book",)
 
+        if self.reads == "evidence":
+            # What the critic answered from the passages: calibrate tries it in the critic map.
+            return [SignalSpec(name=s.name, stage="verdict", producer=TRAINED_PROBE,
+                               meaning=f"logit of P(the answer read from the evidence is right) "
+                                       f"from a {kind} on the hidden states of the reading "
+                                       f"model over the passages and its answer",
+                               maps=("critic",))
+                    for kind, s in (*(("linear probe", p) for p in self.probes),
+                                    *(("trained combiner", c) for c in self.combiners))]
         return [
             *(SignalSpec(name=p.name, stage=stage(p.stage), producer=TRAINED_PROBE,
                          meaning=f"logit of P(correct) from a linear probe on the prober's "

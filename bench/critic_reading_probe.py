@@ -44,6 +44,7 @@ from knowgate.agents.local_lm import LocalLM  # noqa: E402
 from knowgate.agents.probe_report import relation_rates  # noqa: E402
 from knowgate.agents.probe_training import auroc, untrained_copy  # noqa: E402
 from knowgate.agents.prompting import answer_messages  # noqa: E402
+from knowgate.evals.probe_labels import readings_from_run  # noqa: E402
 from knowgate.evals.records import read_records  # noqa: E402
 from knowgate.settings import load_settings  # noqa: E402
 from knowgate.worlds.world import World  # noqa: E402
@@ -54,25 +55,17 @@ POLICY_FEATURES = ("critic_logit", "evidence_match", "critic_evidence_match", "c
 
 
 def readings(run: Path) -> list[dict]:
-    """The critic's answer after a search, on the path search -> draft -> critic, per
-    question: its text, whether it is right, the passages it read (the explore run's taped
-    search, cut to the passages put in front of a model) and the policy's features."""
-    out = []
+    """The critic's answer after a search per question (``readings_from_run``: its text,
+    whether it is right, the passages it read), with the policy's features of that answer."""
+    features = {}
     for record in read_records(run):
-        if record.outcome == "error" or record.tape is None:
-            continue
         found = [c for c in record.candidates if c.source == "critic" and c.searched and c.answer]
-        search = next((c.result for c in record.tape.calls if c.role == "searcher"), None)
-        if not found or not search or not search["passages"]:
-            continue
-        critic = min(found, key=lambda c: len(c.path))
-        shown = search["passages"][:record.tape.evidence_passages]
-        out.append({"question": record.question, "answer": critic.answer,
-                    "right": int(critic.correct), "passages": [p["text"] for p in shown],
-                    "group": record.meta.get("code") or record.id,
-                    "relation": record.meta.get("relation") or "?",
-                    "features": [critic.features.get(f, 0.0) for f in POLICY_FEATURES]})
-    return out
+        if found:
+            features[record.id] = min(found, key=lambda c: len(c.path)).features
+    return [{"question": r.question, "answer": r.answer, "right": int(r.correct),
+             "passages": r.passages, "group": r.group, "relation": r.relation or "?",
+             "features": [features[r.id].get(f, 0.0) for f in POLICY_FEATURES]}
+            for r in readings_from_run(run)]
 
 
 def hidden_states(lm: LocalLM, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,8 +125,7 @@ def main() -> None:
     out: dict = {"readings": len(rows), "right": int(y.sum()),
                  "policy_features": auroc(y, out_of_fold(features, y, groups, c=1.0)),
                  "relation_only": auroc(y, relation_rates(relations, y, groups))}
-    control = untrained_copy(lm)
-    control.prompt_style = lm.prompt_style  # the same prompt, read by random weights
+    control = untrained_copy(lm)  # the same prompt, read by random weights
     for name, model in (("trained", lm), ("untrained_control", control)):
         means, lasts = hidden_states(model, rows)
         out[name] = {"answer_mean": layer_table(means, features, y, groups),

@@ -129,7 +129,7 @@ def main() -> None:
     runs = args.runs or settings.data_dir / "runs" / "factbook"
     calibration = load_dataset("calibration", settings, sample=args.sample, seed=args.seed)
     test = load_dataset("test", settings, sample=args.sample, seed=args.seed)
-    kg = Knowgate(settings)
+    kg: Knowgate | None = None  # the roles the fitted policy reads, built once it is fitted
     # Explore runs record every signal the prober can give, so that calibrate may try any of
     # them (``run_eval`` does this itself only when it builds the roles).
     explorer = Knowgate(settings.model_copy(update={"prober_signals": "all"}))
@@ -142,7 +142,7 @@ def main() -> None:
                 return read_records(out)
         run_settings = settings if policy is None else settings.model_copy(update={"policy": policy})
         # The roles are built once; a graph run with the fitted policy only swaps the policy.
-        built = explorer if graph == "explore" else kg
+        built = explorer if graph == "explore" or kg is None else kg
         context = built.context if policy is None else dataclasses.replace(
             built.context, policy=Policy.load(policy))
         asyncio.run(run_eval(dataset, graph, out, run_settings, concurrency=args.concurrency,
@@ -159,6 +159,9 @@ def main() -> None:
                                                  f"{calibration.name}: {policy.source}"})
     policy_path = (world.path / "policy.json") if args.write else runs / "policy.json"
     policy_path.write_text(policy.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    # The roles the fitted policy weighs (a reader of the critic's readings only if it reads
+    # them: ``knowgate.composition``), as a user running that policy gets them.
+    kg = Knowgate(settings.model_copy(update={"policy": policy_path}))
     explored_test = run(test, "explore", "explore-test")
     classes = {r.id: measured_class(r) for r in explored_test}
     oracle = oracle_records(explored_test)

@@ -38,7 +38,7 @@ from knowgate.roles import (
 # What each taped role returns, to read its results back.
 RESULTS: dict[str, type[BaseModel] | None] = {"answerer": Draft, "prober": Signals,
                                               "searcher": Evidence, "critic": Verdict,
-                                              "matcher": None}
+                                              "matcher": None, "reader": Signals}
 TAPED = tuple(RESULTS)
 
 
@@ -61,10 +61,14 @@ class Tape(BaseModel):
         calls: Every distinct call, in the order first made.
         policy_reads: Policy methods the graph called outside ``Policy.decide`` that read the
             maps (a choice made by them is not walked: ``calibrate`` refuses such a graph).
+        reader_names: The signals the run's reader of the critic's answers writes
+            (``TriageContext.reader``), which the replayed refine node clears as the live one
+            does.
     """
 
     roles: list[str]
     evidence_passages: int = 1
+    reader_names: list[str] = Field(default_factory=list)
     calls: list[TapeEntry] = Field(default_factory=list)
     policy_reads: list[str] = Field(default_factory=list)
 
@@ -95,7 +99,7 @@ def call_key(role: str, *args: Any, **kwargs: Any) -> str:
         data = {"question": question, "evidence": _ids(evidence), "signals": signals.values,
                 "draft": None if draft is None else
                 draft.model_dump(mode="json", include={"answer", "confidence", "label"})}
-    elif role == "matcher":
+    elif role in ("matcher", "reader"):
         question, answer, passages = args
         data = {"question": question, "answer": answer, "evidence": _ids(passages)}
     else:  # pragma: no cover - TAPED lists every role the nodes call
@@ -139,6 +143,8 @@ class Recorder:
 
     def wrap(self, context: TriageContext) -> TriageContext:
         """``context`` with each role recording into the tape (an absent role stays absent)."""
+        if context.reader is not None:
+            self.tape.reader_names = list(context.reader.names)
         return replace(context, **{role: _Taped(role, self, getattr(context, role))
                                    for role in TAPED if getattr(context, role) is not None})
 
@@ -180,10 +186,11 @@ class Player:
 
 
 class _Taped:
-    """One role going through a ``Recorder`` or a ``Player``."""
+    """One role going through a ``Recorder`` or a ``Player`` (a reader keeps its ``names``)."""
 
     def __init__(self, role: str, tape: Recorder | Player, impl: Any = None) -> None:
         self.role, self.tape, self.impl = role, tape, impl
+        self.names: tuple[str, ...] = tuple(tape.tape.reader_names) if role == "reader" else ()
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return await self.tape.call(self.role, self.impl, *args, **kwargs)

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from langgraph.runtime import Runtime
 
@@ -56,6 +56,25 @@ class TriageContext:
     # Scores an open-book draft against the evidence sentence it came from (``evidence_match``;
     # ``knowgate.tools.evidence_match.EvidenceMatcher``); ``None``: the signal is not read.
     matcher: Callable[[str, str, Sequence[Passage]], Awaitable[float]] | None = None
+    # Reads the critic's answer after a search from the inside: the critic model's hidden
+    # states over the passages and its answer (``knowgate.agents.prober.EvidenceReader``);
+    # ``None``: those signals are not read.
+    reader: Reader | None = None
+
+
+class Reader(Protocol):
+    """Signals of an answer given from evidence (``TriageContext.reader``).
+
+    Attributes:
+        names: The signals it writes (a new verdict's reading replaces the last one's).
+    """
+
+    names: tuple[str, ...]
+
+    async def __call__(self, question: str, answer: str,
+                       passages: Sequence[Passage]) -> Signals:
+        """The signals of ``answer``, given to ``question`` from ``passages``."""
+        ...
 
 
 async def _call(role: str, impl: Callable[..., Awaitable[_Result]] | None, timeout_s: float,
@@ -136,6 +155,24 @@ async def _matched(ctx: TriageContext, question: str, answer: str, passages: lis
         signals[name] = match
     said = f"evidence match {match:.3f}" if match is not None else str(error)
     return step.model_copy(update={"reason": f"{step.reason}; {said}",
+                                   "latency_s": round(latency + seconds, 6)})
+
+
+async def _read(ctx: TriageContext, question: str, answer: str, passages: list[Passage],
+                signals: dict[str, float], step: Step, latency: float) -> Step:
+    """Read ``answer`` given from ``passages`` (``ctx.reader``) into ``signals`` and return
+    ``step`` with the reading's signals, price and time added. A failing reader costs only its
+    signals (the policy then reads a map's fallback)."""
+    assert ctx.reader is not None
+    read, error, seconds = await _call("reader", ctx.reader, ctx.role_timeout_s,
+                                       question, answer, passages)
+    if read is not None:
+        SIGNALS.check(read.values)
+        signals.update(read.values)
+    said = f"reading {read.describe()}" if read is not None else str(error)
+    cost = read.cost_usd if read is not None else error.cost_usd if error is not None else 0.0
+    return step.model_copy(update={"reason": f"{step.reason}; {said}",
+                                   "cost_usd": step.cost_usd + cost,
                                    "latency_s": round(latency + seconds, 6)})
 
 
@@ -252,11 +289,19 @@ async def refine(state: TriageState, runtime: Runtime[TriageContext]) -> dict[st
                        call.seconds, proposes="critic", answer=result.answer if stands else None)
     signals = {**state.signals.values, "critic_confidence": result.confidence}
     signals.pop("critic_evidence_match", None)  # it belongs to the verdict it was read from
+    latency = call.seconds
     if passages and ctx.matcher is not None and result.answer.strip():
         # Does the evidence state the critic's answer to this question? A small critic asked
         # about something no passage holds answers with the question's own words.
         step = await _matched(ctx, state.question, result.answer, passages,
-                              "critic_evidence_match", signals, step, call.seconds)
+                              "critic_evidence_match", signals, step, latency)
+        latency = step.latency_s
+    if ctx.reader is not None:
+        for name in ctx.reader.names:  # they belong to the verdict they were read from
+            signals.pop(name, None)
+        if passages and stands:
+            step = await _read(ctx, state.question, result.answer, passages, signals, step,
+                               latency)
     update: dict[str, Any] = {"verdict": result, "steps": [step],
                               "signals": Signals(values=signals)}
     if stands:

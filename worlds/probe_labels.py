@@ -1,4 +1,5 @@
-"""Label a world split for probe training: run the answerer, record whether it was right.
+"""Label a world split for probe training: run the answerer, record whether it was right (or,
+``label_readings``, search and have the critic read what was found: probes of that reading).
 
 Questions do not say whether their subject is familiar to a model, so it is derived from the
 world's facts: a model knows an entity when it was trained on at least one of that entity's facts
@@ -15,7 +16,7 @@ from collections.abc import Callable, Collection
 from knowgate.agents.probe_training import ProbeRecord
 from knowgate.errors import UserError
 from knowgate.grading import is_correct
-from knowgate.roles import Answerer
+from knowgate.roles import Answerer, Critic, Searcher, Signals
 from knowgate.worlds.schema import Use
 from knowgate.worlds.world import World
 
@@ -76,3 +77,45 @@ async def label_split(world: World, split: str, answerer: Answerer, model: str |
                            "known" if q.subject in known else "unseen")
 
     return list(await asyncio.gather(*(one(q) for q in questions)))
+
+
+async def label_readings(world: World, split: str, searcher: Searcher, critic: Critic,
+                         evidence_passages: int = 1, concurrency: int = 64,
+                         progress: Callable[[int], None] | None = None,
+                         skip: Collection[str] = ()) -> list[ProbeRecord]:
+    """Search every question of ``split``, have ``critic`` read what was found, as the triage
+    graph's refine node does after a search, and record its answer, the passages it read and
+    whether it was right: the data of a probe of the critic's readings (``reads: evidence``).
+
+    A question whose search finds nothing, or whose critic gives no answer (it abstains), has
+    no reading to judge and no record. ``skip``, ``concurrency`` and ``progress`` are as for
+    ``label_split``.
+
+    Raises:
+        RoleError: The searcher or the critic failed on a question (nothing is returned
+            half-labelled).
+    """
+    mode = world.card.grading
+    left_out = set(skip)
+    questions = [q for q in world.questions(split) if q.id not in left_out]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(q) -> ProbeRecord | None:
+        async with gate:
+            evidence = await searcher(q.question)
+            passages = evidence.passages[:evidence_passages]
+            verdict = None
+            if passages:
+                verdict = await critic(q.question, None,
+                                       Signals(values={"search_support": evidence.support}),
+                                       passages)
+        if progress is not None:
+            progress(1)
+        if verdict is None or verdict.verdict == "abstain" or not verdict.answer.strip():
+            return None
+        return ProbeRecord(id=q.id, question=q.question, answer=verdict.answer,
+                           correct=is_correct(verdict.answer, q.answers, mode),
+                           passages=[p.text for p in passages], group=q.subject,
+                           relation=q.relation, kind=q.kind.value if q.kind is not None else None)
+
+    return [r for r in await asyncio.gather(*(one(q) for q in questions)) if r is not None]
