@@ -259,8 +259,8 @@ def run_passes(lm: LocalLM, inputs: Sequence[PassInput], lens: bool = True,
         if prefill is not None and not encoded[i][1]:
             results[i] = _prompt_pass(lm, prefill, lens, reads)
     rest = [i for i, k in enumerate(kept) if k is None]
-    if rest:
-        for i, result in zip(rest, _full_pass(lm, [encoded[i] for i in rest], lens, reads),
+    for chunk in _logit_chunks(lm, rest, encoded):
+        for i, result in zip(chunk, _full_pass(lm, [encoded[i] for i in chunk], lens, reads),
                              strict=True):
             results[i] = result
     drafts = []  # (input, its kept prefill) of drafts the model did not decode there
@@ -282,6 +282,31 @@ def run_passes(lm: LocalLM, inputs: Sequence[PassInput], lens: bool = True,
         return done
     return [replace(r, signals={k: v for k, v in r.signals.items()
                                 if k not in ANSWER_TOKEN_SIGNALS}) for r in done]
+
+
+# Most bytes of logits one whole pass may hold. A batch keeps logits from its shortest prompt's
+# end to its longest input's end in every row, so prompts of unequal lengths (with passages of
+# unequal lengths in them) on a large vocabulary (Gemma's 262k) would hold gigabytes.
+MAX_LOGITS_BYTES = 256 * 2**20
+
+
+def _logit_chunks(lm: LocalLM, indices: Sequence[int],
+                  encoded: Sequence[tuple[list[int], list[int]]]) -> list[list[int]]:
+    """``indices`` grouped into whole passes, by prompt length, each keeping at most
+    ``MAX_LOGITS_BYTES`` of logits (one input alone may keep more)."""
+    vocab = int(getattr(getattr(lm.model, "config", None), "vocab_size", 0) or 0)
+    keeps = _forward_options(lm.model).keeps_logits
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    for i in sorted(indices, key=lambda i: len(encoded[i][0])):
+        grown = [*chunk, i]
+        width = max(len(p) + len(a) for p, a in (encoded[j] for j in grown))
+        kept = width - len(encoded[grown[0]][0]) + 1 if keeps else width
+        if chunk and len(grown) * max(kept, MIN_LOGITS_KEPT) * vocab * 4 > MAX_LOGITS_BYTES:
+            chunks.append(chunk)
+            grown = [i]
+        chunk = grown
+    return [*chunks, chunk] if chunk else chunks
 
 
 def _full_pass(lm: LocalLM, encoded: Sequence[tuple[list[int], list[int]]], lens: bool,

@@ -280,12 +280,13 @@ class SweepCell:
     auroc: float | None
 
 
-def sweep(features: Features, c: float = 0.1) -> list[SweepCell]:
-    """Validation AUROC of a probe at every stage x family x layer x pooling."""
+def sweep(features: Features, c: float = 0.1,
+          stages: Sequence[Stage] = ("query", "answer")) -> list[SweepCell]:
+    """Validation AUROC of a probe at every stage (of ``stages``) x family x layer x pooling."""
     train, val = _validation_split(features)
     y = features.labels
     cells = []
-    for stage in ("query", "answer"):
+    for stage in stages:
         for family in features.families():
             for pooling in POOLINGS[stage]:
                 x = features.matrix(family, stage, pooling)
@@ -458,8 +459,7 @@ def train_reading_probe(features: Features, model: str, name: str = READING_PROB
     Raises:
         UserError: No answer-level probe could be fitted (no answers, or one label only).
     """
-    cells = [cell for cell in sweep(features, c)
-             if cell.stage == "answer" and cell.auroc is not None]
+    cells = [cell for cell in sweep(features, c, stages=("answer",)) if cell.auroc is not None]
     if not cells:
         raise UserError("no probe of the readings could be fitted (answers of one label only?)")
     best = max(cells, key=lambda cell: cell.auroc or 0.0)

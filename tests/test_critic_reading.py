@@ -91,6 +91,12 @@ async def test_the_reading_is_probed_over_the_prompt_that_holds_the_passages(
     # otherwise.
     (closed,) = run_passes(slow, [(QUESTION, "Lorin")])
     assert abs(LinearProbe(probe.spec)(closed.forward) - expected) > 1e-3
+    # Readings of passages of unequal lengths, batched, read as each alone.
+    inputs = [(QUESTION, "Lorin", [PASSAGE.text * k]) for k in (1, 3, 6)] + [(QUESTION, "Quell")]
+    for one, together in zip(inputs, run_passes(slow, inputs), strict=True):
+        (alone,) = run_passes(slow, [one])
+        assert LinearProbe(probe.spec)(together.forward) == pytest.approx(
+            LinearProbe(probe.spec)(alone.forward), abs=1e-3)
 
 
 def test_a_reading_set_reads_answers_and_a_question_set_is_no_reader(
@@ -243,6 +249,12 @@ def test_label_readings_train_a_reading_probe_and_the_runtime_reads_with_it(
     manifest = json.loads((probes / MANIFEST).read_text())
     assert manifest["reads"] == "evidence" and manifest["model"] == "world:slow"
     assert json.loads((probes / "control" / MANIFEST).read_text())["reads"] == "evidence"
+    result = _invoke(["probe", "report", "--world", "synthetic", "--probes", str(probes),
+                      "--data", str(labelled), "--no-self-eval", "--json"], data_dir)
+    assert result.exit_code == 0, result.output
+    rows = {r["signal"]: r for r in json.loads(result.stdout)["signals"]}
+    assert rows[READING_PROBE]["auroc"] is not None and "control_auroc" in rows[READING_PROBE]
+    assert "answer_min_logprob" in rows  # the critic's own token confidence, beside it
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text(labelled.read_text() + json.dumps(
         {"id": "x", "question": "Q?", "answer": "A", "correct": True}) + "\n")
