@@ -138,7 +138,10 @@ class LiteLLMCritic(LiteLLMRole):
                 raise
             spent += done.cost_usd
             completions.append(done)
-            scored.append((self.probability(done, spent) * weight, done))
+            # An empty reply (the model stopped at once: no answer token, so no logprob) is
+            # no answer from this pass; it scores nothing rather than failing the role.
+            score = self.probability(done, spent) * weight if done.text.strip() else 0.0
+            scored.append((score, done))
         confidence, best = max(scored, key=lambda item: item[0])
         answer = best.text.strip()
         if draft is not None and answer and normalize(answer) == normalize(draft.answer):

@@ -155,10 +155,17 @@ def _context(scripts: dict[str, Any], policy: Policy | None = None,
 
 
 SEARCH_THEN_CRITIC = "search-then-critic"
-if SEARCH_THEN_CRITIC not in GRAPHS:  # a developer's pipeline: search, draft, the critic
-    register_graph(SEARCH_THEN_CRITIC, lambda checkpointer=None: pipeline_graph(
-        SEARCH_THEN_CRITIC, [("search", nodes.search), ("draft", nodes.draft),
-                             ("refine", nodes.refine)], checkpointer), served=False)
+
+
+def search_then_critic() -> str:
+    """A developer's pipeline (search, draft, the critic), registered when a test first runs
+    it: registered at import, it would join the stock graphs that other modules' tests are
+    parametrized over as they are collected."""
+    if SEARCH_THEN_CRITIC not in GRAPHS:
+        register_graph(SEARCH_THEN_CRITIC, lambda checkpointer=None: pipeline_graph(
+            SEARCH_THEN_CRITIC, [("search", nodes.search), ("draft", nodes.draft),
+                                 ("refine", nodes.refine)], checkpointer), served=False)
+    return SEARCH_THEN_CRITIC
 
 
 async def test_the_refine_node_reads_the_critics_answer_after_a_search_only() -> None:
@@ -166,7 +173,7 @@ async def test_the_refine_node_reads_the_critics_answer_after_a_search_only() ->
     q = items[0].question
     said = scripts["verdicts"][q][1]
     ctx = _context(scripts)
-    result = await Knowgate(context=ctx).ask(q, graph=SEARCH_THEN_CRITIC)
+    result = await Knowgate(context=ctx).ask(q, graph=search_then_critic())
     assert ctx.reader.calls == [(q, said, 1)]
     refine = next(s for s in result.steps if s.action == "refine")
     assert f"reading {READING_PROBE}=" in refine.reason
@@ -183,7 +190,7 @@ async def test_a_failing_reader_costs_only_its_signal() -> None:
     q = items[0].question
     failing = ScriptedReader(values={k: Fail("out of memory") for k in scripts["reading"]})
     result = await Knowgate(context=_context(scripts, reader=failing)).ask(
-        q, graph=SEARCH_THEN_CRITIC)
+        q, graph=search_then_critic())
     assert result.outcome == "answered"  # the critic's answer stands, judged without it
     assert READING_PROBE not in result.signals
     refine = next(s for s in result.steps if s.action == "refine")
@@ -269,7 +276,7 @@ def test_label_readings_train_a_reading_probe_and_the_runtime_reads_with_it(
     reader = everything.context.reader
     assert isinstance(reader, EvidenceReader) and reader.names == (READING_PROBE,)
     asked = records[0]["question"]  # the critic answered it from the passage it was shown
-    result = run_sync(everything.ask(asked, graph=SEARCH_THEN_CRITIC))
+    result = run_sync(everything.ask(asked, graph=search_then_critic()))
     assert result.outcome != "error"
     assert READING_PROBE in result.signals, result.steps
     for setting in ({"reading_probes": "off", "prober_signals": "all"},

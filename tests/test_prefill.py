@@ -219,16 +219,25 @@ def test_a_batch_decodes_only_the_rows_still_writing() -> None:
 def test_the_cache_stays_within_its_bound() -> None:
     world = World("synthetic")
     lm = LocalLM(world.model_dir("fast"), "cpu")
-    questions = [q.question for q in world.questions("test")[:12]]
+    questions = [q.question for q in world.questions("test")[:13]]
     run_passes(lm, [(questions[0], None)])
     one = lm.prefills.nbytes
     assert one > 0
     bounded = LocalLM(world.model_dir("fast"), "cpu", prefill_cache_mb=3.5 * one / 2**20)
-    run_passes(bounded, [(q, None) for q in questions])
+    run_passes(bounded, [(q, None) for q in questions[:12]])
     assert len(bounded.prefills) == 3 and bounded.prefills.nbytes <= bounded.prefills.max_bytes
-    # The most recent prompts are the ones kept.
-    assert bounded.prefills.get(bounded.tokenizer(render(bounded, questions[-1]),
-                                                  add_special_tokens=False)["input_ids"])
+
+    def kept(question: str) -> bool:
+        ids = bounded.tokenizer(render(bounded, question), add_special_tokens=False)["input_ids"]
+        return bounded.prefills.get(ids) is not None
+
+    # The most recent prompt is kept and the least recently used one goes (one batch stores
+    # its prompts in the order it runs them: grouped by length, not the caller's order).
+    before = [q for q in questions[:12] if kept(q)]
+    assert len(before) == 3
+    run_passes(bounded, [(questions[12], None)])
+    assert kept(questions[12]) and len(bounded.prefills) == 3
+    assert [kept(q) for q in before] == [False, True, True]
     assert not PrefixCache(0).enabled
 
 

@@ -198,3 +198,23 @@ async def test_a_critic_given_evidence_only_reads_it(context, shipped_world: Wor
     assert (await reader(question.question, None, signals)).answer == closed.answer
     opened = await both.ask_plain(question.question, [p.text for p in evidence.passages])
     assert read.answer == opened.text.strip() != ""
+
+
+async def test_a_critic_that_replies_nothing_abstains(context, shipped_world: World) -> None:
+    """The slow model stops at once on this question and the passage found for it (a namesake's
+    birthplace): an empty reply carries no answer token, so no logprob; the critic abstains on
+    it and bills the call, where it once failed the role for want of logprobs."""
+    from knowgate.agents.critic import LiteLLMCritic
+
+    built = context.critic
+    reader = LiteLLMCritic(built.router, built.model, built.fmt, built.timeout_s,
+                           built.max_tokens, evidence_weight="only", abstain_below=0.0)
+    question = next(q for q in shipped_world.questions("paraphrase") if q.id == "p-f01401")
+    evidence = await context.searcher(question.question)
+    passages = evidence.passages[:1]
+    said = await reader.ask_plain(question.question, [p.text for p in passages])
+    assert said.text == "" and said.logprobs == [] and said.usage.completion_tokens == 1
+    verdict = await reader(question.question, None,
+                           Signals(values={"search_support": evidence.support}), passages)
+    assert (verdict.verdict, verdict.answer, verdict.confidence) == ("abstain", "", 0.0)
+    assert verdict.cost_usd == pytest.approx(said.cost_usd) and said.cost_usd > 0
