@@ -254,8 +254,9 @@ def success_terms(policy: Policy, explored: Sequence[ExploredQuestion], base: Po
     cases = success_cases(policy, explored)
     rates = {name: round(float(np.mean([ok for _, ok in rows])), 4)
              for name, rows in cases.items() if rows}
-    maps = {name: fit_cases(cases[name], list(old.weights), old)[0]
-            for name, old in base.success_maps.items() if name != "refine_searched"}
+    maps = {name: fitted for name, old in base.success_maps.items()
+            if name != "refine_searched"
+            and (fitted := _fitted_success_map(cases[name], old)) is not None}
     update: dict[str, Any] = {"success": base.success.model_copy(update=rates),
                               "success_maps": maps}
     old = base.success_maps.get("refine_searched")
@@ -265,9 +266,19 @@ def success_terms(policy: Policy, explored: Sequence[ExploredQuestion], base: Po
                    if (opened := _search_first_draft(e)) is not None
                    and first_move(e.replay(interim, prices)) == "refine"}
         reached = [(f, ok) for f, ok in cases["refine_searched"] if id(f) not in skipped]
-        update["success_maps"] = {**maps, "refine_searched": fit_cases(reached, list(old.weights),
-                                                                         old)[0]}
+        fitted = _fitted_success_map(reached, old)
+        update["success_maps"] = {**maps, **({"refine_searched": fitted} if fitted else {})}
     return update
+
+
+def _fitted_success_map(cases: Sequence[tuple[dict[str, float], bool]], base: LogisticMap
+                        ) -> LogisticMap | None:
+    """The success map fitted on ``cases``, or ``None`` when none could be (too few cases, or
+    one outcome only): the policy then weighs the measured rate. Keeping ``base`` there would
+    weigh its placeholder weights as if fitted: the stock base maps (weights 0) say 0.5 where
+    the measured rate is 0, which at strict thresholds sent every question to the critic first."""
+    fitted, _ = fit_cases(cases, list(base.weights), base)
+    return None if fitted is base else fitted
 
 
 def first_move(replayed: Replayed) -> str | None:

@@ -15,7 +15,14 @@ from typer.testing import CliRunner
 from knowgate import load_settings
 from knowgate.cli import app
 from knowgate.errors import UserError
-from knowgate.evals.calibrate import calibrate, replay_all, threshold_of
+from knowgate.evals.calibrate import (
+    calibrate,
+    replay_all,
+    success_cases,
+    success_terms,
+    threshold_of,
+    with_threshold,
+)
 from knowgate.evals.datasets import EvalItem, load_dataset
 from knowgate.evals.explore import End, ExploredQuestion, Point, bounds, replay_trees
 from knowgate.evals.graphs import compile_eval_graph
@@ -320,7 +327,10 @@ async def test_the_critics_own_signal_sends_questions_to_the_critic_first(
     await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
     base = Policy.load()
     policy, report = calibrate(tmp_path / "explore", "utility", base, PRICES)
-    assert set(policy.success_maps) == {"refine_unsearched", "refine_searched"}
+    # This world's open-book drafts carry no ``evidence_match``, a feature of the stock
+    # after-search map: it cannot be fitted here, and the measured rate stands in for it.
+    assert set(policy.success_maps) == {"refine_unsearched"}
+    assert "evidence_match" in Policy.load().success_maps["refine_searched"].weights
     assert policy.success_maps["refine_unsearched"].weights["critic_query_top_prob"] > 0
     assert "critic_query_top_prob" in report["success_features"]["refine_unsearched"]
     records = await graph_equals_replay(items, scripts, policy, tmp_path / "triage", tmp_path)
@@ -345,6 +355,30 @@ async def test_the_critics_own_signal_sends_questions_to_the_critic_first(
     slow = [r for r in blind_records if r.kind == "slow-known"]
     assert sum(r.right and "refine" in r.path for r in slow) >= 0.9 * len(slow)
     assert sum(r.cost_usd for r in records) < sum(r.cost_usd for r in blind_records)
+
+
+async def test_a_success_map_with_nothing_to_fit_leaves_the_measured_rate(
+        tmp_path: Path) -> None:
+    # At a threshold no candidate reaches, no action yields a trusted answer: every success
+    # case is a failure. The base maps' placeholder weights (0: probability 0.5) must not be
+    # kept as if fitted, or the policy would expect the critic asked first to succeed half the
+    # time and send every question there (risk mode's strict thresholds did).
+    items, scripts = synthetic(120, seed=11, trained=True, critic_signal=True)
+    await run(items, "explore", tmp_path / "explore", context(scripts), tmp_path)
+    base = Policy.load()
+    assert base.success_maps["refine_unsearched"].weights  # the stock map a fit would replace
+    explored = await explored_questions(tmp_path / "explore", base)
+    strict = with_threshold(base, 0.999999)
+    cases = success_cases(strict, explored)
+    assert cases["refine_unsearched"] and not any(ok for rows in cases.values() for _, ok in rows)
+    policy = strict.model_copy(update=success_terms(strict, explored, base, PRICES))
+    assert policy.success_maps == {}
+    assert policy.success.refine_unsearched == 0.0 and policy.success.search_first == 0.0
+    first = {e.replay(policy, PRICES).path[1] for e in explored}
+    assert "refine" not in first
+    # At the calibrated threshold the same cases hold successes, and the maps are fitted.
+    fitted = base.model_copy(update=success_terms(base, explored, base, PRICES))
+    assert fitted.success_maps["refine_unsearched"] != base.success_maps["refine_unsearched"]
 
 
 async def test_search_first_is_chosen_by_replayed_utility_within_the_guard(
